@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+func diffCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:      "diff",
+		Usage:     "show what changed between two snapshots (+ added, - removed, M modified, U metadata only)",
+		ArgsUsage: "A B",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return usageError{fmt.Errorf("diff takes two snapshots, A and B")}
+			}
+			return runDiff(c.Context, g, c.Args().Get(0), c.Args().Get(1))
+		},
+	}
+}
+
+func runDiff(ctx context.Context, g *globals, specA, specB string) error {
+	repo, snaps, err := g.loadSnapshots(ctx)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	a, err := image.FindSnapshot(snaps, specA)
+	if err != nil {
+		return err
+	}
+	b, err := image.FindSnapshot(snaps, specB)
+	if err != nil {
+		return err
+	}
+	changes, err := repo.Diff(ctx, a, b)
+	if err != nil {
+		return err
+	}
+	size := func(n *image.Node) int64 {
+		if n == nil {
+			return 0
+		}
+		return n.Size
+	}
+	if g.json {
+		out := []map[string]any{}
+		for _, c := range changes {
+			out = append(out, map[string]any{"path": c.Path, "change": string(c.Kind), "old_size": size(c.Old), "new_size": size(c.New)})
+		}
+		return json.NewEncoder(g.stdout).Encode(out)
+	}
+	var added, removed, modified int64
+	for _, c := range changes {
+		switch c.Kind {
+		case image.Added:
+			fmt.Fprintf(g.stdout, "+ %s (%d bytes)\n", quoteName(c.Path), size(c.New))
+			added += size(c.New)
+		case image.Removed:
+			fmt.Fprintf(g.stdout, "- %s (%d bytes)\n", quoteName(c.Path), size(c.Old))
+			removed += size(c.Old)
+		case image.Modified:
+			fmt.Fprintf(g.stdout, "M %s (%d -> %d bytes)\n", quoteName(c.Path), size(c.Old), size(c.New))
+			modified++
+		default:
+			fmt.Fprintf(g.stdout, "U %s\n", quoteName(c.Path))
+		}
+	}
+	fmt.Fprintf(g.stderr, "%d changes: %s added, %s removed, %d modified\n", len(changes), humanBytes(added), humanBytes(removed), modified)
+	return nil
+}

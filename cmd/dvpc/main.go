@@ -1,0 +1,235 @@
+// Command dvpc keeps a person's home directory as versioned, deduplicated,
+// compressed, encrypted and signed snapshots in a portable OCI store.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+// Exit codes. They are documented in the README; change both together.
+const (
+	exitOK         = 0
+	exitError      = 1
+	exitUsage      = 2
+	exitPassphrase = 3
+	exitNotFound   = 4
+	exitPartial    = 5
+	exitIntegrity  = 6
+	exitInterrupt  = 130
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	store  string
+	json   bool
+	stdout io.Writer
+	stderr io.Writer
+	stdin  io.Reader
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes the CLI and returns the exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr, stdin: stdin}
+	app := &cli.App{
+		Name:      "dvpc",
+		Usage:     "your home directory as versioned, encrypted, signed snapshots you can carry",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "store", EnvVars: []string{"DVPC_STORE"}, Value: defaultStore(), Usage: "the store: a directory (OCI layout)", Destination: &g.store},
+			&cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON", Destination: &g.json},
+		},
+		Commands: []*cli.Command{
+			initCommand(g), snapshotCommand(g), logCommand(g), lsCommand(g), diffCommand(g),
+			restoreCommand(g), verifyCommand(g), keyCommand(g), catCommand(g),
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+	}
+	err := app.RunContext(ctx, flagsFirst(app, args))
+	if err == nil {
+		return exitOK
+	}
+	code, hint := classify(ctx, err)
+	fmt.Fprintf(stderr, "dvpc: %v\n", err)
+	if hint != "" {
+		fmt.Fprintf(stderr, "hint: %s\n", hint)
+	}
+	return code
+}
+
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// partialError means the command finished but skipped some entries.
+type partialError struct{ error }
+
+func (e partialError) Unwrap() error { return e.error }
+
+// integrityError means the store failed a check.
+type integrityError struct{ error }
+
+func (e integrityError) Unwrap() error { return e.error }
+
+// classify maps an error to its exit code and a hint for the person, in one
+// place.
+func classify(ctx context.Context, err error) (int, string) {
+	var ue usageError
+	var pe partialError
+	var ie integrityError
+	var de *image.DigestError
+	var ce *image.ChunkError
+	var rp *image.PartialError
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return exitInterrupt, "interrupted; the store is unchanged by the unfinished work and the next run starts cleanly"
+	case errors.As(err, &ue):
+		return exitUsage, "see `dvpc help` or `dvpc COMMAND --help`"
+	case errors.Is(err, image.ErrWrongPassphrase):
+		return exitPassphrase, "check DVPC_PASSPHRASE_FILE / DVPC_PASSPHRASE, or type one of your recovery codes instead of the passphrase"
+	case errors.As(err, &pe), errors.As(err, &rp):
+		return exitPartial, "the entries above were skipped; everything else completed"
+	case errors.As(err, &ie), errors.As(err, &de), errors.As(err, &ce), errors.Is(err, image.ErrBadSignature), errors.Is(err, image.ErrSeal):
+		return exitIntegrity, "the store holds damaged or foreign data; run `dvpc verify --read-data` for a full report"
+	case errors.Is(err, image.ErrNoSnapshot):
+		return exitNotFound, "`dvpc log` lists the snapshots"
+	case errors.Is(err, image.ErrNotFound):
+		return exitNotFound, ""
+	case errors.Is(err, image.ErrTargetNotEmpty):
+		return exitError, ""
+	}
+	return exitError, ""
+}
+
+func defaultStore() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "dvpc", "store")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "dvpc", "store")
+	}
+	return "dvpc-store"
+}
+
+// openRepo opens and unlocks the store.
+func (g *globals) openRepo(ctx context.Context) (*image.Repo, error) {
+	src, err := g.openSource()
+	if err != nil {
+		return nil, err
+	}
+	pass, err := readPassphrase(g.stderr, "Passphrase for "+g.store+": ")
+	if err != nil {
+		return nil, err
+	}
+	repo, info, err := image.Open(ctx, src, pass)
+	if err != nil {
+		return nil, err
+	}
+	if info.RecoveryUsed {
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with a recovery code; it is now used up. %d recovery codes remain. Set a new passphrase with `dvpc key passwd`.\n", info.RecoveryLeft)
+	}
+	return repo, nil
+}
+
+// openSource opens the store named by --store.
+func (g *globals) openSource() (image.Source, error) {
+	return image.OpenLayout(g.store)
+}
+
+// flagsFirst moves a command's flags before its arguments, so that
+// `dvpc restore latest --to DIR` works as people type it (the CLI library
+// stops reading flags at the first argument). "--" ends the flags.
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	i := 1
+	// global flags, then the command (and subcommand) names
+	cmds := app.Commands
+	var flags []cli.Flag
+	for i < len(args) {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			out = append(out, a)
+			if takesValue(app.Flags, a) && !strings.Contains(a, "=") && i+1 < len(args) {
+				out = append(out, args[i+1])
+				i++
+			}
+			i++
+			continue
+		}
+		var found *cli.Command
+		for _, c := range cmds {
+			if c.HasName(a) {
+				found = c
+			}
+		}
+		if found == nil {
+			break
+		}
+		out = append(out, a)
+		i++
+		flags, cmds = found.Flags, found.Subcommands
+		if len(cmds) == 0 {
+			break
+		}
+	}
+	var fl, pos []string
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			fl = append(fl, a)
+			if takesValue(flags, a) && !strings.Contains(a, "=") && i+1 < len(args) {
+				fl = append(fl, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	out = append(out, fl...)
+	if len(pos) > 0 {
+		out = append(out, "--")
+		out = append(out, pos...)
+	}
+	return out
+}
+
+func takesValue(flags []cli.Flag, arg string) bool {
+	name := strings.TrimLeft(arg, "-")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				_, isBool := f.(*cli.BoolFlag)
+				return !isBool
+			}
+		}
+	}
+	return false
+}

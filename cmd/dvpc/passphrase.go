@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/term"
+)
+
+// readPassphrase takes the passphrase from DVPC_PASSPHRASE_FILE,
+// DVPC_PASSPHRASE or the terminal, in that order.
+func readPassphrase(stderr io.Writer, prompt string) ([]byte, error) {
+	return readSecret(stderr, prompt, "DVPC_PASSPHRASE_FILE", "DVPC_PASSPHRASE")
+}
+
+func readSecret(stderr io.Writer, prompt, fileVar, valueVar string) ([]byte, error) {
+	if f := os.Getenv(fileVar); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", fileVar, err)
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) == 0 {
+			return nil, fmt.Errorf("%s names an empty file", fileVar)
+		}
+		return b, nil
+	}
+	if v := os.Getenv(valueVar); v != "" {
+		return []byte(v), nil
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("no passphrase: set %s or %s, or run dvpc in a terminal", fileVar, valueVar)
+	}
+	defer tty.Close()
+	fmt.Fprint(tty, prompt)
+	b, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	if err != nil {
+		return nil, fmt.Errorf("read passphrase: %w", err)
+	}
+	if len(b) == 0 {
+		return nil, errors.New("empty passphrase")
+	}
+	return b, nil
+}
+
+// readNewPassphrase asks twice on a terminal, or takes the variables.
+func readNewPassphrase(stderr io.Writer, fileVar, valueVar string) ([]byte, error) {
+	if os.Getenv(fileVar) != "" || os.Getenv(valueVar) != "" {
+		return readSecret(stderr, "", fileVar, valueVar)
+	}
+	a, err := readSecret(stderr, "New passphrase: ", fileVar, valueVar)
+	if err != nil {
+		return nil, err
+	}
+	b, err := readSecret(stderr, "Repeat it: ", fileVar, valueVar)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(a, b) {
+		return nil, errors.New("the two passphrases differ; nothing was changed")
+	}
+	return a, nil
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+// startProgress draws a one-line progress display on stderr while long work
+// runs, when stderr is a terminal. The returned func stops it.
+func startProgress(w io.Writer, verb string, p *image.Progress) func() {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+				el := time.Since(start).Seconds()
+				b := p.Bytes.Load()
+				fmt.Fprintf(w, "\r\033[K%s %d files, %s (%s/s), %s new", verb, p.Files.Load(),
+					humanBytes(b), humanBytes(int64(float64(b)/max(el, 0.001))), humanBytes(p.BytesNew.Load()))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

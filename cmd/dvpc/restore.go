@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/image/timespec"
+)
+
+type restoreOpts struct {
+	at        string
+	to        string
+	overwrite bool
+	stdout    bool
+}
+
+func restoreCommand(g *globals) *cli.Command {
+	var o restoreOpts
+	return &cli.Command{
+		Name:      "restore",
+		Usage:     "restore a snapshot, or chosen paths of it, into a directory",
+		ArgsUsage: "[SNAP] [PATH...]   (SNAP is an ID, a tag or \"latest\"; with --at, every argument is a PATH)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "at", Usage: "the newest snapshot at or before TIME (RFC 3339, 2024-05-01, \"yesterday 09:00\", \"3 days ago\", \"last monday\")", Destination: &o.at},
+			&cli.StringFlag{Name: "to", Usage: "target directory; it becomes the snapshotted directory", Destination: &o.to},
+			&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty directory, replacing what is in the way", Destination: &o.overwrite},
+			&cli.BoolFlag{Name: "stdout", Usage: "write one file's content to standard output", Destination: &o.stdout},
+		},
+		Action: func(c *cli.Context) error {
+			args := c.Args().Slice()
+			spec := ""
+			if o.at == "" {
+				if len(args) == 0 {
+					return usageError{fmt.Errorf("restore needs a snapshot (an ID or \"latest\") or --at TIME")}
+				}
+				spec, args = args[0], args[1:]
+			}
+			if o.stdout {
+				if len(args) != 1 || o.to != "" {
+					return usageError{fmt.Errorf("--stdout takes exactly one PATH and no --to")}
+				}
+			} else if o.to == "" {
+				return usageError{fmt.Errorf("restore needs --to DIR (or --stdout for one file)")}
+			}
+			return runRestore(c.Context, g, o, spec, args)
+		},
+	}
+}
+
+func runRestore(ctx context.Context, g *globals, o restoreOpts, spec string, paths []string) error {
+	repo, snaps, err := g.loadSnapshots(ctx)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	var s *image.Snapshot
+	if o.at != "" {
+		t, err := timespec.Parse(o.at, time.Now())
+		if err != nil {
+			return usageError{err}
+		}
+		if s, err = image.SnapshotAt(snaps, t); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stderr, "dvpc: --at %s chose snapshot %s of %s\n", o.at, s.ID, s.Time().Local().Format(time.DateTime))
+	} else if s, err = image.FindSnapshot(snaps, spec); err != nil {
+		return err
+	}
+	rels := make([]string, len(paths))
+	for i, p := range paths {
+		if rels[i], err = snapshotRel(snaps, p); err != nil {
+			return usageError{err}
+		}
+	}
+	if o.stdout {
+		n, err := repo.FindNode(ctx, s, rels[0])
+		if err != nil {
+			return err
+		}
+		return repo.WriteContent(ctx, n, g.stdout)
+	}
+	var prog image.Progress
+	start := time.Now()
+	stop := startProgress(g.stderr, "restore:", &prog)
+	err = repo.Restore(ctx, s, image.RestoreOptions{
+		Target: o.to, Paths: rels, Overwrite: o.overwrite, Progress: &prog,
+		OnError: func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: could not restore %s: %v\n", p, err) },
+	})
+	stop()
+	if g.json {
+		res := map[string]any{"snapshot": s.ID, "to": o.to, "files": prog.Files.Load(), "bytes": prog.Bytes.Load(), "duration_s": time.Since(start).Seconds()}
+		if err != nil {
+			res["error"] = err.Error()
+		}
+		json.NewEncoder(g.stdout).Encode(res)
+	} else if err == nil {
+		fmt.Fprintf(g.stderr, "restored snapshot %s to %s: %d files, %s\n", s.ID, o.to, prog.Files.Load(), humanBytes(prog.Bytes.Load()))
+	}
+	return err
+}

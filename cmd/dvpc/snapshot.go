@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+type snapshotOpts struct {
+	excludes []string
+	host     string
+	noParent bool
+}
+
+func snapshotCommand(g *globals) *cli.Command {
+	var o snapshotOpts
+	var excl cli.StringSlice
+	return &cli.Command{
+		Name:      "snapshot",
+		Usage:     "snapshot a directory (default: your home) and print the snapshot ID",
+		ArgsUsage: "[PATH]",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "exclude", Usage: "leave out paths matching PATTERN (gitignore syntax; repeatable); .dvpcignore files work too", Destination: &excl},
+			&cli.StringFlag{Name: "host", Usage: "host name to record (default: this computer's)", Destination: &o.host},
+			&cli.BoolFlag{Name: "no-parent", Usage: "read every file, trusting nothing from the previous snapshot", Destination: &o.noParent},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usageError{fmt.Errorf("snapshot takes one PATH, got %d", c.NArg())}
+			}
+			path := c.Args().First()
+			if path == "" {
+				h, err := os.UserHomeDir()
+				if err != nil {
+					return err
+				}
+				path = h
+			}
+			o.excludes = excl.Value()
+			return runSnapshot(c.Context, g, o, path)
+		},
+	}
+}
+
+func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) error {
+	repo, err := g.openRepo(ctx)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	var prog image.Progress
+	var nerr int
+	opts := image.SnapshotOptions{
+		Host: o.host, Excludes: o.excludes, NoParent: o.noParent, Progress: &prog,
+		OnError: func(p string, err error) {
+			nerr++
+			fmt.Fprintf(g.stderr, "dvpc: skipped %s: %v\n", p, err)
+		},
+		OnWarning: func(p string, msg string) { fmt.Fprintf(g.stderr, "dvpc: %s: %s\n", p, msg) },
+	}
+	start := time.Now()
+	stop := startProgress(g.stderr, "snapshot:", &prog)
+	snap, st, err := repo.Snapshot(ctx, path, opts)
+	stop()
+	if err != nil {
+		return err
+	}
+	dur := time.Since(start)
+	if g.json {
+		err = json.NewEncoder(g.stdout).Encode(map[string]any{
+			"id": snap.ID, "ref": snap.Ref, "manifest": snap.Manifest.String(), "time": snap.Time(),
+			"files": st.Files, "dirs": st.Dirs, "bytes": st.Bytes, "bytes_read": st.BytesRead,
+			"bytes_new": st.BytesNew, "errors": st.Errors, "duration_s": dur.Seconds(),
+		})
+	} else {
+		fmt.Fprintf(g.stderr, "snapshot %s of %s: %d files, %d dirs, %s; read %s, added %s, in %.1fs\n",
+			snap.ID, snap.Config.Path, st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.BytesRead), humanBytes(st.BytesNew), dur.Seconds())
+		fmt.Fprintln(g.stdout, snap.ID)
+	}
+	if err == nil && st.Errors > 0 {
+		return partialError{fmt.Errorf("snapshot %s is complete except for %d entries that could not be read", snap.ID, st.Errors)}
+	}
+	return err
+}

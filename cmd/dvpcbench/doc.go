@@ -1,0 +1,51 @@
+// Command dvpcbench measures dvpc against restic and borg on a generated
+// home directory.
+//
+// Usage:
+//
+//	go run ./cmd/dvpcbench -dvpc ./bin/dvpc -work DIR [-size MiB] [-tools dvpc,restic,borg] [-json FILE] [-keep]
+//
+// It generates a deterministic home from a seed (about 1.5 GiB by default;
+// -size shrinks it): source projects of many small Go, C and Python files
+// with their .git directories, office-like documents (half random blocks,
+// half XML text) including one large document deep in the tree, photos and
+// videos of random bytes (videos of 20–200 MiB), compressible logs and CSV
+// tables, exact copies of files in other directories, dotfiles and caches,
+// empty directories, symbolic links (one dangling) and hard links.
+//
+// Then, in this order, the same for every tool:
+//
+//  1. the limits of the machine: tar -cf - home | cat >/dev/null (read)
+//     and tar -xf of a tar of the home made beforehand, untimed (write);
+//  2. init and an initial snapshot with each tool;
+//  3. a deterministic week of work of about 1% of the home: same-size edits,
+//     appends, a new file, 1 MiB changed in the middle of the largest file,
+//     deletions and a directory rename, in place;
+//  4. an incremental snapshot with each tool, and the bytes it added to the
+//     repository (the sum of the repository's file sizes before and after);
+//  5. a full restore into an empty directory with each tool, checked
+//     against the home (untimed);
+//  6. a one-file restore of the large document with each tool, checked.
+//
+// Each step records its wall time and the peak RSS of the tool's process
+// (from the rusage of wait4). The page cache is not dropped: every tool
+// reads a warm home and a warm repository. Every timed command is preceded
+// by an untimed sync so that one step's writeback does not slow the next.
+// Encryption is on for all tools: dvpc with DVPC_PASSPHRASE_FILE, restic with
+// a repository of version 2 (zstd) and borg with -e repokey-blake2 and
+// --compression zstd,3 (both flags can be changed). restic and borgbackup
+// are installed with apt-get when missing.
+//
+// dvpcbench prints a table (rows: measurements; columns: dvpc, restic,
+// borg, dvpc/restic, dvpc/borg), the tar limits, and dvpc's aims, each met
+// or missed: initial snapshot ≤ 0.5× borg, incremental snapshot ≤ 0.5× the
+// fastest peer, incremental bytes ≤ restic, full restore ≤ 1.1× tar -x,
+// one-file restore ≤ borg, peak RSS ≤ borg. A tool that fails shows
+// "failed" in its cells and the others go on; "-" means not run. -json
+// writes all figures, and the logs of every command are in DIR/logs.
+//
+// The measurements are tables: steps (what each tool does), stages (when),
+// limits (reference commands) and rows and aims (what is printed). A new
+// measurement, such as building an ISO image against xorriso -as mkisofs
+// or pushing to a registry, is a new entry in each.
+package main

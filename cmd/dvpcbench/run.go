@@ -1,0 +1,488 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// result is one measured command.
+type result struct {
+	Seconds   float64         `json:"seconds"`
+	UserS     float64         `json:"user_seconds"`
+	SysS      float64         `json:"system_seconds"`
+	MaxRSSKiB int64           `json:"max_rss_kib"`
+	ExitCode  int             `json:"exit_code"`
+	Error     string          `json:"error,omitempty"`
+	Warning   string          `json:"warning,omitempty"`
+	Check     string          `json:"check,omitempty"`  // outcome of the untimed check after the step
+	Report    json.RawMessage `json:"report,omitempty"` // dvpc snapshot --json output
+	Log       string          `json:"log"`
+	stdout    []byte
+}
+
+func (r *result) ok() bool { return r != nil && r.Error == "" }
+
+// tool is one program under measurement. cmds maps a step name to the
+// command that performs it; a tool without a command for a step shows
+// "-" in that step's cells.
+type tool struct {
+	name    string
+	bin     string
+	repo    string
+	env     []string
+	okExit  func(code int) bool
+	version []string // arguments that print the version
+	cmds    map[string]func(b *bench, out string) (*exec.Cmd, error)
+	// restoredRoot is where a full restore into out puts the home.
+	restoredRoot func(b *bench, out string) string
+	// fileCandidates are where a one-file restore into out may put the file.
+	fileCandidates func(b *bench, out, rel string) []string
+}
+
+// step is one measured action of every tool. steps lists them; stages
+// says when each runs. To add a measurement (say, building an ISO image),
+// add a step here, a command for it to the tools that have one, a row to
+// rows and, for a reference figure, a limit to limits.
+type step struct {
+	name  string
+	label string
+	needs []string // steps that must have succeeded first
+	// after runs untimed after a successful command, to measure the
+	// repository or check the output; it returns a check outcome.
+	after func(b *bench, s *step, t *tool, tr *toolRun, out string) string
+}
+
+var steps = []step{
+	{name: "init", label: "init"},
+	{name: "initial", label: "initial snapshot", needs: []string{"init"}, after: afterSnapshot},
+	{name: "incremental", label: "incremental snapshot", needs: []string{"initial"}, after: afterSnapshot},
+	{name: "restore", label: "full restore", needs: []string{"incremental"}, after: checkRestore},
+	{name: "restore-file", label: "one-file restore", needs: []string{"incremental"}, after: checkRestoreFile},
+}
+
+func stepByName(name string) *step {
+	for i := range steps {
+		if steps[i].name == name {
+			return &steps[i]
+		}
+	}
+	panic("dvpcbench: no step " + name)
+}
+
+// stage is one entry of the run order: either a global action or a step
+// run for every tool in turn.
+type stage struct {
+	name   string
+	global func(b *bench) error
+	step   string
+}
+
+var stages = []stage{
+	{name: "generate", global: (*bench).generate},
+	{name: "limits", global: (*bench).limits},
+	{name: "init", step: "init"},
+	{name: "initial", step: "initial"},
+	{name: "mutate", global: (*bench).mutate},
+	{name: "incremental", step: "incremental"},
+	{name: "restore", step: "restore"},
+	{name: "restore-file", step: "restore-file"},
+}
+
+// limit is a reference command that bounds what any tool can do on this
+// machine. prepare runs untimed before it.
+type limit struct {
+	name    string
+	label   string
+	prepare func(b *bench) error
+	cmd     func(b *bench) *exec.Cmd
+	cleanup func(b *bench)
+}
+
+var limits = []limit{
+	{
+		name:  "tar-read",
+		label: "tar -cf - home | cat >/dev/null (read limit)",
+		cmd: func(b *bench) *exec.Cmd {
+			c := exec.Command("tar", "-cf", "-", "-C", b.work, "home")
+			c.Stdout = io.Discard // copied through a pipe, like cat >/dev/null
+			return c
+		},
+	},
+	{
+		name:  "tar-write",
+		label: "tar -xf home.tar (write limit)",
+		prepare: func(b *bench) error {
+			_, err := b.exec("tar-write-prepare", exec.Command("tar", "-cf", b.path("home.tar"), "-C", b.work, "home"), nil)
+			if err != nil {
+				return err
+			}
+			return os.MkdirAll(b.path("out", "tar-x"), 0o755)
+		},
+		cmd: func(b *bench) *exec.Cmd {
+			return exec.Command("tar", "-xf", b.path("home.tar"), "-C", b.path("out", "tar-x"))
+		},
+		cleanup: func(b *bench) {
+			if !b.cfg.keep {
+				os.Remove(b.path("home.tar"))
+				os.RemoveAll(b.path("out", "tar-x"))
+			}
+		},
+	},
+}
+
+func exitOK0(code int) bool { return code == 0 }
+
+func (b *bench) newDvpc() *tool {
+	t := &tool{name: "dvpc", bin: b.cfg.dvpc, repo: b.path("repo", "dvpc"), okExit: exitOK0, version: []string{"--version"}}
+	t.env = []string{"DVPC_PASSPHRASE_FILE=" + b.path("passphrase")}
+	cmd := func(args ...string) *exec.Cmd {
+		return exec.Command(t.bin, append([]string{"--store", t.repo}, args...)...)
+	}
+	t.cmds = map[string]func(*bench, string) (*exec.Cmd, error){
+		"init":        func(*bench, string) (*exec.Cmd, error) { return cmd("init", "--argon2-memory", "64"), nil },
+		"initial":     func(b *bench, _ string) (*exec.Cmd, error) { return cmd("snapshot", "--json", b.home), nil },
+		"incremental": func(b *bench, _ string) (*exec.Cmd, error) { return cmd("snapshot", "--json", b.home), nil },
+		"restore":     func(b *bench, out string) (*exec.Cmd, error) { return cmd("restore", "latest", "--to", out), nil },
+		"restore-file": func(b *bench, out string) (*exec.Cmd, error) {
+			return cmd("restore", "latest", b.plan.BigDoc, "--to", out), nil
+		},
+	}
+	t.restoredRoot = func(_ *bench, out string) string { return out }
+	t.fileCandidates = func(_ *bench, out, rel string) []string {
+		return []string{filepath.Join(out, filepath.FromSlash(rel)), filepath.Join(out, filepath.Base(rel)), out}
+	}
+	return t
+}
+
+func (b *bench) newRestic() *tool {
+	t := &tool{name: "restic", bin: "restic", repo: b.path("repo", "restic"), okExit: exitOK0, version: []string{"version"}}
+	t.env = []string{"RESTIC_PASSWORD=" + passphrase, "RESTIC_CACHE_DIR=" + b.path("cache", "restic")}
+	cmd := func(args ...string) *exec.Cmd {
+		return exec.Command(t.bin, append([]string{"-r", t.repo}, args...)...)
+	}
+	t.cmds = map[string]func(*bench, string) (*exec.Cmd, error){
+		"init": func(*bench, string) (*exec.Cmd, error) { return cmd("init", "--repository-version", "2"), nil },
+		// The same absolute path both times, so that restic finds the
+		// parent snapshot and skips unchanged files.
+		"initial":     func(b *bench, _ string) (*exec.Cmd, error) { return cmd("backup", b.home), nil },
+		"incremental": func(b *bench, _ string) (*exec.Cmd, error) { return cmd("backup", b.home), nil },
+		"restore":     func(b *bench, out string) (*exec.Cmd, error) { return cmd("restore", "latest", "--target", out), nil },
+		"restore-file": func(b *bench, out string) (*exec.Cmd, error) {
+			return cmd("restore", "latest", "--target", out, "--include", filepath.Join(b.home, filepath.FromSlash(b.plan.BigDoc))), nil
+		},
+	}
+	// restic restores the absolute path of the home below the target.
+	t.restoredRoot = func(b *bench, out string) string { return filepath.Join(out, b.home) }
+	t.fileCandidates = func(b *bench, out, rel string) []string {
+		return []string{filepath.Join(out, b.home, filepath.FromSlash(rel))}
+	}
+	return t
+}
+
+func (b *bench) newBorg() *tool {
+	t := &tool{name: "borg", bin: "borg", repo: b.path("repo", "borg"), version: []string{"--version"}}
+	// borg exits with 1 for warnings (say, a file changed while read).
+	t.okExit = func(code int) bool { return code == 0 || code == 1 }
+	t.env = []string{"BORG_PASSPHRASE=" + passphrase, "BORG_BASE_DIR=" + b.path("cache", "borg"),
+		"BORG_DISPLAY_PASSPHRASE=no", "BORG_RELOCATED_REPO_ACCESS_IS_OK=yes"}
+	create := func(archive string) func(*bench, string) (*exec.Cmd, error) {
+		return func(b *bench, _ string) (*exec.Cmd, error) {
+			// Run from inside the home so that archive paths are relative.
+			c := exec.Command(t.bin, "create", "--compression", b.cfg.borgCompression, t.repo+"::"+archive, ".")
+			c.Dir = b.home
+			return c, nil
+		}
+	}
+	extract := func(args ...string) func(*bench, string) (*exec.Cmd, error) {
+		return func(b *bench, out string) (*exec.Cmd, error) {
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return nil, err
+			}
+			c := exec.Command(t.bin, append([]string{"extract", t.repo + "::s2"}, args...)...)
+			c.Dir = out
+			return c, nil
+		}
+	}
+	t.cmds = map[string]func(*bench, string) (*exec.Cmd, error){
+		"init": func(b *bench, _ string) (*exec.Cmd, error) {
+			return exec.Command(t.bin, "init", "-e", b.cfg.borgEncryption, t.repo), nil
+		},
+		"initial":      create("s1"),
+		"incremental":  create("s2"),
+		"restore":      extract(),
+		"restore-file": func(b *bench, out string) (*exec.Cmd, error) { return extract(b.plan.BigDoc)(b, out) },
+	}
+	t.restoredRoot = func(_ *bench, out string) string { return out }
+	t.fileCandidates = func(_ *bench, out, rel string) []string {
+		return []string{filepath.Join(out, filepath.FromSlash(rel))}
+	}
+	return t
+}
+
+const passphrase = "dvpcbench correct horse battery staple"
+
+// runStep runs one step for one tool, unless the tool lacks it or a step
+// it needs failed.
+func (b *bench) runStep(s *step, t *tool) {
+	tr := b.toolRun(t.name)
+	mk := t.cmds[s.name]
+	if mk == nil {
+		return
+	}
+	for _, n := range s.needs {
+		if !tr.Steps[n].ok() {
+			tr.Steps[s.name] = &result{Error: "skipped: " + n + " failed"}
+			b.logf("%-12s %-7s skipped (%s failed)", s.name, t.name, n)
+			return
+		}
+	}
+	if tr.Unavailable != "" {
+		tr.Steps[s.name] = &result{Error: tr.Unavailable}
+		return
+	}
+	out := b.path("out", s.name+"-"+t.name)
+	os.RemoveAll(out)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		tr.Steps[s.name] = &result{Error: err.Error()}
+		return
+	}
+	c, err := mk(b, out)
+	if err != nil {
+		tr.Steps[s.name] = &result{Error: err.Error()}
+		return
+	}
+	c.Env = append(c.Env, t.env...)
+	r, _ := b.exec(s.name+"-"+t.name, c, t.okExit)
+	tr.Steps[s.name] = r
+	if r.ok() && t.name == "dvpc" && (s.name == "initial" || s.name == "incremental") {
+		var rep struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(bytes.TrimSpace(r.stdout), &rep); err != nil || rep.ID == "" {
+			r.Warning = "snapshot --json printed no JSON object with an id"
+		} else {
+			r.Report = json.RawMessage(bytes.TrimSpace(r.stdout))
+		}
+	}
+	if r.ok() && s.after != nil {
+		r.Check = s.after(b, s, t, tr, out)
+	}
+	msg := fmt.Sprintf("%.2f s, peak RSS %.0f MiB", r.Seconds, float64(r.MaxRSSKiB)/kib)
+	if !r.ok() {
+		msg = "failed: " + r.Error
+	}
+	if r.Check != "" {
+		msg += ", check: " + r.Check
+	}
+	b.logf("%-12s %-7s %s", s.name, t.name, msg)
+}
+
+// exec runs c, timed, with the page cache flushed to disk first (untimed),
+// and logs its output to logs/NAME.log. okExit nil means only 0 is a
+// success.
+func (b *bench) exec(name string, c *exec.Cmd, okExit func(int) bool) (*result, error) {
+	logName := b.path("logs", name+".log")
+	r := &result{Log: logName}
+	lf, err := os.Create(logName)
+	if err != nil {
+		r.Error = err.Error()
+		return r, err
+	}
+	defer lf.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.timeout)
+	defer cancel()
+	cc := exec.CommandContext(ctx, c.Path, c.Args[1:]...)
+	cc.Dir, cc.Stdin = c.Dir, nil
+	cc.Env = append(append(os.Environ(), "XDG_CACHE_HOME="+b.path("cache", "xdg")), c.Env...)
+	fmt.Fprintf(lf, "$ (cd %s && %s)\n", cmpOr(c.Dir, "."), strings.Join(c.Args, " "))
+	var stdout bytes.Buffer
+	if c.Stdout != nil {
+		cc.Stdout = c.Stdout
+	} else {
+		cc.Stdout = io.MultiWriter(lf, &limitedBuffer{buf: &stdout, max: 1 << 20})
+	}
+	var stderr limitedBuffer
+	stderr.buf, stderr.max = &bytes.Buffer{}, 64*kib
+	cc.Stderr = io.MultiWriter(lf, &stderr)
+	syscall.Sync()
+	start := time.Now()
+	err = cc.Run()
+	r.Seconds = time.Since(start).Seconds()
+	r.stdout = stdout.Bytes()
+	if ps := cc.ProcessState; ps != nil {
+		r.ExitCode = ps.ExitCode()
+		r.UserS, r.SysS = ps.UserTime().Seconds(), ps.SystemTime().Seconds()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			r.MaxRSSKiB = ru.Maxrss // KiB on Linux
+		}
+	}
+	if okExit == nil {
+		okExit = exitOK0
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && okExit(r.ExitCode):
+		r.Warning = fmt.Sprintf("exit code %d: %s", r.ExitCode, lastLine(stderr.buf.String()))
+		err = nil
+	case errors.As(err, &ee):
+		r.Error = fmt.Sprintf("exit code %d: %s", r.ExitCode, lastLine(stderr.buf.String()))
+	default:
+		r.Error = err.Error()
+	}
+	if ctx.Err() != nil {
+		r.Error = "timed out after " + b.cfg.timeout.String()
+	}
+	fmt.Fprintf(lf, "\n# %.3f s, exit %d, max RSS %d KiB, error %q\n", r.Seconds, r.ExitCode, r.MaxRSSKiB, r.Error)
+	if r.Error != "" {
+		return r, errors.New(r.Error)
+	}
+	return r, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	l := strings.TrimSpace(lines[len(lines)-1])
+	if len(l) > 200 {
+		l = l[:200] + "…"
+	}
+	return l
+}
+
+type limitedBuffer struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.buf.Len(); room > 0 {
+		l.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+// afterSnapshot records the repository size after a snapshot.
+func afterSnapshot(b *bench, s *step, t *tool, tr *toolRun, _ string) string {
+	n, err := dirSize(t.repo)
+	if err != nil {
+		return "repository size: " + err.Error()
+	}
+	tr.RepoBytes[s.name] = n
+	return ""
+}
+
+// checkRestore compares the restored tree with the home (type, size,
+// content, mode, link target).
+func checkRestore(b *bench, _ *step, t *tool, _ *toolRun, out string) string {
+	if !b.cfg.verify {
+		return ""
+	}
+	root := t.restoredRoot(b, out)
+	got, err := manifest(root)
+	if err != nil {
+		return "MISMATCH: " + err.Error()
+	}
+	if err := compareManifests(b.homeManifest, got, manifestOpts{mode: true}); err != nil {
+		return "MISMATCH: " + err.Error()
+	}
+	return "ok"
+}
+
+// checkRestoreFile looks for the restored file and compares its content.
+func checkRestoreFile(b *bench, _ *step, t *tool, _ *toolRun, out string) string {
+	if !b.cfg.verify {
+		return ""
+	}
+	want := b.homeManifest[b.plan.BigDoc]
+	for _, p := range t.fileCandidates(b, out, b.plan.BigDoc) {
+		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		sum, err := hashFile(p, make([]byte, mib))
+		if err != nil {
+			return "MISMATCH: " + err.Error()
+		}
+		if sum != want.Sum {
+			return "MISMATCH: content of " + p
+		}
+		return "ok"
+	}
+	return "MISMATCH: restored file not found"
+}
+
+// dirSize sums the sizes of the regular files below root.
+func dirSize(root string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ensureTools installs restic and borgbackup from Debian when a selected
+// one is missing.
+func (b *bench) ensureTools() {
+	var missing []string
+	for _, t := range b.tools {
+		if t.name == "dvpc" {
+			continue
+		}
+		if _, err := exec.LookPath(t.bin); err != nil {
+			missing = append(missing, t.name)
+		}
+	}
+	if len(missing) == 0 || !b.cfg.install {
+		return
+	}
+	b.logf("installing restic and borgbackup (missing: %s)", strings.Join(missing, ", "))
+	install := exec.Command("apt-get", "install", "-y", "restic", "borgbackup")
+	install.Env = []string{"DEBIAN_FRONTEND=noninteractive"}
+	if _, err := b.exec("apt-install", install, nil); err != nil {
+		if _, err := b.exec("apt-update", exec.Command("apt-get", "update"), nil); err == nil {
+			install := exec.Command("apt-get", "install", "-y", "restic", "borgbackup")
+			install.Env = []string{"DEBIAN_FRONTEND=noninteractive"}
+			b.exec("apt-install-2", install, nil)
+		}
+	}
+}
+
+// toolVersion runs the tool's version command; it returns "" on failure.
+func (b *bench) toolVersion(t *tool) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, t.bin, t.version...)
+	c.Env = append(os.Environ(), t.env...)
+	out, err := c.Output()
+	if err != nil {
+		return ""
+	}
+	return lastLine(strings.SplitN(string(out), "\n", 2)[0])
+}

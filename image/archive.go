@@ -1,0 +1,636 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/dvpc/dvpc/image/ignore"
+)
+
+// IgnoreFile is the name of per-directory exclude files (gitignore syntax).
+const IgnoreFile = ".dvpcignore"
+
+// SnapshotOptions tune [Repo.Snapshot].
+type SnapshotOptions struct {
+	Host     string
+	Excludes []string // gitignore-syntax patterns relative to the root
+	Time     time.Time
+	Mirrors  []string
+	// Parent is compared with to skip unchanged files. Nil picks the newest
+	// snapshot of the same path; NoParent reads every file.
+	Parent   *Snapshot
+	NoParent bool
+	// OnError receives each entry that could not be read; it is skipped and
+	// the snapshot goes on. Store failures abort the snapshot instead.
+	OnError func(path string, err error)
+	// OnWarning receives entries skipped by choice (sockets, devices).
+	OnWarning func(path string, msg string)
+	// Progress, when set, is updated as the snapshot runs.
+	Progress *Progress
+}
+
+// Progress counts a running snapshot or restore; read it from any goroutine.
+type Progress struct {
+	Files    atomic.Int64
+	Bytes    atomic.Int64 // bytes read or written
+	BytesNew atomic.Int64
+}
+
+// ErrReadOnly means a write was asked of a read-only store.
+var ErrReadOnly = errors.New("the store is read-only")
+
+type linkGroup struct {
+	id      uint64
+	primary *Node
+	members []*Node
+}
+
+type dirBuild struct {
+	tree    Tree
+	subdirs []subdir
+}
+
+type subdir struct {
+	node  *Node
+	child *dirBuild
+}
+
+type fileJob struct {
+	abs  string
+	node *Node
+	ino  uint64
+	dev  uint64
+}
+
+type sealJob struct {
+	id   ChunkID
+	data *[]byte
+}
+
+type archiver struct {
+	r       *Repo
+	opts    SnapshotOptions
+	ign     *ignore.Matcher
+	cutoff  time.Time
+	links   map[[2]uint64]*linkGroup
+	skipped map[*Node]bool
+	skipMu  sync.Mutex
+
+	files chan fileJob
+	seals chan sealJob
+	data  *packer
+	trees *packer
+
+	stats Stats
+	read  atomic.Int64
+	newB  atomic.Int64
+	errs  atomic.Int64
+	nfile atomic.Int64
+}
+
+var dataPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunk); return &b }}
+var chunkerPool = sync.Pool{New: func() any { b := make([]byte, 2*MaxChunk); return &b }}
+
+// Snapshot records the directory root as a new snapshot.
+func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) (*Snapshot, Stats, error) {
+	if r.st == nil {
+		return nil, Stats{}, ErrReadOnly
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	var rst unix.Stat_t
+	if err := unix.Stat(abs, &rst); err != nil {
+		return nil, Stats{}, fmt.Errorf("snapshot %s: %w", abs, err)
+	}
+	if rst.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, Stats{}, fmt.Errorf("snapshot %s: not a directory", abs)
+	}
+	unlock, err := r.st.Lock(ctx)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	defer unlock()
+	if opts.Time.IsZero() {
+		opts.Time = time.Now()
+	}
+	if opts.Host == "" {
+		opts.Host, _ = os.Hostname()
+	}
+	snaps, _, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	var seq uint64
+	for _, s := range snaps {
+		if err := r.LoadIndex(ctx, s); err != nil {
+			return nil, Stats{}, fmt.Errorf("load index of snapshot %s: %w", s.ID, err)
+		}
+		seq = max(seq, s.Config.Seq)
+	}
+	parent := opts.Parent
+	if parent == nil && !opts.NoParent {
+		for _, s := range snaps {
+			if s.Config.Path == abs {
+				parent = s
+			}
+		}
+	}
+	a := &archiver{
+		r: r, opts: opts, ign: ignore.New(), cutoff: opts.Time.Add(-2 * time.Second),
+		links: map[[2]uint64]*linkGroup{}, skipped: map[*Node]bool{},
+		data:  newPacker(r.st, r.keys, r.idx, KindData),
+		trees: newPacker(r.st, r.keys, r.idx, KindTree),
+	}
+	a.ign.AddPatterns("", opts.Excludes)
+	var parentTop *Tree
+	if parent != nil {
+		if parentTop, err = r.LoadTree(ctx, parent.Config.Root); err != nil {
+			return nil, Stats{}, fmt.Errorf("parent snapshot %s: %w", parent.ID, err)
+		}
+	}
+	rootID, used, err := a.run(ctx, abs, &rst, parentTop)
+	if err != nil {
+		a.data.abort()
+		a.trees.abort()
+		return nil, Stats{}, err
+	}
+	layers, err := r.layersFor(ctx, used)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	a.stats.BytesRead = a.read.Load()
+	a.stats.BytesNew = a.newB.Load()
+	a.stats.Errors = a.errs.Load()
+	userName := ""
+	if u, err := user.Current(); err == nil {
+		userName = u.Username
+	}
+	cfg := &SnapshotConfig{
+		Version: 1, Root: rootID, Time: opts.Time, Host: opts.Host, User: userName, Path: abs,
+		Seq: seq + 1, Mirrors: opts.Mirrors, Excludes: opts.Excludes, Stats: a.stats,
+	}
+	if parent != nil {
+		cfg.Parent = parent.Manifest.String()
+	}
+	snap, err := r.commitSnapshot(ctx, cfg, layers)
+	return snap, a.stats, err
+}
+
+// run walks and stores the tree; it returns the top tree and every chunk the
+// snapshot uses.
+func (a *archiver) run(ctx context.Context, abs string, rst *unix.Stat_t, parentTop *Tree) (ChunkID, map[ChunkID]bool, error) {
+	workers := runtime.GOMAXPROCS(0)
+	a.files = make(chan fileJob, 256)
+	a.seals = make(chan sealJob, 2*workers)
+	g, gctx := errgroup.WithContext(ctx)
+	var readers sync.WaitGroup
+	for range workers {
+		g.Go(func() error { return a.sealer(gctx) })
+	}
+	for range workers + 1 {
+		readers.Add(1)
+		g.Go(func() error {
+			defer readers.Done()
+			return a.reader(gctx)
+		})
+	}
+	top := &dirBuild{}
+	g.Go(func() error {
+		defer close(a.files)
+		var parent *Tree
+		var pnode *Node
+		if parentTop != nil && len(parentTop.Nodes) == 1 {
+			pnode = parentTop.Nodes[0]
+		}
+		if pnode != nil && pnode.Type == TypeDir {
+			var err error
+			if parent, err = a.r.LoadTree(gctx, pnode.Subtree); err != nil {
+				return fmt.Errorf("parent snapshot: %w", err)
+			}
+		}
+		node := a.newNode(abs, filepath.Base(abs), rst)
+		node.Type = TypeDir
+		child, err := a.walkDir(gctx, abs, "", parent)
+		if err != nil {
+			return err
+		}
+		top.tree.Nodes = []*Node{node}
+		top.subdirs = []subdir{{node: node, child: child}}
+		return nil
+	})
+	go func() {
+		readers.Wait()
+		close(a.seals)
+	}()
+	if err := g.Wait(); err != nil {
+		return ChunkID{}, nil, err
+	}
+	if err := a.data.flush(ctx); err != nil {
+		return ChunkID{}, nil, err
+	}
+	for _, lg := range a.links {
+		for _, m := range lg.members {
+			if a.skipped[lg.primary] {
+				a.skipped[m] = true
+				continue
+			}
+			m.Parts, m.Size = lg.primary.Parts, lg.primary.Size
+		}
+	}
+	used := map[ChunkID]bool{}
+	id, err := a.finishDir(ctx, top, used)
+	if err != nil {
+		return ChunkID{}, nil, err
+	}
+	if err := a.trees.flush(ctx); err != nil {
+		return ChunkID{}, nil, err
+	}
+	if err := a.r.writeIndexBlob(ctx); err != nil {
+		return ChunkID{}, nil, err
+	}
+	return id, used, nil
+}
+
+func (a *archiver) fail(p string, err error) {
+	a.errs.Add(1)
+	if a.opts.OnError != nil {
+		a.opts.OnError(p, err)
+	}
+}
+
+func (a *archiver) newNode(abs, name string, st *unix.Stat_t) *Node {
+	n := &Node{
+		Name: []byte(name), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
+		Mtime: time.Unix(st.Mtim.Unix()), Ctime: time.Unix(st.Ctim.Unix()),
+	}
+	if n.Mtime.Before(a.cutoff) && n.Ctime.Before(a.cutoff) {
+		n.Inode = st.Ino // racy files (changed within the last moments) are always read again
+	}
+	if x, err := readXattrs(abs); err != nil {
+		a.fail(abs, err)
+	} else {
+		n.Xattrs = x
+	}
+	return n
+}
+
+func (a *archiver) walkDir(ctx context.Context, abs, rel string, parent *Tree) (*dirBuild, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	slicesSortStrings(names)
+	db := &dirBuild{}
+	for _, name := range names {
+		if name == IgnoreFile {
+			if err := a.addIgnoreFile(filepath.Join(abs, name), rel); err != nil {
+				a.fail(filepath.Join(abs, name), err)
+			}
+		}
+	}
+	for _, name := range names {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		cabs := filepath.Join(abs, name)
+		crel := path.Join(rel, name)
+		var st unix.Stat_t
+		if err := unix.Lstat(cabs, &st); err != nil {
+			a.fail(cabs, err)
+			continue
+		}
+		ftype := st.Mode & unix.S_IFMT
+		if a.ign.Match(crel, ftype == unix.S_IFDIR) {
+			continue
+		}
+		var pnode *Node
+		if parent != nil {
+			pnode = parent.Find([]byte(name))
+		}
+		switch ftype {
+		case unix.S_IFREG:
+			node := a.newNode(cabs, name, &st)
+			node.Type, node.Size = TypeFile, st.Size
+			db.tree.Nodes = append(db.tree.Nodes, node)
+			a.stats.Files++
+			a.stats.Bytes += st.Size
+			if st.Nlink > 1 {
+				key := [2]uint64{st.Dev, st.Ino}
+				if lg, ok := a.links[key]; ok {
+					node.LinkGroup = lg.id
+					lg.members = append(lg.members, node)
+					continue
+				}
+				lg := &linkGroup{id: uint64(len(a.links) + 1), primary: node}
+				a.links[key] = lg
+				node.LinkGroup = lg.id
+			}
+			if a.unchanged(node, pnode) {
+				node.Parts = pnode.Parts
+				a.progress(0)
+				continue
+			}
+			select {
+			case a.files <- fileJob{abs: cabs, node: node, ino: st.Ino, dev: st.Dev}:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		case unix.S_IFDIR:
+			node := a.newNode(cabs, name, &st)
+			node.Type = TypeDir
+			var ptree *Tree
+			if pnode != nil && pnode.Type == TypeDir {
+				if ptree, err = a.r.LoadTree(ctx, pnode.Subtree); err != nil {
+					return nil, fmt.Errorf("parent snapshot: %w", err)
+				}
+			}
+			child, err := a.walkDir(ctx, cabs, crel, ptree)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				a.fail(cabs, err)
+				continue
+			}
+			a.stats.Dirs++
+			db.tree.Nodes = append(db.tree.Nodes, node)
+			db.subdirs = append(db.subdirs, subdir{node: node, child: child})
+		case unix.S_IFLNK:
+			target, err := readlinkBytes(cabs)
+			if err != nil {
+				a.fail(cabs, err)
+				continue
+			}
+			node := a.newNode(cabs, name, &st)
+			node.Type, node.Target = TypeSymlink, target
+			db.tree.Nodes = append(db.tree.Nodes, node)
+		case unix.S_IFIFO:
+			node := a.newNode(cabs, name, &st)
+			node.Type = TypeFIFO
+			db.tree.Nodes = append(db.tree.Nodes, node)
+		default:
+			if a.opts.OnWarning != nil {
+				a.opts.OnWarning(cabs, "skipped: sockets and device nodes are not recorded")
+			}
+		}
+	}
+	return db, nil
+}
+
+func (a *archiver) addIgnoreFile(p, rel string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return a.ign.AddFile(rel, io.LimitReader(f, 1<<20))
+}
+
+// unchanged reports whether the parent snapshot's entry can stand for node
+// without reading the file: same size, mtime, ctime and inode, and every
+// chunk present in the store.
+func (a *archiver) unchanged(node, p *Node) bool {
+	if p == nil || p.Type != TypeFile || p.Inode == 0 || node.Inode == 0 || p.Inode != node.Inode ||
+		p.Size != node.Size || !p.Mtime.Equal(node.Mtime) || !p.Ctime.Equal(node.Ctime) {
+		return false
+	}
+	for _, part := range p.Parts {
+		if part.Hole == 0 && !a.r.idx.Has(part.Chunk) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *archiver) progress(n int64) {
+	if pr := a.opts.Progress; pr != nil {
+		pr.Files.Add(1)
+		pr.Bytes.Add(n)
+	}
+}
+
+func (a *archiver) reader(ctx context.Context) error {
+	bp := chunkerPool.Get().(*[]byte)
+	defer chunkerPool.Put(bp)
+	for job := range a.files {
+		err := a.readFile(ctx, job, *bp)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			var se *storeError
+			if errors.As(err, &se) {
+				return se.err
+			}
+			a.skipMu.Lock()
+			a.skipped[job.node] = true
+			a.skipMu.Unlock()
+			a.fail(job.abs, err)
+		}
+	}
+	return nil
+}
+
+// storeError marks failures that must abort the snapshot.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+
+func (a *archiver) readFile(ctx context.Context, job fileJob, buf []byte) error {
+	f, err := openNoFollow(job.abs)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Ino != job.ino || st.Dev != job.dev || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return errors.New("replaced while being read; skipped")
+	}
+	regions, err := dataRegions(f, st.Size, st.Blocks)
+	if err != nil {
+		return err
+	}
+	var parts []Part
+	var pos, total int64
+	shrunk := false
+	for _, rg := range regions {
+		if rg.off > pos {
+			parts = append(parts, Part{Hole: uint64(rg.off - pos)})
+			total += rg.off - pos
+		}
+		ch := NewChunker(io.NewSectionReader(f, rg.off, rg.len), a.r.keys.gear, buf)
+		var got int64
+		for {
+			data, err := ch.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			id := a.r.keys.ChunkID(data)
+			parts = append(parts, Part{Chunk: id, Size: uint32(len(data))})
+			got += int64(len(data))
+			a.read.Add(int64(len(data)))
+			a.progressBytes(int64(len(data)))
+			if !a.r.idx.reserve(id) {
+				continue
+			}
+			dp := dataPool.Get().(*[]byte)
+			*dp = append((*dp)[:0], data...)
+			select {
+			case a.seals <- sealJob{id: id, data: dp}:
+			case <-ctx.Done():
+				a.r.idx.unreserve(id)
+				return ctx.Err()
+			}
+		}
+		total += got
+		pos = rg.off + got
+		if got < rg.len {
+			shrunk = true // the file shrank while being read
+			break
+		}
+	}
+	if !shrunk && pos < st.Size {
+		parts = append(parts, Part{Hole: uint64(st.Size - pos)}) // a trailing hole
+		total += st.Size - pos
+	}
+	var after unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &after); err != nil {
+		return err
+	}
+	node := job.node
+	if after.Size != st.Size || after.Mtim != st.Mtim || after.Ctim != st.Ctim || total != st.Size {
+		node.Inode = 0 // changed while being read: read it again next time
+		if a.opts.OnWarning != nil {
+			a.opts.OnWarning(job.abs, "changed while being read; stored as read")
+		}
+	}
+	node.Parts, node.Size = parts, total
+	if pr := a.opts.Progress; pr != nil {
+		pr.Files.Add(1)
+	}
+	return nil
+}
+
+func (a *archiver) progressBytes(n int64) {
+	if pr := a.opts.Progress; pr != nil {
+		pr.Bytes.Add(n)
+	}
+}
+
+func (a *archiver) sealer(ctx context.Context) error {
+	bp := sealPool.Get().(*[]byte)
+	defer sealPool.Put(bp)
+	for job := range a.seals {
+		sealed := a.r.sealChunk(KindData, job.id, *job.data, bp)
+		raw := len(*job.data)
+		dataPool.Put(job.data)
+		if err := a.data.add(ctx, job.id, sealed, raw); err != nil {
+			return err
+		}
+		a.newB.Add(int64(len(sealed)))
+		if pr := a.opts.Progress; pr != nil {
+			pr.BytesNew.Add(int64(len(sealed)))
+		}
+	}
+	return nil
+}
+
+// finishDir stores the trees below db, deepest first, and returns db's ID.
+func (a *archiver) finishDir(ctx context.Context, db *dirBuild, used map[ChunkID]bool) (ChunkID, error) {
+	for _, sd := range db.subdirs {
+		id, err := a.finishDir(ctx, sd.child, used)
+		if err != nil {
+			return ChunkID{}, err
+		}
+		sd.node.Subtree = id
+	}
+	nodes := db.tree.Nodes[:0]
+	for _, n := range db.tree.Nodes {
+		if a.skipped[n] {
+			continue
+		}
+		for _, p := range n.Parts {
+			if p.Hole == 0 {
+				used[p.Chunk] = true
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	db.tree.Nodes = nodes
+	db.tree.Sort()
+	enc := db.tree.Encode()
+	if len(enc) > maxTreeBlob {
+		return ChunkID{}, fmt.Errorf("a directory with %d entries encodes to %d bytes, over the %d-byte limit", len(nodes), len(enc), maxTreeBlob)
+	}
+	id := a.r.keys.ChunkID(enc)
+	used[id] = true
+	if a.r.idx.reserve(id) {
+		bp := sealPool.Get().(*[]byte)
+		sealed := a.r.sealChunk(KindTree, id, enc, bp)
+		sealPool.Put(bp)
+		if err := a.trees.add(ctx, id, sealed, len(enc)); err != nil {
+			return ChunkID{}, err
+		}
+		a.newB.Add(int64(len(sealed)))
+	}
+	return id, nil
+}
+
+// layersFor lists the index blobs and packs that hold the given chunks.
+func (r *Repo) layersFor(ctx context.Context, used map[ChunkID]bool) ([]v1.Descriptor, error) {
+	packs := map[Digest]bool{}
+	for id := range used {
+		loc, ok := r.idx.lookup(id)
+		if !ok {
+			return nil, fmt.Errorf("chunk %s was not stored: %w", id.String()[:16], ErrNotFound)
+		}
+		packs[loc.pack] = true
+	}
+	indexes := map[Digest]bool{}
+	var packDescs, indexDescs []v1.Descriptor
+	for p := range packs {
+		size, ix, ok := r.idx.packInfo(p)
+		if !ok || ix.IsZero() {
+			return nil, fmt.Errorf("pack %s is in no index blob", p)
+		}
+		packDescs = append(packDescs, descriptor(PackType, p, size))
+		if !indexes[ix] {
+			indexes[ix] = true
+			n, err := r.src.StatBlob(ctx, ix)
+			if err != nil {
+				return nil, err
+			}
+			indexDescs = append(indexDescs, descriptor(IndexType, ix, n))
+		}
+	}
+	sortDescs(packDescs)
+	sortDescs(indexDescs)
+	return append(indexDescs, packDescs...), nil
+}

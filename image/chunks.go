@@ -1,0 +1,183 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+var sealPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunk+MaxChunk/8+64); return &b }}
+
+func chunkAD(kind byte, id ChunkID) []byte {
+	ad := make([]byte, 0, 33)
+	return append(append(ad, kind), id[:]...)
+}
+
+// sealChunk compresses (when that shrinks it) and seals one chunk into
+// *buf, which the caller returns to sealPool.
+func (r *Repo) sealChunk(kind byte, id ChunkID, data []byte, buf *[]byte) []byte {
+	pt := (*buf)[:0]
+	pt = append(pt, codecZstd)
+	if worthCompressing(data) {
+		pt = r.zenc.EncodeAll(data, pt)
+	}
+	if len(pt) == 1 || len(pt)-1 >= len(data) {
+		pt = append(pt[:0], codecRaw)
+		pt = append(pt, data...)
+	}
+	out := seal(r.keys.blob, nil, pt, chunkAD(kind, id))
+	*buf = pt
+	return out
+}
+
+// worthCompressing guesses from a sample whether zstd will shrink data;
+// photos, videos and archives are stored as they are, cheaply.
+func worthCompressing(data []byte) bool {
+	if len(data) < 64<<10 {
+		return true
+	}
+	var seen [256]uint16
+	sample := data[:16<<10]
+	for _, b := range sample {
+		seen[b]++
+	}
+	// An even spread of byte values (near-random data) barely compresses.
+	var maxCount uint16
+	distinct := 0
+	for _, c := range seen {
+		if c > 0 {
+			distinct++
+		}
+		maxCount = max(maxCount, c)
+	}
+	return distinct < 250 || int(maxCount) > 2*len(sample)/256
+}
+
+// loadChunk reads, opens and checks one chunk.
+func (r *Repo) loadChunk(ctx context.Context, kind byte, id ChunkID, dst []byte) ([]byte, error) {
+	loc, ok := r.idx.lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("chunk %s is in no index of this store: %w", id.String()[:16], ErrNotFound)
+	}
+	if loc.kind != kind {
+		return nil, &ChunkError{ID: id, Pack: loc.pack, Err: fmt.Errorf("indexed as kind %d, want %d: %w", loc.kind, kind, ErrFormat)}
+	}
+	b, err := r.blobs.get(ctx, loc.pack)
+	if err != nil {
+		return nil, &ChunkError{ID: id, Pack: loc.pack, Err: err}
+	}
+	bp := sealPool.Get().(*[]byte)
+	defer sealPool.Put(bp)
+	sealed := (*bp)[:0]
+	if int64(cap(sealed)) < loc.length {
+		sealed = make([]byte, loc.length)
+	}
+	sealed = sealed[:loc.length]
+	if _, err := b.ReadAt(sealed, loc.off); err != nil {
+		return nil, &ChunkError{ID: id, Pack: loc.pack, Err: fmt.Errorf("read: %w", err)}
+	}
+	data, err := r.openChunk(kind, id, sealed, loc.raw, dst)
+	if err != nil {
+		return nil, &ChunkError{ID: id, Pack: loc.pack, Err: err}
+	}
+	return data, nil
+}
+
+// openChunk authenticates, decompresses and checks one sealed chunk.
+func (r *Repo) openChunk(kind byte, id ChunkID, sealed []byte, raw int64, dst []byte) ([]byte, error) {
+	pt, err := open(r.keys.blob, sealed[sealOverhead-16:sealOverhead-16], sealed, chunkAD(kind, id)) // in place
+	if err != nil {
+		return nil, err
+	}
+	if len(pt) < 1 {
+		return nil, ErrFormat
+	}
+	var data []byte
+	switch pt[0] {
+	case codecRaw:
+		data = append(dst[:0], pt[1:]...)
+	case codecZstd:
+		data, err = r.zdec.DecodeAll(pt[1:], dst[:0])
+		if err != nil {
+			return nil, fmt.Errorf("decompress: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("unknown codec %d: %w", pt[0], ErrFormat)
+	}
+	if int64(len(data)) != raw || r.keys.ChunkID(data) != id {
+		return nil, errIDMismatch
+	}
+	return data, nil
+}
+
+// LoadTree reads and decodes one directory.
+func (r *Repo) LoadTree(ctx context.Context, id ChunkID) (*Tree, error) {
+	b, err := r.loadChunk(ctx, KindTree, id, nil)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", id.String()[:16], err)
+	}
+	t, err := DecodeTree(b)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", id.String()[:16], err)
+	}
+	return t, nil
+}
+
+// LoadIndex reads the index blobs a snapshot names, once each.
+func (r *Repo) LoadIndex(ctx context.Context, s *Snapshot) error {
+	for _, l := range s.Layers {
+		if string(l.MediaType) != IndexType {
+			continue
+		}
+		d, err := DigestFromHash(l.Digest)
+		if err != nil {
+			return err
+		}
+		if err := r.loadIndexBlob(ctx, d, l.Size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Repo) loadIndexBlob(ctx context.Context, d Digest, size int64) error {
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
+	if r.idxLoaded[d] {
+		return nil
+	}
+	sealed, err := ReadBlob(ctx, r.src, d, size)
+	if err != nil {
+		return fmt.Errorf("index blob: %w", err)
+	}
+	pt, err := open(r.keys.meta, nil, sealed, []byte("dvpc v1 index"))
+	if err != nil {
+		return fmt.Errorf("index blob %s: %w", d, err)
+	}
+	packs, err := decodeIndexBlob(pt)
+	if err != nil {
+		return fmt.Errorf("index blob %s: %w", d, err)
+	}
+	r.idx.addBlob(d, packs)
+	r.idxLoaded[d] = true
+	return nil
+}
+
+// writeIndexBlob stores an index blob for the packs written in this run.
+func (r *Repo) writeIndexBlob(ctx context.Context) error {
+	packs := r.idx.unlistedPacks()
+	if len(packs) == 0 {
+		return nil
+	}
+	sealed := seal(r.keys.meta, nil, encodeIndexBlob(packs), []byte("dvpc v1 index"))
+	desc, err := PutBlob(ctx, r.st, IndexType, sealed)
+	if err != nil {
+		return err
+	}
+	d, _ := DigestFromHash(desc.Digest)
+	r.idx.setListed(d, packs)
+	r.idxMu.Lock()
+	r.idxLoaded[d] = true
+	r.idxMu.Unlock()
+	return nil
+}

@@ -1,0 +1,236 @@
+package image
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+)
+
+// Kinds of chunk.
+const (
+	KindData byte = 1
+	KindTree byte = 2
+)
+
+// Chunk payload codecs: the first plaintext byte of a sealed chunk.
+const (
+	codecRaw  byte = 0
+	codecZstd byte = 1
+)
+
+// PackTarget is the size at which a pack is closed.
+const PackTarget = 32 << 20
+
+// maxTreeBlob bounds one encoded directory.
+const maxTreeBlob = 64 << 20
+
+const (
+	packMagic      = "DVP1"
+	packTrailerLen = 8 // sealed header length (uint32 LE) + magic
+)
+
+// packEntry locates one sealed chunk inside a pack.
+type packEntry struct {
+	Kind   byte
+	ID     ChunkID
+	Offset uint32
+	Length uint32 // sealed length
+	Raw    uint32 // plaintext length
+}
+
+const packEntryMin = 1 + 32 + 3
+
+func encodeEntries(e *encoder, entries []packEntry) {
+	e.uvarint(uint64(len(entries)))
+	for _, en := range entries {
+		e.byte(en.Kind)
+		e.raw(en.ID[:])
+		e.uvarint(uint64(en.Offset))
+		e.uvarint(uint64(en.Length))
+		e.uvarint(uint64(en.Raw))
+	}
+}
+
+func decodeEntries(d *decoder, packSize int64) []packEntry {
+	n := d.count(packEntryMin)
+	entries := make([]packEntry, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		var en packEntry
+		en.Kind = d.byte()
+		copy(en.ID[:], d.raw(32))
+		off, length, raw := d.uvarint(), d.uvarint(), d.uvarint()
+		if en.Kind != KindData && en.Kind != KindTree {
+			d.fail(fmt.Sprintf("entry %d has unknown kind %d", i, en.Kind))
+		}
+		if off+length > uint64(packSize) || length < sealOverhead+1 || raw > maxTreeBlob {
+			d.fail(fmt.Sprintf("entry %d (offset %d, length %d, raw %d) lies outside a %d-byte pack", i, off, length, raw, packSize))
+		}
+		en.Offset, en.Length, en.Raw = uint32(off), uint32(length), uint32(raw)
+		entries = append(entries, en)
+	}
+	return entries
+}
+
+// ParsePackHeader opens the sealed table of contents at the end of a pack.
+func (k *Keys) ParsePackHeader(pack io.ReaderAt, size int64) ([]packEntry, error) {
+	if size < packTrailerLen {
+		return nil, fmt.Errorf("pack of %d bytes has no trailer: %w", size, ErrFormat)
+	}
+	var tr [packTrailerLen]byte
+	if _, err := pack.ReadAt(tr[:], size-packTrailerLen); err != nil {
+		return nil, fmt.Errorf("read pack trailer: %w", err)
+	}
+	if string(tr[4:]) != packMagic {
+		return nil, fmt.Errorf("pack trailer lacks magic %q: %w", packMagic, ErrFormat)
+	}
+	hlen := int64(binary.LittleEndian.Uint32(tr[:4]))
+	if hlen > size-packTrailerLen || hlen > maxMetaBlob {
+		return nil, fmt.Errorf("pack header of %d bytes does not fit a %d-byte pack: %w", hlen, size, ErrFormat)
+	}
+	sealed := make([]byte, hlen)
+	if _, err := pack.ReadAt(sealed, size-packTrailerLen-hlen); err != nil {
+		return nil, fmt.Errorf("read pack header: %w", err)
+	}
+	pt, err := open(k.meta, nil, sealed, []byte("dvpc v1 pack header"))
+	if err != nil {
+		return nil, fmt.Errorf("pack header: %w", err)
+	}
+	return decodePackHeader(pt, size-packTrailerLen-hlen)
+}
+
+func decodePackHeader(pt []byte, dataSize int64) ([]packEntry, error) {
+	d := decoder{b: pt}
+	d.magic("DVPH")
+	entries := decodeEntries(&d, dataSize)
+	if err := d.end(); err != nil {
+		return nil, fmt.Errorf("pack header: %w", err)
+	}
+	return entries, nil
+}
+
+// openPack is a pack being written.
+type openPack struct {
+	w       BlobWriter
+	slot    uint32
+	size    int64
+	entries []packEntry
+}
+
+// packer gathers sealed chunks of one kind into packs.
+type packer struct {
+	st     Store
+	keys   *Keys
+	idx    *Index
+	kind   byte
+	target int64
+
+	mu  sync.Mutex
+	cur *openPack
+
+	doneMu   sync.Mutex
+	finished []Digest
+}
+
+func newPacker(st Store, keys *Keys, idx *Index, kind byte) *packer {
+	return &packer{st: st, keys: keys, idx: idx, kind: kind, target: PackTarget}
+}
+
+// add appends one sealed chunk; it closes the pack when it is full.
+func (p *packer) add(ctx context.Context, id ChunkID, sealed []byte, raw int) error {
+	p.mu.Lock()
+	if p.cur == nil {
+		w, err := p.st.CreateBlob(ctx)
+		if err != nil {
+			p.mu.Unlock()
+			return err
+		}
+		p.cur = &openPack{w: w, slot: p.idx.newPackSlot()}
+	}
+	cur := p.cur
+	if _, err := cur.w.Write(sealed); err != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("write pack: %w", err)
+	}
+	en := packEntry{Kind: p.kind, ID: id, Offset: uint32(cur.size), Length: uint32(len(sealed)), Raw: uint32(raw)}
+	cur.entries = append(cur.entries, en)
+	cur.size += int64(len(sealed))
+	p.idx.place(id, cur.slot, en)
+	var full *openPack
+	if cur.size >= p.target {
+		full, p.cur = cur, nil
+	}
+	p.mu.Unlock()
+	if full != nil {
+		return p.finish(ctx, full)
+	}
+	return nil
+}
+
+// flush closes the open pack, if any.
+func (p *packer) flush(ctx context.Context) error {
+	p.mu.Lock()
+	cur := p.cur
+	p.cur = nil
+	p.mu.Unlock()
+	if cur == nil {
+		return nil
+	}
+	return p.finish(ctx, cur)
+}
+
+// abort drops an open pack.
+func (p *packer) abort() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur != nil {
+		p.cur.w.Abort()
+		p.cur = nil
+	}
+}
+
+func (p *packer) finish(ctx context.Context, op *openPack) error {
+	var e encoder
+	e.raw([]byte("DVPH"))
+	encodeEntries(&e, op.entries)
+	hdr := seal(p.keys.meta, nil, e.b, []byte("dvpc v1 pack header"))
+	var tr [packTrailerLen]byte
+	binary.LittleEndian.PutUint32(tr[:4], uint32(len(hdr)))
+	copy(tr[4:], packMagic)
+	if _, err := op.w.Write(append(hdr, tr[:]...)); err != nil {
+		op.w.Abort()
+		return fmt.Errorf("write pack: %w", err)
+	}
+	d, n, err := op.w.Commit(ctx)
+	if err != nil {
+		return err
+	}
+	p.idx.packDone(op.slot, d, n)
+	p.doneMu.Lock()
+	p.finished = append(p.finished, d)
+	p.doneMu.Unlock()
+	return nil
+}
+
+// ChunkError names the chunk and the blob that failed to read.
+type ChunkError struct {
+	ID   ChunkID
+	Pack Digest
+	Err  error
+}
+
+func (e *ChunkError) Error() string {
+	return fmt.Sprintf("chunk %s in blob %s: %v", e.ID.String()[:16], e.Pack, e.Err)
+}
+
+func (e *ChunkError) Unwrap() error { return e.Err }
+
+var errIDMismatch = errors.New("content does not match its chunk id")
+
+func sortEntries(es []packEntry) {
+	slices.SortFunc(es, func(a, b packEntry) int { return cmp.Compare(a.Offset, b.Offset) })
+}

@@ -1,0 +1,284 @@
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
+)
+
+// KeysRef is the tag of the key manifest.
+const KeysRef = "keys"
+
+// Repo is an unlocked store: its keys, its chunk index and the codecs.
+type Repo struct {
+	src  Source
+	st   Store // nil when the source is read-only
+	kf   *KeyFile
+	keys *Keys
+
+	idx       *Index
+	idxMu     sync.Mutex
+	idxLoaded map[Digest]bool
+
+	zenc *zstd.Encoder
+	zdec *zstd.Decoder
+
+	blobs blobCache
+}
+
+// Init creates the keys of a new store in st and returns the recovery codes.
+func Init(ctx context.Context, st Store, passphrase []byte, p Argon2Params) ([]string, *KeyFile, error) {
+	refs, err := st.Refs(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(refs) > 0 {
+		return nil, nil, errors.New("init: the store already holds data; it is initialised")
+	}
+	kf, codes, _, err := NewKeyFile(passphrase, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := saveKeyFile(ctx, st, kf); err != nil {
+		return nil, nil, err
+	}
+	return codes, kf, nil
+}
+
+var emptyConfig = []byte("{}")
+
+// putArtifact stores a manifest with an empty config and the given layers.
+func putArtifact(ctx context.Context, st Store, artifactType string, layers []v1.Descriptor, subject *v1.Descriptor, ann map[string]string) (v1.Descriptor, []byte, error) {
+	cfg, err := PutBlob(ctx, st, EmptyConfigType, emptyConfig)
+	if err != nil {
+		return v1.Descriptor{}, nil, err
+	}
+	return putManifest(ctx, st, v1.Manifest{
+		SchemaVersion: 2, MediaType: types.OCIManifestSchema1, ArtifactType: artifactType,
+		Config: cfg, Layers: layers, Subject: subject, Annotations: ann,
+	})
+}
+
+func putManifest(ctx context.Context, st Store, m v1.Manifest) (v1.Descriptor, []byte, error) {
+	if m.Layers == nil {
+		m.Layers = []v1.Descriptor{}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return v1.Descriptor{}, nil, err
+	}
+	d, err := PutBlob(ctx, st, ManifestType, b)
+	if err != nil {
+		return v1.Descriptor{}, nil, err
+	}
+	d.ArtifactType = m.ArtifactType
+	return d, b, nil
+}
+
+func saveKeyFile(ctx context.Context, st Store, kf *KeyFile) error {
+	b, err := kf.Marshal()
+	if err != nil {
+		return err
+	}
+	kd, err := PutBlob(ctx, st, KeyFileMediaType, b)
+	if err != nil {
+		return err
+	}
+	md, _, err := putArtifact(ctx, st, KeysArtifactType, []v1.Descriptor{kd}, nil, nil)
+	if err != nil {
+		return err
+	}
+	return st.UpdateRefs(ctx, func(refs []Ref) ([]Ref, error) {
+		return setRef(refs, Ref{Name: KeysRef, Desc: md}), nil
+	})
+}
+
+func setRef(refs []Ref, r Ref) []Ref {
+	for i := range refs {
+		if refs[i].Name == r.Name {
+			refs[i] = r
+			return refs
+		}
+	}
+	return append(refs, r)
+}
+
+func findRef(refs []Ref, name string) (Ref, bool) {
+	for _, r := range refs {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Ref{}, false
+}
+
+// readManifest reads and checks a manifest blob.
+func readManifest(ctx context.Context, src Source, desc v1.Descriptor) (*v1.Manifest, []byte, error) {
+	d, err := DigestFromHash(desc.Digest)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := ReadBlob(ctx, src, d, desc.Size)
+	if err != nil {
+		return nil, nil, err
+	}
+	var m v1.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, nil, fmt.Errorf("manifest %s: %w: %v", d, ErrFormat, err)
+	}
+	if m.SchemaVersion != 2 {
+		return nil, nil, fmt.Errorf("manifest %s: schema version %d, want 2: %w", d, m.SchemaVersion, ErrFormat)
+	}
+	return &m, b, nil
+}
+
+// ReadKeyFile reads the key blob of a store; it needs no passphrase.
+func ReadKeyFile(ctx context.Context, src Source) (*KeyFile, error) {
+	refs, err := src.Refs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := findRef(refs, KeysRef)
+	if !ok {
+		return nil, fmt.Errorf("store has no key blob (no %q tag); is it a dvpc store? run `dvpc init` to make one: %w", KeysRef, ErrNotFound)
+	}
+	m, _, err := readManifest(ctx, src, r.Desc)
+	if err != nil {
+		return nil, fmt.Errorf("key manifest: %w", err)
+	}
+	if len(m.Layers) != 1 || string(m.Layers[0].MediaType) != KeyFileMediaType {
+		return nil, fmt.Errorf("key manifest: want one %s layer: %w", KeyFileMediaType, ErrFormat)
+	}
+	d, err := DigestFromHash(m.Layers[0].Digest)
+	if err != nil {
+		return nil, err
+	}
+	b, err := ReadBlob(ctx, src, d, m.Layers[0].Size)
+	if err != nil {
+		return nil, fmt.Errorf("key blob: %w", err)
+	}
+	return ParseKeyFile(b)
+}
+
+// OpenInfo says how a store was unlocked.
+type OpenInfo struct {
+	// RecoveryUsed is true when a recovery code opened the store; it has
+	// been burnt if the store is writable.
+	RecoveryUsed bool
+	RecoveryLeft int
+}
+
+// Open unlocks a store with a passphrase or a recovery code. A recovery
+// code is burnt when src is a writable [Store].
+func Open(ctx context.Context, src Source, secret []byte) (*Repo, OpenInfo, error) {
+	kf, err := ReadKeyFile(ctx, src)
+	if err != nil {
+		return nil, OpenInfo{}, err
+	}
+	u, err := kf.Unlock(secret)
+	if err != nil {
+		return nil, OpenInfo{}, err
+	}
+	info := OpenInfo{RecoveryLeft: len(kf.Recovery)}
+	st, _ := src.(Store)
+	if u.RecoveryID != "" {
+		info.RecoveryUsed = true
+		if st != nil {
+			info.RecoveryLeft = kf.BurnRecovery(u.RecoveryID)
+			unlock, err := st.Lock(ctx)
+			if err != nil {
+				return nil, info, err
+			}
+			err = saveKeyFile(ctx, st, kf)
+			unlock()
+			if err != nil {
+				return nil, info, fmt.Errorf("burn recovery code: %w", err)
+			}
+		}
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, info, err
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxTreeBlob))
+	if err != nil {
+		return nil, info, err
+	}
+	return &Repo{src: src, st: st, kf: kf, keys: u.Keys, idx: newIndex(), idxLoaded: map[Digest]bool{},
+		zenc: enc, zdec: dec, blobs: blobCache{src: src, open: map[Digest]Blob{}}}, info, nil
+}
+
+// Close releases open blobs.
+func (r *Repo) Close() error {
+	r.blobs.closeAll()
+	r.zdec.Close()
+	return nil
+}
+
+// Source returns the store the repo reads.
+func (r *Repo) Source() Source { return r.src }
+
+// KeyFile returns the store's key file.
+func (r *Repo) KeyFile() *KeyFile { return r.kf }
+
+// Keys returns the unlocked keys.
+func (r *Repo) Keys() *Keys { return r.keys }
+
+// SetPassphrase rewraps the keys under a new passphrase and saves them.
+func (r *Repo) SetPassphrase(ctx context.Context, newPass []byte) error {
+	if r.st == nil {
+		return errors.New("set passphrase: the store is read-only")
+	}
+	unlock, err := r.st.Lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := r.kf.SetPassphrase(r.keys, newPass); err != nil {
+		return err
+	}
+	return saveKeyFile(ctx, r.st, r.kf)
+}
+
+// blobCache keeps blobs open for range reads.
+type blobCache struct {
+	src  Source
+	mu   sync.Mutex
+	open map[Digest]Blob
+}
+
+func (c *blobCache) get(ctx context.Context, d Digest) (Blob, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.open[d]; ok {
+		return b, nil
+	}
+	if len(c.open) >= 256 {
+		for k, b := range c.open {
+			b.Close()
+			delete(c.open, k)
+			break
+		}
+	}
+	b, err := c.src.OpenBlob(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	c.open[d] = b
+	return b, nil
+}
+
+func (c *blobCache) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, b := range c.open {
+		b.Close()
+		delete(c.open, k)
+	}
+}

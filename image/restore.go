@@ -1,0 +1,485 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// ErrTargetNotEmpty means a restore target holds files and --overwrite was
+// not given.
+var ErrTargetNotEmpty = errors.New("target directory is not empty")
+
+// RestoreOptions tune [Repo.Restore].
+type RestoreOptions struct {
+	Target string
+	// Paths restricts the restore to these slash-separated paths relative to
+	// the snapshot root (and what is below them).
+	Paths     []string
+	Overwrite bool
+	// OnError receives each entry that could not be restored; the restore
+	// goes on with the others.
+	OnError  func(path string, err error)
+	Progress *Progress
+}
+
+// PartialError reports a restore in which some entries failed.
+type PartialError struct {
+	Failed int
+	First  error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%d entries could not be restored; first: %v", e.Failed, e.First)
+}
+
+func (e *PartialError) Unwrap() error { return e.First }
+
+type restoreJob struct {
+	f    *os.File
+	host string
+	node *Node
+}
+
+type restorer struct {
+	r      *Repo
+	opts   RestoreOptions
+	jobs   chan restoreJob
+	links  map[uint64]string
+	dirs   []dirMeta
+	failed atomic.Int64
+	first  atomic.Value
+	isRoot bool
+}
+
+type dirMeta struct {
+	host string
+	node *Node
+}
+
+// rootNode returns the single entry of a snapshot's top tree: the snapshotted
+// directory itself.
+func (r *Repo) rootNode(ctx context.Context, s *Snapshot) (*Node, error) {
+	if err := r.LoadIndex(ctx, s); err != nil {
+		return nil, err
+	}
+	top, err := r.LoadTree(ctx, s.Config.Root)
+	if err != nil {
+		return nil, err
+	}
+	if len(top.Nodes) != 1 || top.Nodes[0].Type != TypeDir {
+		return nil, fmt.Errorf("snapshot %s: top tree must hold one directory: %w", s.ID, ErrFormat)
+	}
+	return top.Nodes[0], nil
+}
+
+// CleanPath checks and normalises a path inside a snapshot: slash-separated,
+// relative, no "..". "" and "." mean the root.
+func CleanPath(p string) (string, error) {
+	p = strings.Trim(path.Clean("/"+p), "/")
+	for _, c := range strings.Split(p, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("path %q leaves the snapshot", p)
+		}
+	}
+	return p, nil
+}
+
+// Restore writes a snapshot (or the chosen paths) into opts.Target, which
+// becomes the snapshotted directory. It never writes outside the target.
+func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) error {
+	root, err := r.rootNode(ctx, s)
+	if err != nil {
+		return err
+	}
+	var sel []string
+	for _, p := range opts.Paths {
+		c, err := CleanPath(p)
+		if err != nil {
+			return err
+		}
+		if c == "" {
+			sel = nil
+			break
+		}
+		sel = append(sel, c)
+	}
+	if len(opts.Paths) > 0 && len(sel) > 0 {
+		for _, p := range sel {
+			if _, err := r.FindNode(ctx, s, p); err != nil {
+				return err
+			}
+		}
+	}
+	target, err := prepareTarget(opts.Target, opts.Overwrite)
+	if err != nil {
+		return err
+	}
+	rs := &restorer{r: r, opts: opts, jobs: make(chan restoreJob, 64), links: map[uint64]string{}, isRoot: os.Geteuid() == 0}
+	g, gctx := errgroup.WithContext(ctx)
+	var workers sync.WaitGroup
+	for range 2 * runtime.GOMAXPROCS(0) {
+		workers.Add(1)
+		g.Go(func() error {
+			defer workers.Done()
+			return rs.worker(gctx)
+		})
+	}
+	g.Go(func() error {
+		defer close(rs.jobs)
+		return rs.dir(gctx, target, root, "", sel)
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Directory metadata last, deepest first, so writing children does not
+	// change it.
+	for i := len(rs.dirs) - 1; i >= 0; i-- {
+		d := rs.dirs[i]
+		if err := rs.setMeta(d.host, d.node, nil); err != nil {
+			rs.fail(d.host, err)
+		}
+	}
+	if n := rs.failed.Load(); n > 0 {
+		return &PartialError{Failed: int(n), First: rs.first.Load().(error)}
+	}
+	return nil
+}
+
+func prepareTarget(dir string, overwrite bool) (string, error) {
+	if dir == "" {
+		return "", errors.New("no restore target: give --to DIR")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return "", fmt.Errorf("create restore target: %w", err)
+		}
+	case err != nil:
+		return "", err
+	case !fi.IsDir():
+		return "", fmt.Errorf("restore target %s is not a directory", abs)
+	default:
+		ents, err := os.ReadDir(abs)
+		if err != nil {
+			return "", err
+		}
+		if len(ents) > 0 && !overwrite {
+			return "", fmt.Errorf("%s: %w; choose an empty one, or add --overwrite to replace what the snapshot holds", abs, ErrTargetNotEmpty)
+		}
+	}
+	// The target itself may be reached through a symlink the person chose;
+	// everything below it is created by the restore and never followed.
+	return filepath.EvalSymlinks(abs)
+}
+
+func (rs *restorer) fail(p string, err error) {
+	rs.failed.Add(1)
+	rs.first.CompareAndSwap(nil, fmt.Errorf("%s: %w", p, err))
+	if rs.opts.OnError != nil {
+		rs.opts.OnError(p, err)
+	}
+}
+
+// selected says whether rel is chosen, and whether its descendants might be.
+func selected(sel []string, rel string) (in, below bool) {
+	if len(sel) == 0 {
+		return true, true
+	}
+	for _, s := range sel {
+		if rel == s || strings.HasPrefix(rel, s+"/") || s == "" {
+			return true, true
+		}
+		if rel == "" || strings.HasPrefix(s, rel+"/") {
+			below = true
+		}
+	}
+	return false, below
+}
+
+func (rs *restorer) dir(ctx context.Context, host string, node *Node, rel string, sel []string) error {
+	rs.dirs = append(rs.dirs, dirMeta{host: host, node: node})
+	tree, err := rs.r.LoadTree(ctx, node.Subtree)
+	if err != nil {
+		rs.fail(host, err)
+		return nil
+	}
+	for _, n := range tree.Nodes {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		name := string(n.Name)
+		crel := path.Join(rel, name)
+		in, below := selected(sel, crel)
+		if !in && !(below && n.Type == TypeDir) {
+			continue
+		}
+		chost := filepath.Join(host, name)
+		if err := rs.clear(chost, n.Type == TypeDir); err != nil {
+			rs.fail(chost, err)
+			continue
+		}
+		switch n.Type {
+		case TypeDir:
+			if err := os.Mkdir(chost, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+				rs.fail(chost, err)
+				continue
+			}
+			if err := rs.dir(ctx, chost, n, crel, sel); err != nil {
+				return err
+			}
+		case TypeFile:
+			if n.LinkGroup != 0 {
+				if first, ok := rs.links[n.LinkGroup]; ok {
+					if err := os.Link(first, chost); err != nil {
+						rs.fail(chost, err)
+					}
+					continue
+				}
+			}
+			fd, err := unix.Open(chost, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			if err != nil {
+				rs.fail(chost, err)
+				continue
+			}
+			if n.LinkGroup != 0 {
+				rs.links[n.LinkGroup] = chost
+			}
+			select {
+			case rs.jobs <- restoreJob{f: os.NewFile(uintptr(fd), chost), host: chost, node: n}:
+			case <-ctx.Done():
+				unix.Close(fd)
+				return ctx.Err()
+			}
+		case TypeSymlink:
+			if err := unix.Symlink(string(n.Target), chost); err != nil {
+				rs.fail(chost, err)
+				continue
+			}
+			if err := rs.setMeta(chost, n, nil); err != nil {
+				rs.fail(chost, err)
+			}
+		case TypeFIFO:
+			if err := unix.Mkfifo(chost, 0o600); err != nil {
+				rs.fail(chost, err)
+				continue
+			}
+			if err := rs.setMeta(chost, n, nil); err != nil {
+				rs.fail(chost, err)
+			}
+		}
+	}
+	return nil
+}
+
+// clear makes room for an entry: without --overwrite the target is empty;
+// with it, whatever is in the way (a symlink above all) is removed, so
+// nothing is ever written through a link.
+func (rs *restorer) clear(host string, wantDir bool) error {
+	fi, err := os.Lstat(host)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !rs.opts.Overwrite {
+		return fmt.Errorf("already exists")
+	}
+	if wantDir && fi.IsDir() {
+		return nil
+	}
+	return os.RemoveAll(host)
+}
+
+func (rs *restorer) worker(ctx context.Context) error {
+	var buf []byte
+	for job := range rs.jobs {
+		err := rs.writeFile(ctx, job.f, job.node, &buf)
+		if err == nil {
+			err = rs.setMeta(job.host, job.node, job.f)
+		}
+		if cerr := job.f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			os.Remove(job.host)
+			rs.fail(job.host, err)
+			continue
+		}
+		if pr := rs.opts.Progress; pr != nil {
+			pr.Files.Add(1)
+		}
+	}
+	return nil
+}
+
+func (rs *restorer) writeFile(ctx context.Context, f *os.File, n *Node, buf *[]byte) error {
+	var off int64
+	for _, p := range n.Parts {
+		if p.Hole > 0 {
+			off += int64(p.Hole)
+			continue
+		}
+		data, err := rs.r.loadChunk(ctx, KindData, p.Chunk, *buf)
+		if err != nil {
+			return err
+		}
+		*buf = data
+		if _, err := f.WriteAt(data, off); err != nil {
+			return err
+		}
+		off += int64(len(data))
+		if pr := rs.opts.Progress; pr != nil {
+			pr.Bytes.Add(int64(len(data)))
+		}
+	}
+	return f.Truncate(n.Size)
+}
+
+// setMeta applies owner (as root), mode, xattrs and times.
+func (rs *restorer) setMeta(host string, n *Node, f *os.File) error {
+	if rs.isRoot {
+		if err := os.Lchown(host, int(n.UID), int(n.GID)); err != nil {
+			return err
+		}
+	}
+	if n.Type != TypeSymlink {
+		mode := os.FileMode(n.Mode & 0o777)
+		if n.Mode&unix.S_ISUID != 0 {
+			mode |= os.ModeSetuid
+		}
+		if n.Mode&unix.S_ISGID != 0 {
+			mode |= os.ModeSetgid
+		}
+		if n.Mode&unix.S_ISVTX != 0 {
+			mode |= os.ModeSticky
+		}
+		var err error
+		if f != nil {
+			err = f.Chmod(mode)
+		} else {
+			err = os.Chmod(host, mode)
+		}
+		if err != nil {
+			return err
+		}
+		for _, x := range n.Xattrs {
+			if err := unix.Lsetxattr(host, string(x.Name), x.Value, 0); err != nil {
+				return &os.PathError{Op: "setxattr " + string(x.Name), Path: host, Err: err}
+			}
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(n.Mtime.UnixNano()), unix.NsecToTimespec(n.Mtime.UnixNano())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "utimes", Path: host, Err: err}
+	}
+	return nil
+}
+
+// FindNode returns the entry at a slash-separated path in a snapshot; "" is
+// the snapshotted directory itself.
+func (r *Repo) FindNode(ctx context.Context, s *Snapshot, p string) (*Node, error) {
+	p, err := CleanPath(p)
+	if err != nil {
+		return nil, err
+	}
+	n, err := r.rootNode(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if p == "" {
+		return n, nil
+	}
+	for _, c := range strings.Split(p, "/") {
+		if n.Type != TypeDir {
+			return nil, fmt.Errorf("%s: not in snapshot %s: %w", p, s.ID, ErrNotFound)
+		}
+		t, err := r.LoadTree(ctx, n.Subtree)
+		if err != nil {
+			return nil, err
+		}
+		if n = t.Find([]byte(c)); n == nil {
+			return nil, fmt.Errorf("%s: not in snapshot %s: %w", p, s.ID, ErrNotFound)
+		}
+	}
+	return n, nil
+}
+
+// WriteContent writes a file's content to w, holes as zeros.
+func (r *Repo) WriteContent(ctx context.Context, n *Node, w io.Writer) error {
+	if n.Type != TypeFile {
+		return fmt.Errorf("%s is a %s, not a file", n.Name, n.Type)
+	}
+	var buf []byte
+	zeros := make([]byte, 64<<10)
+	for _, p := range n.Parts {
+		for h := int64(p.Hole); h > 0; {
+			k := min(h, int64(len(zeros)))
+			if _, err := w.Write(zeros[:k]); err != nil {
+				return err
+			}
+			h -= k
+		}
+		if p.Hole > 0 {
+			continue
+		}
+		data, err := r.loadChunk(ctx, KindData, p.Chunk, buf)
+		if err != nil {
+			return err
+		}
+		buf = data
+		if _, err := w.Write(data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Walk calls fn for every entry below the snapshot root in depth-first,
+// name order; rel is slash-separated.
+func (r *Repo) Walk(ctx context.Context, s *Snapshot, fn func(rel string, n *Node) error) error {
+	root, err := r.rootNode(ctx, s)
+	if err != nil {
+		return err
+	}
+	return r.walkTree(ctx, root.Subtree, "", fn)
+}
+
+func (r *Repo) walkTree(ctx context.Context, id ChunkID, rel string, fn func(string, *Node) error) error {
+	t, err := r.LoadTree(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, n := range t.Nodes {
+		crel := path.Join(rel, string(n.Name))
+		if err := fn(crel, n); err != nil {
+			return err
+		}
+		if n.Type == TypeDir {
+			if err := r.walkTree(ctx, n.Subtree, crel, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

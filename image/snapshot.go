@@ -1,0 +1,298 @@
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Manifest annotations of a snapshot. They are signed with the manifest and
+// readable without the key, so a mirror can order snapshots.
+const (
+	AnnotationCreated = "org.opencontainers.image.created"
+	AnnotationSeq     = "dev.dvpc.seq"
+	AnnotationStore   = "dev.dvpc.store"
+)
+
+const snapRefPrefix = "snap-"
+
+// ErrNoSnapshot means no snapshot matched a request.
+var ErrNoSnapshot = errors.New("no such snapshot")
+
+// SnapshotConfig is the sealed config blob of a snapshot.
+type SnapshotConfig struct {
+	Version  int       `json:"version"`
+	Root     ChunkID   `json:"root"`
+	Time     time.Time `json:"time"`
+	Host     string    `json:"host"`
+	User     string    `json:"user"`
+	Path     string    `json:"path"`
+	Parent   string    `json:"parent,omitempty"` // manifest digest
+	Seq      uint64    `json:"seq"`
+	Mirrors  []string  `json:"mirrors,omitempty"`
+	Profile  string    `json:"profile,omitempty"`
+	Excludes []string  `json:"excludes,omitempty"`
+	Stats    Stats     `json:"stats"`
+}
+
+// Stats summarise a snapshot run.
+type Stats struct {
+	Files     int64 `json:"files"`
+	Dirs      int64 `json:"dirs"`
+	Bytes     int64 `json:"bytes"`      // total size of the files
+	BytesRead int64 `json:"bytes_read"` // read from disk (changed files)
+	BytesNew  int64 `json:"bytes_new"`  // stored after dedup and compression
+	Errors    int64 `json:"errors"`     // entries skipped because of errors
+}
+
+// Snapshot is a verified snapshot.
+type Snapshot struct {
+	ID       string // first 12 hex digits of the manifest digest
+	Ref      string
+	Manifest Digest
+	Desc     v1.Descriptor
+	Config   *SnapshotConfig
+	Layers   []v1.Descriptor
+	raw      []byte
+}
+
+// Time returns when the snapshot was taken.
+func (s *Snapshot) Time() time.Time { return s.Config.Time }
+
+// RawManifest returns the signed manifest bytes.
+func (s *Snapshot) RawManifest() []byte { return s.raw }
+
+// SignatureRef returns the tag under which a manifest's signature is stored.
+func SignatureRef(manifest Digest) string { return "sha256-" + manifest.Hex() + ".sig" }
+
+// SnapshotProblem is a snapshot that failed to load or verify.
+type SnapshotProblem struct {
+	Ref      string
+	Manifest Digest
+	Err      error
+}
+
+func (p SnapshotProblem) Error() string {
+	return fmt.Sprintf("snapshot %s (%s): %v", p.Ref, p.Manifest.Short(), p.Err)
+}
+
+func (p SnapshotProblem) Unwrap() error { return p.Err }
+
+// Snapshots loads and verifies every snapshot, oldest first. Snapshots whose
+// signature, manifest or config fail are returned as problems, never used.
+func (r *Repo) Snapshots(ctx context.Context) ([]*Snapshot, []SnapshotProblem, error) {
+	refs, err := r.src.Refs(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var snaps []*Snapshot
+	var probs []SnapshotProblem
+	for _, ref := range refs {
+		if !strings.HasPrefix(ref.Name, snapRefPrefix) {
+			continue
+		}
+		s, err := r.loadSnapshot(ctx, refs, ref)
+		if err != nil {
+			d, _ := DigestFromHash(ref.Desc.Digest)
+			probs = append(probs, SnapshotProblem{Ref: ref.Name, Manifest: d, Err: err})
+			continue
+		}
+		snaps = append(snaps, s)
+	}
+	slices.SortFunc(snaps, func(a, b *Snapshot) int {
+		if a.Config.Seq != b.Config.Seq {
+			return cmpU64(a.Config.Seq, b.Config.Seq)
+		}
+		return a.Config.Time.Compare(b.Config.Time)
+	})
+	return snaps, probs, nil
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Signature returns the armored SSHSIG signature of a snapshot manifest.
+func (r *Repo) Signature(ctx context.Context, s *Snapshot) ([]byte, error) {
+	refs, err := r.src.Refs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return readSignature(ctx, r.src, refs, s.Manifest)
+}
+
+// verifySignature checks the stored signature of a manifest.
+func verifySignature(ctx context.Context, src Source, refs []Ref, pub string, md Digest, raw []byte) error {
+	sig, err := readSignature(ctx, src, refs, md)
+	if err != nil {
+		return err
+	}
+	return VerifySSHSIG(pub, raw, sig)
+}
+
+func readSignature(ctx context.Context, src Source, refs []Ref, md Digest) ([]byte, error) {
+	sref, ok := findRef(refs, SignatureRef(md))
+	if !ok {
+		return nil, fmt.Errorf("no signature (tag %s): %w", SignatureRef(md), ErrBadSignature)
+	}
+	sm, _, err := readManifest(ctx, src, sref.Desc)
+	if err != nil {
+		return nil, fmt.Errorf("signature manifest: %w", err)
+	}
+	if len(sm.Layers) != 1 || string(sm.Layers[0].MediaType) != SignatureType {
+		return nil, fmt.Errorf("signature manifest: want one %s layer: %w", SignatureType, ErrBadSignature)
+	}
+	sd, err := DigestFromHash(sm.Layers[0].Digest)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := ReadBlob(ctx, src, sd, sm.Layers[0].Size)
+	if err != nil {
+		return nil, fmt.Errorf("signature blob: %w", err)
+	}
+	return sig, nil
+}
+
+func (r *Repo) loadSnapshot(ctx context.Context, refs []Ref, ref Ref) (*Snapshot, error) {
+	md, err := DigestFromHash(ref.Desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	m, raw, err := readManifest(ctx, r.src, ref.Desc)
+	if err != nil {
+		return nil, err
+	}
+	// The signature is checked before anything in the manifest is used.
+	if err := verifySignature(ctx, r.src, refs, r.kf.SigningPublic, md, raw); err != nil {
+		return nil, err
+	}
+	if m.ArtifactType != SnapshotArtifactType || string(m.Config.MediaType) != SnapshotConfigType {
+		return nil, fmt.Errorf("manifest %s is not a dvpc snapshot: %w", md, ErrFormat)
+	}
+	if m.Annotations[AnnotationStore] != r.kf.StoreID {
+		return nil, fmt.Errorf("manifest %s belongs to store %q, not %q", md, m.Annotations[AnnotationStore], r.kf.StoreID)
+	}
+	cd, err := DigestFromHash(m.Config.Digest)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := ReadBlob(ctx, r.src, cd, m.Config.Size)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	pt, err := open(r.keys.meta, nil, sealed, []byte("dvpc v1 snapshot config"))
+	if err != nil {
+		return nil, fmt.Errorf("config blob %s: %w", cd, err)
+	}
+	var cfg SnapshotConfig
+	if err := json.Unmarshal(pt, &cfg); err != nil {
+		return nil, fmt.Errorf("config blob %s: %w: %v", cd, ErrFormat, err)
+	}
+	if strconv.FormatUint(cfg.Seq, 10) != m.Annotations[AnnotationSeq] {
+		return nil, fmt.Errorf("config sequence %d does not match the signed manifest's %q: %w", cfg.Seq, m.Annotations[AnnotationSeq], ErrFormat)
+	}
+	return &Snapshot{ID: md.Short(), Ref: ref.Name, Manifest: md, Desc: ref.Desc, Config: &cfg, Layers: m.Layers, raw: raw}, nil
+}
+
+// FindSnapshot resolves "latest", a snapshot ID or prefix, a manifest
+// digest, or a tag among snaps (oldest first).
+func FindSnapshot(snaps []*Snapshot, spec string) (*Snapshot, error) {
+	if len(snaps) == 0 {
+		return nil, fmt.Errorf("the store holds no snapshots; make one with `dvpc snapshot`: %w", ErrNoSnapshot)
+	}
+	if spec == "" || spec == "latest" {
+		return snaps[len(snaps)-1], nil
+	}
+	var found *Snapshot
+	for _, s := range snaps {
+		if s.Ref == spec || s.Manifest.String() == spec || strings.HasPrefix(s.Manifest.Hex(), strings.ToLower(spec)) && len(spec) >= 4 {
+			if found != nil && found != s {
+				return nil, fmt.Errorf("snapshot %q is ambiguous; give more digits: %w", spec, ErrNoSnapshot)
+			}
+			found = s
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("snapshot %q: %w; `dvpc log` lists them", spec, ErrNoSnapshot)
+	}
+	return found, nil
+}
+
+// SnapshotAt returns the newest snapshot taken at or before t.
+func SnapshotAt(snaps []*Snapshot, t time.Time) (*Snapshot, error) {
+	var best *Snapshot
+	for _, s := range snaps {
+		if !s.Config.Time.After(t) && (best == nil || !s.Config.Time.Before(best.Config.Time)) {
+			best = s
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("no snapshot at or before %s: %w", t.Format(time.RFC3339), ErrNoSnapshot)
+	}
+	return best, nil
+}
+
+// commitSnapshot writes the config, manifest and signature of a snapshot and
+// names it in the store. Every blob in layers must already be stored.
+func (r *Repo) commitSnapshot(ctx context.Context, cfg *SnapshotConfig, layers []v1.Descriptor) (*Snapshot, error) {
+	pt, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cdesc, err := PutBlob(ctx, r.st, SnapshotConfigType, seal(r.keys.meta, nil, pt, []byte("dvpc v1 snapshot config")))
+	if err != nil {
+		return nil, err
+	}
+	m := v1.Manifest{
+		SchemaVersion: 2, MediaType: types.OCIManifestSchema1, ArtifactType: SnapshotArtifactType,
+		Config: cdesc, Layers: layers,
+		Annotations: map[string]string{
+			AnnotationCreated: cfg.Time.UTC().Format(time.RFC3339Nano),
+			AnnotationSeq:     strconv.FormatUint(cfg.Seq, 10),
+			AnnotationStore:   r.kf.StoreID,
+		},
+	}
+	mdesc, raw, err := putManifest(ctx, r.st, m)
+	if err != nil {
+		return nil, err
+	}
+	md, _ := DigestFromHash(mdesc.Digest)
+	sig, err := r.keys.sign.signSSHSIG(raw)
+	if err != nil {
+		return nil, err
+	}
+	sdesc, err := PutBlob(ctx, r.st, SignatureType, sig)
+	if err != nil {
+		return nil, err
+	}
+	subject := mdesc
+	subject.ArtifactType = ""
+	sigDesc, _, err := putArtifact(ctx, r.st, SignatureArtifactType, []v1.Descriptor{sdesc}, &subject, nil)
+	if err != nil {
+		return nil, err
+	}
+	name := fmt.Sprintf("%s%08d-%s", snapRefPrefix, cfg.Seq, md.Short())
+	// The signature is named first: a snapshot is never visible unsigned.
+	err = r.st.UpdateRefs(ctx, func(refs []Ref) ([]Ref, error) {
+		refs = setRef(refs, Ref{Name: SignatureRef(md), Desc: sigDesc})
+		return setRef(refs, Ref{Name: name, Desc: mdesc}), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{ID: md.Short(), Ref: name, Manifest: md, Desc: mdesc, Config: cfg, Layers: layers, raw: raw}, nil
+}
