@@ -21,6 +21,12 @@ import (
 	"github.com/dvpc/dvpc/image/ignore"
 )
 
+// racyWindow is how close to the snapshot a file's mtime or ctime may be
+// before its timestamps are not trusted next time: an edit in the same clock
+// tick after it was read would leave size and times unchanged. Two seconds
+// covers the coarsest timestamps (FAT).
+const racyWindow = 2 * time.Second
+
 // IgnoreFile is the name of per-directory exclude files (gitignore syntax).
 const IgnoreFile = ".dvpcignore"
 
@@ -152,7 +158,7 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		}
 	}
 	a := &archiver{
-		r: r, opts: opts, ign: ignore.New(), cutoff: opts.Time.Add(-2 * time.Second),
+		r: r, opts: opts, ign: ignore.New(), cutoff: opts.Time.Add(-racyWindow),
 		links: map[[2]uint64]*linkGroup{}, skipped: map[*Node]bool{},
 		data:  newPacker(r.st, r.keys, r.idx, KindData),
 		trees: newPacker(r.st, r.keys, r.idx, KindTree),

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/flate"
 	"os"
 	"path"
 	"path/filepath"
@@ -128,22 +130,40 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
-// TestCompressibility checks that the kinds compress as intended, with
-// a crude measure: the share of distinct 4-byte values.
+// TestContentKinds checks that each kind of content is deterministic,
+// has the size asked for and compresses as intended.
 func TestContentKinds(t *testing.T) {
 	buf := make([]byte, 0, mib)
+	ratios := map[kind]float64{}
 	for _, k := range []kind{kindGo, kindC, kindPython, kindText, kindLog, kindCSV, kindDoc, kindRandom} {
-		var sb strings.Builder
+		var sb bytes.Buffer
 		if err := writeContent(&sb, k, 300*kib, 5, buf); err != nil {
 			t.Fatal(err)
 		}
 		if sb.Len() != 300*kib {
 			t.Errorf("kind %d: %d bytes", k, sb.Len())
 		}
-		var again strings.Builder
+		var again bytes.Buffer
 		writeContent(&again, k, 300*kib, 5, buf)
-		if sb.String() != again.String() {
+		if !bytes.Equal(sb.Bytes(), again.Bytes()) {
 			t.Errorf("kind %d is not deterministic", k)
 		}
+		var z bytes.Buffer
+		zw, _ := flate.NewWriter(&z, flate.DefaultCompression)
+		zw.Write(sb.Bytes())
+		zw.Close()
+		ratios[k] = float64(z.Len()) / float64(sb.Len())
 	}
+	for _, k := range []kind{kindGo, kindC, kindPython, kindText, kindLog, kindCSV} {
+		if ratios[k] > 0.45 {
+			t.Errorf("kind %d compresses to %.2f, want text-like", k, ratios[k])
+		}
+	}
+	if r := ratios[kindDoc]; r < 0.5 || r > 0.85 {
+		t.Errorf("documents compress to %.2f, want partly compressible", r)
+	}
+	if r := ratios[kindRandom]; r < 0.99 {
+		t.Errorf("random content compresses to %.2f", r)
+	}
+	t.Logf("deflate ratios by kind: %v", ratios)
 }

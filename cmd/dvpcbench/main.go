@@ -42,6 +42,8 @@ type toolRun struct {
 
 type bench struct {
 	cfg          config
+	self         string // this executable, run as the wrapper
+	rssFloor     *result
 	work, home   string
 	tools        []*tool
 	runs         []*toolRun
@@ -56,6 +58,9 @@ type bench struct {
 var allTools = []string{"dvpc", "restic", "borg"}
 
 func main() {
+	if isWrapper() {
+		os.Exit(wrapMain())
+	}
 	var cfg config
 	flag.StringVar(&cfg.dvpc, "dvpc", "./bin/dvpc", "dvpc binary to measure")
 	flag.StringVar(&cfg.work, "work", "", "work directory; must be empty, new or an earlier dvpcbench work directory (default: a new temporary directory)")
@@ -127,11 +132,15 @@ func newBench(cfg config) (*bench, error) {
 	} else if p, err := exec.LookPath(cfg.dvpc); err == nil {
 		cfg.dvpc = p
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
 	work, err := prepareWork(cfg.work)
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{cfg: cfg, work: work, home: filepath.Join(work, "home"), limitResults: map[string]*result{}}
+	b := &bench{cfg: cfg, self: self, work: work, home: filepath.Join(work, "home"), limitResults: map[string]*result{}}
 	for _, d := range []string{"logs", "out", "repo", "cache"} {
 		if err := os.MkdirAll(b.path(d), 0o755); err != nil {
 			return nil, err
@@ -225,6 +234,8 @@ func (b *bench) run() error {
 		}
 	}
 	b.ensureTools()
+	// The smallest peak RSS the wrapper can report (see wrap.go).
+	b.rssFloor, _ = b.exec("rss-floor", exec.Command("true"), nil)
 	for i, t := range b.tools {
 		tr := b.runs[i]
 		if t.name != "dvpc" {
@@ -541,6 +552,20 @@ func (b *bench) print() {
 	}
 	fmt.Fprintf(w, "order: %s\n", strings.Join(b.order, "; "))
 	fmt.Fprintf(w, "caches: the page cache is not dropped (the home and repositories are warm); every timed command is preceded by an untimed sync\n")
+	if b.rssFloor.ok() {
+		fmt.Fprintf(w, "peak RSS: ru_maxrss of each command, run under a small wrapper; its floor (peak RSS of true) is %.1f MiB\n", float64(b.rssFloor.MaxRSSKiB)/kib)
+	}
+	var noisy []string
+	for _, tr := range b.runs {
+		for _, s := range steps {
+			if r := tr.Steps[s.name]; r.ok() && r.OtherCPU > 0.2*r.Seconds+0.1 {
+				noisy = append(noisy, fmt.Sprintf("%s %s %.1f s", tr.Name, s.name, r.OtherCPU))
+			}
+		}
+	}
+	if len(noisy) > 0 {
+		fmt.Fprintf(w, "warning: other work used the CPUs during: %s (CPU time not the tool's: sync writeback or other processes); figures are noisy\n", strings.Join(noisy, ", "))
+	}
 	fmt.Fprintf(w, "encryption on for all; restic repo v2 (zstd auto), borg -e %s --compression %s; %d CPUs\n", b.cfg.borgEncryption, b.cfg.borgCompression, runtime.NumCPU())
 	for _, tr := range b.runs {
 		v := tr.Version
@@ -551,8 +576,13 @@ func (b *bench) print() {
 	}
 	fmt.Fprintln(w)
 
+	// Labels are padded here so that they stay left-aligned.
+	width := len("measurement")
+	for _, r := range rows {
+		width = max(width, len(r.label))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "measurement\tdvpc\trestic\tborg\tdvpc/restic\tdvpc/borg\t\n")
+	fmt.Fprintf(tw, "%-*s\tdvpc\trestic\tborg\tdvpc/restic\tdvpc/borg\t\n", width, "measurement")
 	for _, r := range rows {
 		cols := make([]string, 0, 5)
 		if r.text != nil {
@@ -575,7 +605,7 @@ func (b *bench) print() {
 			}
 			cols = append(cols, ratio(cs[0], cs[1]), ratio(cs[0], cs[2]))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t\n", r.label, strings.Join(cols, "\t"))
+		fmt.Fprintf(tw, "%-*s\t%s\t\n", width, r.label, strings.Join(cols, "\t"))
 	}
 	tw.Flush()
 
@@ -655,7 +685,7 @@ func (b *bench) writeJSON(name string) error {
 		"config": map[string]any{
 			"seed": b.cfg.seed, "size_mib": b.cfg.sizeMiB, "work": b.work, "dvpc": b.cfg.dvpc,
 			"borg_encryption": b.cfg.borgEncryption, "borg_compression": b.cfg.borgCompression,
-			"cpus": runtime.NumCPU(), "verify": b.cfg.verify,
+			"cpus": runtime.NumCPU(), "verify": b.cfg.verify, "rss_floor_kib": b.rssFloor.MaxRSSKiB,
 		},
 		"order":    b.order,
 		"caches":   "page cache not dropped; untimed sync before every timed command",

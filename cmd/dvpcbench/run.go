@@ -25,8 +25,9 @@ type result struct {
 	ExitCode  int             `json:"exit_code"`
 	Error     string          `json:"error,omitempty"`
 	Warning   string          `json:"warning,omitempty"`
-	Check     string          `json:"check,omitempty"`  // outcome of the untimed check after the step
-	Report    json.RawMessage `json:"report,omitempty"` // dvpc snapshot --json output
+	Check     string          `json:"check,omitempty"`   // outcome of the untimed check after the step
+	Report    json.RawMessage `json:"report,omitempty"`  // dvpc snapshot --json output
+	OtherCPU  float64         `json:"other_cpu_seconds"` // busy CPU time of the machine not spent by the command
 	Log       string          `json:"log"`
 	stdout    []byte
 }
@@ -288,23 +289,32 @@ func (b *bench) runStep(s *step, t *tool) {
 	b.logf("%-12s %-7s %s", s.name, t.name, msg)
 }
 
-// exec runs c, timed, with the page cache flushed to disk first (untimed),
-// and logs its output to logs/NAME.log. okExit nil means only 0 is a
-// success.
+// exec runs c under the wrapper (see wrap.go), timed, with the page cache
+// flushed to disk first (untimed), and logs its output to logs/NAME.log.
+// okExit nil means only 0 is a success.
 func (b *bench) exec(name string, c *exec.Cmd, okExit func(int) bool) (*result, error) {
 	logName := b.path("logs", name+".log")
 	r := &result{Log: logName}
-	lf, err := os.Create(logName)
-	if err != nil {
+	fail := func(err error) (*result, error) {
 		r.Error = err.Error()
 		return r, err
 	}
+	lf, err := os.Create(logName)
+	if err != nil {
+		return fail(err)
+	}
 	defer lf.Close()
+	rep, repW, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	defer rep.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.timeout)
 	defer cancel()
-	cc := exec.CommandContext(ctx, c.Path, c.Args[1:]...)
+	cc := exec.CommandContext(ctx, b.self, append([]string{c.Path}, c.Args[1:]...)...)
 	cc.Dir, cc.Stdin = c.Dir, nil
-	cc.Env = append(append(os.Environ(), "XDG_CACHE_HOME="+b.path("cache", "xdg")), c.Env...)
+	cc.Env = append(append(os.Environ(), wrapEnv+"=1", "XDG_CACHE_HOME="+b.path("cache", "xdg")), c.Env...)
+	cc.ExtraFiles = []*os.File{repW}
 	fmt.Fprintf(lf, "$ (cd %s && %s)\n", cmpOr(c.Dir, "."), strings.Join(c.Args, " "))
 	var stdout bytes.Buffer
 	if c.Stdout != nil {
@@ -312,37 +322,38 @@ func (b *bench) exec(name string, c *exec.Cmd, okExit func(int) bool) (*result, 
 	} else {
 		cc.Stdout = io.MultiWriter(lf, &limitedBuffer{buf: &stdout, max: 1 << 20})
 	}
-	var stderr limitedBuffer
-	stderr.buf, stderr.max = &bytes.Buffer{}, 64*kib
+	stderr := limitedBuffer{buf: &bytes.Buffer{}, max: 64 * kib}
 	cc.Stderr = io.MultiWriter(lf, &stderr)
 	syscall.Sync()
-	start := time.Now()
-	err = cc.Run()
-	r.Seconds = time.Since(start).Seconds()
-	r.stdout = stdout.Bytes()
-	if ps := cc.ProcessState; ps != nil {
-		r.ExitCode = ps.ExitCode()
-		r.UserS, r.SysS = ps.UserTime().Seconds(), ps.SystemTime().Seconds()
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			r.MaxRSSKiB = ru.Maxrss // KiB on Linux
-		}
+	busy0 := busyCPU()
+	err = cc.Start()
+	repW.Close()
+	if err != nil {
+		return fail(err)
 	}
+	var w wrapped
+	derr := json.NewDecoder(rep).Decode(&w)
+	err = cc.Wait()
+	if busy0 >= 0 {
+		r.OtherCPU = max(0, busyCPU()-busy0-w.UserS-w.SysS)
+	}
+	r.stdout = stdout.Bytes()
+	r.Seconds, r.UserS, r.SysS, r.MaxRSSKiB, r.ExitCode = w.Seconds, w.UserS, w.SysS, w.MaxRSSKiB, w.ExitCode
 	if okExit == nil {
 		okExit = exitOK0
 	}
-	var ee *exec.ExitError
 	switch {
-	case err == nil:
-	case errors.As(err, &ee) && okExit(r.ExitCode):
-		r.Warning = fmt.Sprintf("exit code %d: %s", r.ExitCode, lastLine(stderr.buf.String()))
-		err = nil
-	case errors.As(err, &ee):
-		r.Error = fmt.Sprintf("exit code %d: %s", r.ExitCode, lastLine(stderr.buf.String()))
-	default:
-		r.Error = err.Error()
-	}
-	if ctx.Err() != nil {
+	case ctx.Err() != nil:
 		r.Error = "timed out after " + b.cfg.timeout.String()
+	case derr != nil:
+		r.Error = fmt.Sprintf("wrapper: %v (%v)", derr, err)
+	case w.Error != "":
+		r.Error = w.Error
+	case w.ExitCode == 0:
+	case okExit(w.ExitCode):
+		r.Warning = fmt.Sprintf("exit code %d: %s", w.ExitCode, lastLine(stderr.buf.String()))
+	default:
+		r.Error = fmt.Sprintf("exit code %d: %s", w.ExitCode, lastLine(stderr.buf.String()))
 	}
 	fmt.Fprintf(lf, "\n# %.3f s, exit %d, max RSS %d KiB, error %q\n", r.Seconds, r.ExitCode, r.MaxRSSKiB, r.Error)
 	if r.Error != "" {
@@ -485,4 +496,27 @@ func (b *bench) toolVersion(t *tool) string {
 		return ""
 	}
 	return lastLine(strings.SplitN(string(out), "\n", 2)[0])
+}
+
+// busyCPU is the CPU time, in seconds, that all CPUs of the machine spent
+// busy since boot (from /proc/stat), or -1.
+func busyCPU() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return -1
+	}
+	var busy float64
+	for i, v := range f[1:] {
+		var n float64
+		fmt.Sscan(v, &n)
+		if i != 3 && i != 4 { // idle and iowait
+			busy += n
+		}
+	}
+	return busy / 100 // USER_HZ
 }

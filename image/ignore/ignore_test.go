@@ -424,11 +424,29 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("negated pattern %q does not re-include %q", "/"+escape(path), path)
 		}
 		if !strings.Contains(path, "/") {
-			any := New()
-			any.AddPatterns("x", []string{escape(path)})
-			if !any.Match("x/y/"+path, isDir) {
+			below := New()
+			below.AddPatterns("x", []string{escape(path)})
+			if !below.Match("x/y/"+path, isDir) {
 				t.Fatalf("pattern %q does not match %q below its base", escape(path), "x/y/"+path)
 			}
 		}
 	})
+}
+
+func BenchmarkMatch(b *testing.B) {
+	m := New()
+	m.AddPatterns("", []string{
+		"*.o", "*.pyc", "__pycache__/", "node_modules/", ".cache/", "/Downloads/",
+		"*~", ".*.swp", "target/", "**/build/**", "!important.o", "/.local/share/Trash/",
+		"*.tmp", "[Tt]humbs.db", ".DS_Store", "go/pkg/", "*.iso",
+	})
+	m.AddPatterns("src/project", []string{"/vendor/", "*.log", "!keep.log"})
+	paths := []string{
+		"src/project/main.go", "src/project/internal/x/y/z.go", "Documents/report.pdf",
+		".config/app/settings.json", "src/project/vendor", "music/a/b/c/d/e/f/song.flac",
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		m.Match(paths[i%len(paths)], i%3 == 0)
+	}
 }

@@ -22,9 +22,8 @@ const usage = `use RFC 3339 (2024-05-01T09:00:00Z), a date (2024-05-01), or form
 func Parse(s string, now time.Time) (time.Time, error) {
 	loc := now.Location()
 	fields := strings.Fields(strings.ToLower(s))
-	unknown := fmt.Errorf("%w %q: %s", ErrUnknown, s, usage)
 	if len(fields) == 0 {
-		return time.Time{}, unknown
+		return time.Time{}, unknown(s)
 	}
 
 	// Absolute date or date-time; the date and the clock may be separated
@@ -37,12 +36,12 @@ func Parse(s string, now time.Time) (time.Time, error) {
 		case 2:
 			abs = fields[0] + "t" + fields[1]
 		default:
-			return time.Time{}, unknown
+			return time.Time{}, unknown(s)
 		}
 		t, err := parseAbsolute(abs, loc)
 		if err != nil {
 			if errors.Is(err, errShape) {
-				return time.Time{}, unknown
+				return time.Time{}, unknown(s)
 			}
 			return time.Time{}, fmt.Errorf("invalid time %q: %w", s, err)
 		}
@@ -52,11 +51,15 @@ func Parse(s string, now time.Time) (time.Time, error) {
 	t, err := parseRelative(fields, now)
 	if err != nil {
 		if errors.Is(err, errShape) {
-			return time.Time{}, unknown
+			return time.Time{}, unknown(s)
 		}
 		return time.Time{}, fmt.Errorf("invalid time %q: %w", s, err)
 	}
 	return t, nil
+}
+
+func unknown(s string) error {
+	return fmt.Errorf("%w %q: %s", ErrUnknown, s, usage)
 }
 
 // errShape reports input that does not have the shape of any accepted form;
