@@ -21,7 +21,7 @@ import (
 	"github.com/dvpc/dvpc/image/ignore"
 )
 
-// racyWindow is how close to the snapshot a file's mtime or ctime may be
+// racyWindow is how close to the snapshot a file's ctime may be
 // before its timestamps are not trusted next time: an edit in the same clock
 // tick after it was read would leave size and times unchanged. Two seconds
 // covers the coarsest timestamps (FAT).
@@ -285,8 +285,10 @@ func (a *archiver) newNode(abs, name string, st *unix.Stat_t) *Node {
 		Name: []byte(name), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
 		Mtime: time.Unix(st.Mtim.Unix()), Ctime: time.Unix(st.Ctim.Unix()),
 	}
-	if n.Mtime.Before(a.cutoff) && n.Ctime.Before(a.cutoff) {
-		n.Inode = st.Ino // racy files (changed within the last moments) are always read again
+	if n.Ctime.Before(a.cutoff) {
+		// Every write moves ctime, which nobody can set by hand: a file
+		// changed within the racy window is read again next time.
+		n.Inode = st.Ino
 	}
 	if x, err := readXattrs(abs); err != nil {
 		a.fail(abs, err)
