@@ -196,7 +196,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 			break
 		}
 	}
-	var fl, pos []string
+	var global, fl, pos []string
 	for ; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -204,21 +204,38 @@ func flagsFirst(app *cli.App, args []string) []string {
 			break
 		}
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
-			fl = append(fl, a)
-			if takesValue(flags, a) && !strings.Contains(a, "=") && i+1 < len(args) {
-				fl = append(fl, args[i+1])
+			dst, set := &fl, flags
+			if !hasFlag(flags, a) && hasFlag(app.Flags, a) {
+				dst, set = &global, app.Flags // `dvpc log --json` works too
+			}
+			*dst = append(*dst, a)
+			if takesValue(set, a) && !strings.Contains(a, "=") && i+1 < len(args) {
+				*dst = append(*dst, args[i+1])
 				i++
 			}
 			continue
 		}
 		pos = append(pos, a)
 	}
+	out = append(append([]string{out[0]}, global...), out[1:]...)
 	out = append(out, fl...)
 	if len(pos) > 0 {
 		out = append(out, "--")
 		out = append(out, pos...)
 	}
 	return out
+}
+
+func hasFlag(flags []cli.Flag, arg string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func takesValue(flags []cli.Flag, arg string) bool {
