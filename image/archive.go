@@ -256,7 +256,7 @@ func (a *archiver) run(ctx context.Context, abs string, rst *unix.Stat_t, parent
 				a.skipped[m] = true
 				continue
 			}
-			m.Parts, m.Size = lg.primary.Parts, lg.primary.Size
+			m.Parts, m.Size, m.Xattrs = lg.primary.Parts, lg.primary.Size, lg.primary.Xattrs
 		}
 	}
 	used := map[ChunkID]bool{}
@@ -280,7 +280,23 @@ func (a *archiver) fail(p string, err error) {
 	}
 }
 
+// newNode records an entry's metadata; xattrs are read unless the caller
+// can take them from the parent snapshot (see unchanged).
 func (a *archiver) newNode(abs, name string, st *unix.Stat_t) *Node {
+	n := a.statNode(name, st)
+	a.readXattrs(abs, n)
+	return n
+}
+
+func (a *archiver) readXattrs(abs string, n *Node) {
+	if x, err := readXattrs(abs); err != nil {
+		a.fail(abs, err)
+	} else {
+		n.Xattrs = x
+	}
+}
+
+func (a *archiver) statNode(name string, st *unix.Stat_t) *Node {
 	n := &Node{
 		Name: []byte(name), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
 		Mtime: time.Unix(st.Mtim.Unix()), Ctime: time.Unix(st.Ctim.Unix()),
@@ -289,11 +305,6 @@ func (a *archiver) newNode(abs, name string, st *unix.Stat_t) *Node {
 		// Every write moves ctime, which nobody can set by hand: a file
 		// changed within the racy window is read again next time.
 		n.Inode = st.Ino
-	}
-	if x, err := readXattrs(abs); err != nil {
-		a.fail(abs, err)
-	} else {
-		n.Xattrs = x
 	}
 	return n
 }
@@ -338,7 +349,7 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, parent *Tree) (
 		}
 		switch ftype {
 		case unix.S_IFREG:
-			node := a.newNode(cabs, name, &st)
+			node := a.statNode(name, &st)
 			node.Type, node.Size = TypeFile, st.Size
 			db.tree.Nodes = append(db.tree.Nodes, node)
 			a.stats.Files++
@@ -355,10 +366,12 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, parent *Tree) (
 				node.LinkGroup = lg.id
 			}
 			if a.unchanged(node, pnode) {
-				node.Parts = pnode.Parts
+				// Setting an xattr moves ctime, so they are unchanged too.
+				node.Parts, node.Xattrs = pnode.Parts, pnode.Xattrs
 				a.progress(0)
 				continue
 			}
+			a.readXattrs(cabs, node)
 			select {
 			case a.files <- fileJob{abs: cabs, node: node, ino: st.Ino, dev: st.Dev}:
 			case <-ctx.Done():
@@ -555,8 +568,11 @@ func (a *archiver) progressBytes(n int64) {
 func (a *archiver) sealer(ctx context.Context) error {
 	bp := sealPool.Get().(*[]byte)
 	defer sealPool.Put(bp)
+	op := sealPool.Get().(*[]byte)
+	defer sealPool.Put(op)
 	for job := range a.seals {
-		sealed := a.r.sealChunk(KindData, job.id, *job.data, bp)
+		sealed := a.r.sealChunk(KindData, job.id, *job.data, bp, (*op)[:0])
+		*op = sealed
 		raw := len(*job.data)
 		dataPool.Put(job.data)
 		if err := a.data.add(ctx, job.id, sealed, raw); err != nil {
@@ -601,7 +617,7 @@ func (a *archiver) finishDir(ctx context.Context, db *dirBuild, used map[ChunkID
 	used[id] = true
 	if a.r.idx.reserve(id) {
 		bp := sealPool.Get().(*[]byte)
-		sealed := a.r.sealChunk(KindTree, id, enc, bp)
+		sealed := a.r.sealChunk(KindTree, id, enc, bp, nil)
 		sealPool.Put(bp)
 		if err := a.trees.add(ctx, id, sealed, len(enc)); err != nil {
 			return ChunkID{}, err

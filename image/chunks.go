@@ -13,9 +13,9 @@ func chunkAD(kind byte, id ChunkID) []byte {
 	return append(append(ad, kind), id[:]...)
 }
 
-// sealChunk compresses (when that shrinks it) and seals one chunk into
-// *buf, which the caller returns to sealPool.
-func (r *Repo) sealChunk(kind byte, id ChunkID, data []byte, buf *[]byte) []byte {
+// sealChunk compresses (when that shrinks it) and seals one chunk, using
+// *buf as scratch and appending the sealed bytes to out.
+func (r *Repo) sealChunk(kind byte, id ChunkID, data []byte, buf *[]byte, out []byte) []byte {
 	pt := (*buf)[:0]
 	pt = append(pt, codecZstd)
 	if worthCompressing(data) {
@@ -25,9 +25,8 @@ func (r *Repo) sealChunk(kind byte, id ChunkID, data []byte, buf *[]byte) []byte
 		pt = append(pt[:0], codecRaw)
 		pt = append(pt, data...)
 	}
-	out := seal(r.keys.blob, nil, pt, chunkAD(kind, id))
 	*buf = pt
-	return out
+	return seal(r.keys.blob, out, pt, chunkAD(kind, id))
 }
 
 // worthCompressing guesses from a sample whether zstd will shrink data;

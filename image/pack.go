@@ -9,6 +9,8 @@ import (
 	"io"
 	"slices"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Kinds of chunk.
@@ -134,6 +136,11 @@ type packer struct {
 
 	doneMu   sync.Mutex
 	finished []Digest
+
+	// Full packs are synced and renamed in the background, so sealing goes
+	// on while the disk catches up.
+	fin     errgroup.Group
+	finOnce sync.Once
 }
 
 func newPacker(st Store, keys *Keys, idx *Index, kind byte) *packer {
@@ -166,7 +173,8 @@ func (p *packer) add(ctx context.Context, id ChunkID, sealed []byte, raw int) er
 	}
 	p.mu.Unlock()
 	if full != nil {
-		return p.finish(ctx, full)
+		p.finOnce.Do(func() { p.fin.SetLimit(2) })
+		p.fin.Go(func() error { return p.finish(ctx, full) })
 	}
 	return nil
 }
@@ -177,20 +185,25 @@ func (p *packer) flush(ctx context.Context) error {
 	cur := p.cur
 	p.cur = nil
 	p.mu.Unlock()
-	if cur == nil {
-		return nil
+	var err error
+	if cur != nil {
+		err = p.finish(ctx, cur)
 	}
-	return p.finish(ctx, cur)
+	if ferr := p.fin.Wait(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // abort drops an open pack.
 func (p *packer) abort() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.cur != nil {
 		p.cur.w.Abort()
 		p.cur = nil
 	}
+	p.mu.Unlock()
+	p.fin.Wait()
 }
 
 func (p *packer) finish(ctx context.Context, op *openPack) error {
