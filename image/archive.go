@@ -90,7 +90,8 @@ type sealJob struct {
 type archiver struct {
 	r       *Repo
 	opts    SnapshotOptions
-	ign     *ignore.Matcher
+	excl    *ignore.Matcher // --exclude: always wins
+	ign     *ignore.Matcher // .dvpcignore files
 	cutoff  time.Time
 	links   map[[2]uint64]*linkGroup
 	skipped map[*Node]bool
@@ -158,12 +159,12 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		}
 	}
 	a := &archiver{
-		r: r, opts: opts, ign: ignore.New(), cutoff: opts.Time.Add(-racyWindow),
+		r: r, opts: opts, excl: ignore.New(), ign: ignore.New(), cutoff: opts.Time.Add(-racyWindow),
 		links: map[[2]uint64]*linkGroup{}, skipped: map[*Node]bool{},
 		data:  newPacker(r.st, r.keys, r.idx, KindData),
 		trees: newPacker(r.st, r.keys, r.idx, KindTree),
 	}
-	a.ign.AddPatterns("", opts.Excludes)
+	a.excl.AddPatterns("", opts.Excludes)
 	var parentTop *Tree
 	if parent != nil {
 		if parentTop, err = r.LoadTree(ctx, parent.Config.Root); err != nil {
@@ -340,7 +341,7 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, parent *Tree) (
 			continue
 		}
 		ftype := st.Mode & unix.S_IFMT
-		if a.ign.Match(crel, ftype == unix.S_IFDIR) {
+		if isDir := ftype == unix.S_IFDIR; a.excl.Match(crel, isDir) || a.ign.Match(crel, isDir) {
 			continue
 		}
 		var pnode *Node

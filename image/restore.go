@@ -47,7 +47,6 @@ func (e *PartialError) Error() string {
 func (e *PartialError) Unwrap() error { return e.First }
 
 type restoreJob struct {
-	f    *os.File
 	host string
 	node *Node
 }
@@ -58,6 +57,8 @@ type restorer struct {
 	jobs   chan restoreJob
 	links  map[uint64]string
 	dirs   []dirMeta
+	// hardlinks are made once every file is written: {existing, new}.
+	hardlinks [][2]string
 	failed atomic.Int64
 	first  atomic.Value
 	isRoot bool
@@ -129,7 +130,7 @@ func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) er
 	rs := &restorer{r: r, opts: opts, jobs: make(chan restoreJob, 64), links: map[uint64]string{}, isRoot: os.Geteuid() == 0}
 	g, gctx := errgroup.WithContext(ctx)
 	var workers sync.WaitGroup
-	for range 2 * runtime.GOMAXPROCS(0) {
+	for range 4 * runtime.GOMAXPROCS(0) {
 		workers.Add(1)
 		g.Go(func() error {
 			defer workers.Done()
@@ -142,6 +143,11 @@ func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) er
 	})
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	for _, l := range rs.hardlinks {
+		if err := os.Link(l[0], l[1]); err != nil {
+			rs.fail(l[1], err)
+		}
 	}
 	// Directory metadata last, deepest first, so writing children does not
 	// change it.
@@ -247,24 +253,18 @@ func (rs *restorer) dir(ctx context.Context, host string, node *Node, rel string
 		case TypeFile:
 			if n.LinkGroup != 0 {
 				if first, ok := rs.links[n.LinkGroup]; ok {
-					if err := os.Link(first, chost); err != nil {
-						rs.fail(chost, err)
-					}
+					rs.hardlinks = append(rs.hardlinks, [2]string{first, chost})
 					continue
 				}
-			}
-			fd, err := unix.Open(chost, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-			if err != nil {
-				rs.fail(chost, err)
-				continue
 			}
 			if n.LinkGroup != 0 {
 				rs.links[n.LinkGroup] = chost
 			}
+			// Workers create the files: creating is the slow part on many
+			// file systems, and directories can take creates in parallel.
 			select {
-			case rs.jobs <- restoreJob{f: os.NewFile(uintptr(fd), chost), host: chost, node: n}:
+			case rs.jobs <- restoreJob{host: chost, node: n}:
 			case <-ctx.Done():
-				unix.Close(fd)
 				return ctx.Err()
 			}
 		case TypeSymlink:
@@ -311,11 +311,17 @@ func (rs *restorer) clear(host string, wantDir bool) error {
 func (rs *restorer) worker(ctx context.Context) error {
 	var buf []byte
 	for job := range rs.jobs {
-		err := rs.writeFile(ctx, job.f, job.node, &buf)
-		if err == nil {
-			err = rs.setMeta(job.host, job.node, job.f)
+		fd, err := unix.Open(job.host, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			rs.fail(job.host, &os.PathError{Op: "create", Path: job.host, Err: err})
+			continue
 		}
-		if cerr := job.f.Close(); err == nil {
+		f := os.NewFile(uintptr(fd), job.host)
+		err = rs.writeFile(ctx, f, job.node, &buf)
+		if err == nil {
+			err = rs.setMeta(job.host, job.node, f)
+		}
+		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {

@@ -173,8 +173,9 @@ func TestExcludes(t *testing.T) {
 	writeFile(t, filepath.Join(home, "cache", "x.bin"), []byte("c"))
 	writeFile(t, filepath.Join(home, "a", "b.log"), []byte("l"))
 	writeFile(t, filepath.Join(home, "a", "c.txt"), []byte("t"))
-	writeFile(t, filepath.Join(home, "a", IgnoreFile), []byte("*.log\n"))
-	s, _ := mustSnapshot(t, r, home, SnapshotOptions{Excludes: []string{"cache/"}})
+	writeFile(t, filepath.Join(home, "a", IgnoreFile), []byte("*.log\n!secret.key\n"))
+	writeFile(t, filepath.Join(home, "a", "secret.key"), []byte("k"))
+	s, _ := mustSnapshot(t, r, home, SnapshotOptions{Excludes: []string{"cache/", "*.key"}})
 	var got []string
 	if err := r.Walk(context.Background(), s, func(rel string, n *Node) error {
 		got = append(got, rel)
