@@ -27,8 +27,14 @@
 //     against the home (untimed);
 //  6. a one-file restore of the large document with each tool, checked.
 //
-// Each step records its wall time and the peak RSS of the tool's process
-// (from the rusage of wait4). The page cache is not dropped: every tool
+// Each step records its wall time, CPU time and the peak RSS of the tool's
+// process (ru_maxrss from wait4). On Linux a child's ru_maxrss is never
+// below the peak RSS of the process that spawned it (exec keeps the
+// high-water mark, and Go spawns with vfork semantics), so every command
+// runs under a small dvpcbench process in wrapper mode that reports the
+// figures; the floor this leaves (about 3 MiB) is printed. The CPU time
+// the machine spent outside the command during a step is recorded too, and
+// a warning names the steps that other work disturbed. The page cache is not dropped: every tool
 // reads a warm home and a warm repository. Every timed command is preceded
 // by an untimed sync so that one step's writeback does not slow the next.
 // Encryption is on for all tools: dvpc with DVPC_PASSPHRASE_FILE, restic with

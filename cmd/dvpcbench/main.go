@@ -641,7 +641,11 @@ func (b *bench) print() {
 		for _, s := range steps {
 			if r := tr.Steps[s.name]; r != nil {
 				if r.Error != "" && !strings.HasPrefix(r.Error, "skipped") {
-					fails = append(fails, fmt.Sprintf("  %s %s: %s (log %s)", tr.Name, s.name, r.Error, r.Log))
+					where := "logs are kept with -keep"
+					if b.cfg.keep {
+						where = "log " + r.Log
+					}
+					fails = append(fails, fmt.Sprintf("  %s %s: %s (%s)", tr.Name, s.name, r.Error, where))
 				}
 				if strings.HasPrefix(r.Check, "MISMATCH") {
 					fails = append(fails, fmt.Sprintf("  %s %s check: %s", tr.Name, s.name, r.Check))
