@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -211,6 +212,15 @@ func (l *Layout) UpdateRefs(ctx context.Context, fn func([]Ref) ([]Ref, error)) 
 }
 
 func (l *Layout) writeIndex(refs []Ref) error {
+	b, err := encodeIndex(refs)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(l.root, "index.json", b)
+}
+
+func encodeIndex(refs []Ref) ([]byte, error) {
+	refs = slices.Clone(refs)
 	sort.SliceStable(refs, func(i, j int) bool { return refs[i].Name < refs[j].Name })
 	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
 	for _, r := range refs {
@@ -225,11 +235,7 @@ func (l *Layout) writeIndex(refs []Ref) error {
 		d.Annotations = ann
 		idx.Manifests = append(idx.Manifests, d)
 	}
-	b, err := json.MarshalIndent(idx, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(l.root, "index.json", b)
+	return json.MarshalIndent(idx, "", "  ")
 }
 
 // Lock implements [Store] with an flock on a file in the layout.
