@@ -52,16 +52,16 @@ type restoreJob struct {
 }
 
 type restorer struct {
-	r      *Repo
-	opts   RestoreOptions
-	jobs   chan restoreJob
-	links  map[uint64]string
-	dirs   []dirMeta
+	r     *Repo
+	opts  RestoreOptions
+	jobs  chan restoreJob
+	links map[uint64]string
+	dirs  []dirMeta
 	// hardlinks are made once every file is written: {existing, new}.
 	hardlinks [][2]string
-	failed atomic.Int64
-	first  atomic.Value
-	isRoot bool
+	failed    atomic.Int64
+	first     atomic.Value
+	isRoot    bool
 }
 
 type dirMeta struct {

@@ -32,7 +32,6 @@ type Page struct {
 	Medium    string // "DVD" or "USB key"
 }
 
-
 // HumanBytes renders n with binary units.
 func HumanBytes(n int64) string {
 	const unit = 1024
