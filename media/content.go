@@ -14,6 +14,8 @@ type Entry struct {
 	// Path is slash-separated and relative, such as "store/index.json".
 	Path string
 	Size int64
+	// MediaType is the OCI media type of a store blob; empty for others.
+	MediaType string
 	// Open returns the file's bytes; exactly Size of them.
 	Open func() (io.ReadCloser, error)
 }

@@ -46,8 +46,9 @@ func bytesEntry(p string, b []byte) Entry {
 
 func blobEntry(ctx context.Context, src image.Source, dir string, b image.BlobRef) Entry {
 	return Entry{
-		Path: path.Join(dir, "blobs", "sha256", b.Digest.Hex()),
-		Size: b.Size,
+		Path:      path.Join(dir, "blobs", "sha256", b.Digest.Hex()),
+		Size:      b.Size,
+		MediaType: b.MediaType,
 		Open: func() (io.ReadCloser, error) {
 			f, err := src.OpenBlob(ctx, b.Digest)
 			if err != nil {
