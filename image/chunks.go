@@ -84,6 +84,9 @@ func (r *Repo) loadChunk(ctx context.Context, kind byte, id ChunkID, dst []byte)
 
 // openChunk authenticates, decompresses and checks one sealed chunk.
 func (r *Repo) openChunk(kind byte, id ChunkID, sealed []byte, raw int64, dst []byte) ([]byte, error) {
+	if len(sealed) < sealOverhead {
+		return nil, fmt.Errorf("sealed chunk of %d bytes is shorter than its envelope: %w", len(sealed), ErrSeal)
+	}
 	pt, err := open(r.keys.blob, sealed[sealOverhead-16:sealOverhead-16], sealed, chunkAD(kind, id)) // in place
 	if err != nil {
 		return nil, err

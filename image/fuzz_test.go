@@ -201,7 +201,15 @@ func (fx *fzFixture) addPack(tb testing.TB, pack []byte) {
 // Deferred first thing in every fuzz function.
 func fzNoPanic(t *testing.T) {
 	if p := recover(); p != nil {
-		t.Fatalf("panic: %v\n%s", p, debug.Stack())
+		// The stack from the panicking call down to the fuzz function.
+		stack := string(debug.Stack())
+		if i := strings.Index(stack, "\npanic("); i >= 0 {
+			stack = stack[i+1:]
+		}
+		if i := strings.Index(stack, "\nreflect."); i >= 0 {
+			stack = stack[:i]
+		}
+		t.Fatalf("panic: %v\n%s", p, stack)
 	}
 }
 

@@ -40,8 +40,8 @@ type Argon2Params struct {
 var DefaultArgon2 = Argon2Params{Time: 3, MemoryKiB: 64 << 10, Threads: 2}
 
 func (p Argon2Params) validate() error {
-	if p.Time < 1 || p.Time > 100 || p.MemoryKiB < 8<<10 || p.MemoryKiB > 4<<20 || p.Threads < 1 {
-		return fmt.Errorf("argon2id parameters %+v out of range (time 1-100, memory 8 MiB-4 GiB, threads ≥ 1)", p)
+	if p.Time < 1 || p.Time > 20 || p.MemoryKiB < 8<<10 || p.MemoryKiB > 1<<20 || p.Threads < 1 || p.Threads > 16 {
+		return fmt.Errorf("argon2id parameters %+v out of range (time 1-20, memory 8 MiB-1 GiB, threads 1-16)", p)
 	}
 	return nil
 }
@@ -278,6 +278,9 @@ func ParseKeyFile(b []byte) (*KeyFile, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&kf); err != nil {
 		return nil, fmt.Errorf("parse key blob: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("parse key blob: trailing data after the key object")
 	}
 	if kf.Version != 1 {
 		return nil, fmt.Errorf("parse key blob: version %d is not supported (want 1); a newer dvpc may read it", kf.Version)

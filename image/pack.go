@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync"
 
@@ -69,7 +70,8 @@ func decodeEntries(d *decoder, packSize int64) []packEntry {
 		if en.Kind != KindData && en.Kind != KindTree {
 			d.fail(fmt.Sprintf("entry %d has unknown kind %d", i, en.Kind))
 		}
-		if off+length > uint64(packSize) || length < sealOverhead+1 || raw > maxTreeBlob {
+		if off > uint64(packSize) || length > uint64(packSize)-off || off > math.MaxUint32 || length > math.MaxUint32 ||
+			length < sealOverhead+1 || raw > maxTreeBlob {
 			d.fail(fmt.Sprintf("entry %d (offset %d, length %d, raw %d) lies outside a %d-byte pack", i, off, length, raw, packSize))
 		}
 		en.Offset, en.Length, en.Raw = uint32(off), uint32(length), uint32(raw)

@@ -88,13 +88,14 @@ func (r *Repo) rootNode(ctx context.Context, s *Snapshot) (*Node, error) {
 // CleanPath checks and normalises a path inside a snapshot: slash-separated,
 // relative, no "..". "" and "." mean the root.
 func CleanPath(p string) (string, error) {
-	p = strings.Trim(path.Clean("/"+p), "/")
-	for _, c := range strings.Split(p, "/") {
-		if c == ".." {
-			return "", fmt.Errorf("path %q leaves the snapshot", p)
-		}
+	c := path.Clean(strings.TrimLeft(p, "/"))
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("path %q leaves the snapshot", p)
 	}
-	return p, nil
+	if c == "." {
+		c = ""
+	}
+	return c, nil
 }
 
 // Restore writes a snapshot (or the chosen paths) into opts.Target, which
@@ -395,7 +396,8 @@ func (rs *restorer) setMeta(host string, n *Node, f *os.File) error {
 			}
 		}
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(n.Mtime.UnixNano()), unix.NsecToTimespec(n.Mtime.UnixNano())}
+	t := unix.Timespec{Sec: n.Mtime.Unix(), Nsec: int64(n.Mtime.Nanosecond())}
+	ts := []unix.Timespec{t, t}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return &os.PathError{Op: "utimes", Path: host, Err: err}
 	}

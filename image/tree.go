@@ -151,11 +151,6 @@ func (t *Tree) Encode() []byte {
 }
 
 func encodeTime(e *encoder, t time.Time) {
-	if t.IsZero() {
-		e.varint(0)
-		e.uvarint(0)
-		return
-	}
 	e.varint(t.Unix())
 	e.uvarint(uint64(t.Nanosecond()))
 }
@@ -164,9 +159,6 @@ func decodeTime(d *decoder) time.Time {
 	s, ns := d.varint(), d.uvarint()
 	if ns >= 1e9 {
 		d.fail("nanoseconds out of range")
-		return time.Time{}
-	}
-	if s == 0 && ns == 0 {
 		return time.Time{}
 	}
 	return time.Unix(s, int64(ns))
@@ -184,7 +176,7 @@ func ValidName(name []byte) bool {
 func DecodeTree(b []byte) (*Tree, error) {
 	d := decoder{b: b}
 	d.magic(treeMagic)
-	n := d.count(16)
+	n := d.count(14)
 	t := &Tree{Nodes: make([]*Node, 0, n)}
 	for i := 0; i < n && d.err == nil; i++ {
 		nd := &Node{}

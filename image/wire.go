@@ -34,8 +34,8 @@ func (d *decoder) fail(what string) {
 
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad unsigned varint")
+	if n <= 0 || n > 1 && d.b[n-1] == 0 {
+		d.fail("bad or non-minimal unsigned varint")
 		return 0
 	}
 	d.b = d.b[n:]
@@ -44,8 +44,8 @@ func (d *decoder) uvarint() uint64 {
 
 func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
+	if n <= 0 || n > 1 && d.b[n-1] == 0 {
+		d.fail("bad or non-minimal varint")
 		return 0
 	}
 	d.b = d.b[n:]
