@@ -161,8 +161,8 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	a := &archiver{
 		r: r, opts: opts, excl: ignore.New(), ign: ignore.New(), cutoff: opts.Time.Add(-racyWindow),
 		links: map[[2]uint64]*linkGroup{}, skipped: map[*Node]bool{},
-		data:  newPacker(r.st, r.keys, r.idx, KindData),
-		trees: newPacker(r.st, r.keys, r.idx, KindTree),
+		data:  newPacker(r.st, r.keys, r.idx, KindData, runtime.GOMAXPROCS(0)),
+		trees: newPacker(r.st, r.keys, r.idx, KindTree, 1),
 	}
 	a.excl.AddPatterns("", opts.Excludes)
 	var parentTop *Tree
@@ -207,8 +207,8 @@ func (a *archiver) run(ctx context.Context, abs string, rst *unix.Stat_t, parent
 	a.seals = make(chan sealJob, 2*workers)
 	g, gctx := errgroup.WithContext(ctx)
 	var readers sync.WaitGroup
-	for range workers {
-		g.Go(func() error { return a.sealer(gctx) })
+	for i := range workers {
+		g.Go(func() error { return a.sealer(gctx, i) })
 	}
 	for range workers + 1 {
 		readers.Add(1)
@@ -566,7 +566,7 @@ func (a *archiver) progressBytes(n int64) {
 	}
 }
 
-func (a *archiver) sealer(ctx context.Context) error {
+func (a *archiver) sealer(ctx context.Context, writer int) error {
 	bp := sealPool.Get().(*[]byte)
 	defer sealPool.Put(bp)
 	op := sealPool.Get().(*[]byte)
@@ -576,7 +576,7 @@ func (a *archiver) sealer(ctx context.Context) error {
 		*op = sealed
 		raw := len(*job.data)
 		dataPool.Put(job.data)
-		if err := a.data.add(ctx, job.id, sealed, raw); err != nil {
+		if err := a.data.add(ctx, writer, job.id, sealed, raw); err != nil {
 			return err
 		}
 		a.newB.Add(int64(len(sealed)))
@@ -620,7 +620,7 @@ func (a *archiver) finishDir(ctx context.Context, db *dirBuild, used map[ChunkID
 		bp := sealPool.Get().(*[]byte)
 		sealed := a.r.sealChunk(KindTree, id, enc, bp, nil)
 		sealPool.Put(bp)
-		if err := a.trees.add(ctx, id, sealed, len(enc)); err != nil {
+		if err := a.trees.add(ctx, 0, id, sealed, len(enc)); err != nil {
 			return ChunkID{}, err
 		}
 		a.newB.Add(int64(len(sealed)))

@@ -133,8 +133,9 @@ type packer struct {
 	kind   byte
 	target int64
 
-	mu  sync.Mutex
-	cur *openPack
+	// Each writer fills its own pack, so hashing and writing run in
+	// parallel; slot i is used by writer i.
+	slots []packSlotW
 
 	doneMu   sync.Mutex
 	finished []Digest
@@ -145,24 +146,31 @@ type packer struct {
 	finOnce sync.Once
 }
 
-func newPacker(st Store, keys *Keys, idx *Index, kind byte) *packer {
-	return &packer{st: st, keys: keys, idx: idx, kind: kind, target: PackTarget}
+type packSlotW struct {
+	mu  sync.Mutex
+	cur *openPack
 }
 
-// add appends one sealed chunk; it closes the pack when it is full.
-func (p *packer) add(ctx context.Context, id ChunkID, sealed []byte, raw int) error {
-	p.mu.Lock()
-	if p.cur == nil {
+func newPacker(st Store, keys *Keys, idx *Index, kind byte, writers int) *packer {
+	return &packer{st: st, keys: keys, idx: idx, kind: kind, target: PackTarget, slots: make([]packSlotW, max(writers, 1))}
+}
+
+// add appends one sealed chunk to writer's pack; it closes the pack when it
+// is full.
+func (p *packer) add(ctx context.Context, writer int, id ChunkID, sealed []byte, raw int) error {
+	sl := &p.slots[writer%len(p.slots)]
+	sl.mu.Lock()
+	if sl.cur == nil {
 		w, err := p.st.CreateBlob(ctx)
 		if err != nil {
-			p.mu.Unlock()
+			sl.mu.Unlock()
 			return err
 		}
-		p.cur = &openPack{w: w, slot: p.idx.newPackSlot()}
+		sl.cur = &openPack{w: w, slot: p.idx.newPackSlot()}
 	}
-	cur := p.cur
+	cur := sl.cur
 	if _, err := cur.w.Write(sealed); err != nil {
-		p.mu.Unlock()
+		sl.mu.Unlock()
 		return fmt.Errorf("write pack: %w", err)
 	}
 	en := packEntry{Kind: p.kind, ID: id, Offset: uint32(cur.size), Length: uint32(len(sealed)), Raw: uint32(raw)}
@@ -171,9 +179,9 @@ func (p *packer) add(ctx context.Context, id ChunkID, sealed []byte, raw int) er
 	p.idx.place(id, cur.slot, en)
 	var full *openPack
 	if cur.size >= p.target {
-		full, p.cur = cur, nil
+		full, sl.cur = cur, nil
 	}
-	p.mu.Unlock()
+	sl.mu.Unlock()
 	if full != nil {
 		p.finOnce.Do(func() { p.fin.SetLimit(2) })
 		p.fin.Go(func() error { return p.finish(ctx, full) })
@@ -181,15 +189,18 @@ func (p *packer) add(ctx context.Context, id ChunkID, sealed []byte, raw int) er
 	return nil
 }
 
-// flush closes the open pack, if any.
+// flush closes the open packs, if any.
 func (p *packer) flush(ctx context.Context) error {
-	p.mu.Lock()
-	cur := p.cur
-	p.cur = nil
-	p.mu.Unlock()
 	var err error
-	if cur != nil {
-		err = p.finish(ctx, cur)
+	for i := range p.slots {
+		sl := &p.slots[i]
+		sl.mu.Lock()
+		cur := sl.cur
+		sl.cur = nil
+		sl.mu.Unlock()
+		if cur != nil && err == nil {
+			err = p.finish(ctx, cur)
+		}
 	}
 	if ferr := p.fin.Wait(); err == nil {
 		err = ferr
@@ -199,12 +210,15 @@ func (p *packer) flush(ctx context.Context) error {
 
 // abort drops an open pack.
 func (p *packer) abort() {
-	p.mu.Lock()
-	if p.cur != nil {
-		p.cur.w.Abort()
-		p.cur = nil
+	for i := range p.slots {
+		sl := &p.slots[i]
+		sl.mu.Lock()
+		if sl.cur != nil {
+			sl.cur.w.Abort()
+			sl.cur = nil
+		}
+		sl.mu.Unlock()
 	}
-	p.mu.Unlock()
 	p.fin.Wait()
 }
 

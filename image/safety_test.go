@@ -128,7 +128,7 @@ func sfForge(t *testing.T, r *Repo, children []*Node, subtrees map[string][]*Nod
 		t.Fatal(err)
 	}
 	defer unlock()
-	pk := newPacker(r.st, r.keys, r.idx, KindTree)
+	pk := newPacker(r.st, r.keys, r.idx, KindTree, 1)
 	used := map[ChunkID]bool{}
 	store := func(nodes []*Node) ChunkID {
 		enc := (&Tree{Nodes: nodes}).Encode()
@@ -136,7 +136,7 @@ func sfForge(t *testing.T, r *Repo, children []*Node, subtrees map[string][]*Nod
 		used[id] = true
 		if r.idx.reserve(id) {
 			var buf []byte
-			if err := pk.add(ctx, id, r.sealChunk(KindTree, id, enc, &buf, nil), len(enc)); err != nil {
+			if err := pk.add(ctx, 0, id, r.sealChunk(KindTree, id, enc, &buf, nil), len(enc)); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -53,6 +54,7 @@ type Keys struct {
 	sign    signingKey
 	secrets *secrets
 	gear    *GearTable
+	hashers sync.Pool // *blake3.Hasher keyed with idKey
 }
 
 // StoreID returns the random ID of the store these keys belong to.
@@ -81,12 +83,17 @@ func deriveKeys(storeID string, s *secrets, sign signingKey) (*Keys, error) {
 
 // ChunkID returns the keyed hash of a chunk's plaintext.
 func (k *Keys) ChunkID(data []byte) ChunkID {
-	h, err := blake3.NewKeyed(k.idKey)
-	if err != nil {
-		panic(err) // key length is fixed
+	h, _ := k.hashers.Get().(*blake3.Hasher)
+	if h == nil {
+		var err error
+		if h, err = blake3.NewKeyed(k.idKey); err != nil {
+			panic(err) // key length is fixed
+		}
 	}
 	h.Write(data)
 	var id ChunkID
 	h.Sum(id[:0])
+	h.Reset()
+	k.hashers.Put(h)
 	return id
 }
