@@ -70,6 +70,7 @@ func (r *Repo) loadChunk(ctx context.Context, kind byte, id ChunkID, dst []byte)
 	sealed := (*bp)[:0]
 	if int64(cap(sealed)) < loc.length {
 		sealed = make([]byte, loc.length)
+		*bp = sealed
 	}
 	sealed = sealed[:loc.length]
 	if _, err := b.ReadAt(sealed, loc.off); err != nil {

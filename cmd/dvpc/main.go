@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -146,6 +147,9 @@ func (g *globals) openRepo(ctx context.Context) (*image.Repo, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The passphrase hash used tens of MiB that are garbage now: give them
+	// back before the real work, so they do not add to its peak.
+	debug.FreeOSMemory()
 	if info.RecoveryUsed {
 		fmt.Fprintf(g.stderr, "dvpc: unlocked with a recovery code; it is now used up. %d recovery codes remain. Set a new passphrase with `dvpc key passwd`.\n", info.RecoveryLeft)
 	}
