@@ -248,6 +248,13 @@ func (l *Layout) Lock(ctx context.Context) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("lock store %s: another dvpc is writing to it; wait for it to finish", l.root)
 	}
+	// Holding the lock, nobody else is writing: temporary files are what an
+	// interrupted run left behind.
+	if ents, err := os.ReadDir(filepath.Join(l.root, tmpDir)); err == nil {
+		for _, e := range ents {
+			os.Remove(filepath.Join(l.root, tmpDir, e.Name()))
+		}
+	}
 	return func() { f.Close() }, nil
 }
 

@@ -63,11 +63,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			restoreCommand(g), verifyCommand(g), keyCommand(g), catCommand(g),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Errorf("unknown command %q; `dvpc help` lists the commands", c.Args().First())}
+			}
+			return cli.ShowAppHelp(c)
+		},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
 	}
-	err := app.RunContext(ctx, flagsFirst(app, args))
+	setUsage(app.Commands, app.OnUsageError)
+	argv, err := flagsFirst(app, args)
+	if err == nil {
+		err = app.RunContext(ctx, argv)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -104,7 +114,7 @@ func classify(ctx context.Context, err error) (int, string) {
 	var rp *image.PartialError
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
-		return exitInterrupt, "interrupted; the store is unchanged by the unfinished work and the next run starts cleanly"
+		return exitInterrupt, "interrupted; the snapshots already made are intact, and the next run starts cleanly"
 	case errors.As(err, &ue):
 		return exitUsage, "see `dvpc help` or `dvpc COMMAND --help`"
 	case errors.Is(err, image.ErrWrongPassphrase):
@@ -164,9 +174,9 @@ func (g *globals) openSource() (image.Source, error) {
 // flagsFirst moves a command's flags before its arguments, so that
 // `dvpc restore latest --to DIR` works as people type it (the CLI library
 // stops reading flags at the first argument). "--" ends the flags.
-func flagsFirst(app *cli.App, args []string) []string {
+func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
-		return args
+		return args, nil
 	}
 	out := []string{args[0]}
 	i := 1
@@ -177,7 +187,10 @@ func flagsFirst(app *cli.App, args []string) []string {
 		a := args[i]
 		if strings.HasPrefix(a, "-") {
 			out = append(out, a)
-			if takesValue(app.Flags, a) && !strings.Contains(a, "=") && i+1 < len(args) {
+			if takesValue(app.Flags, a) && !strings.Contains(a, "=") {
+				if i+1 >= len(args) {
+					return nil, usageError{fmt.Errorf("flag %s needs a value", a)}
+				}
 				out = append(out, args[i+1])
 				i++
 			}
@@ -213,7 +226,10 @@ func flagsFirst(app *cli.App, args []string) []string {
 				dst, set = &global, app.Flags // `dvpc log --json` works too
 			}
 			*dst = append(*dst, a)
-			if takesValue(set, a) && !strings.Contains(a, "=") && i+1 < len(args) {
+			if takesValue(set, a) && !strings.Contains(a, "=") {
+				if i+1 >= len(args) {
+					return nil, usageError{fmt.Errorf("flag %s needs a value", a)}
+				}
 				*dst = append(*dst, args[i+1])
 				i++
 			}
@@ -227,7 +243,16 @@ func flagsFirst(app *cli.App, args []string) []string {
 		out = append(out, "--")
 		out = append(out, pos...)
 	}
-	return out
+	return out, nil
+}
+
+// setUsage gives every command the app's usage-error handler, so a bad flag
+// anywhere exits with the usage code.
+func setUsage(cs []*cli.Command, f cli.OnUsageErrorFunc) {
+	for _, c := range cs {
+		c.OnUsageError = f
+		setUsage(c.Subcommands, f)
+	}
 }
 
 func hasFlag(flags []cli.Flag, arg string) bool {
