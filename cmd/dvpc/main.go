@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/media"
 )
 
 // Exit codes. They are documented in the README; change both together.
@@ -38,6 +39,8 @@ type globals struct {
 	stdout io.Writer
 	stderr io.Writer
 	stdin  io.Reader
+	// closers release opened media when the command ends.
+	closers []func()
 }
 
 func main() {
@@ -60,7 +63,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		},
 		Commands: []*cli.Command{
 			initCommand(g), snapshotCommand(g), logCommand(g), lsCommand(g), diffCommand(g),
-			restoreCommand(g), verifyCommand(g), keyCommand(g), catCommand(g),
+			restoreCommand(g), verifyCommand(g), keyCommand(g), catCommand(g), mediaCommand(g), attachCommand(g),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {
@@ -77,6 +80,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	argv, err := flagsFirst(app, args)
 	if err == nil {
 		err = app.RunContext(ctx, argv)
+	}
+	for _, c := range g.closers {
+		c()
 	}
 	if err == nil {
 		return exitOK
@@ -166,9 +172,31 @@ func (g *globals) openRepo(ctx context.Context) (*image.Repo, error) {
 	return repo, nil
 }
 
-// openSource opens the store named by --store.
+// openSource opens the store named by --store: a store directory, or media
+// (ISO or USB images, block devices, mounted or extracted media; several,
+// comma-separated, for the discs of a set), which are read-only.
 func (g *globals) openSource() (image.Source, error) {
-	return image.OpenLayout(g.store)
+	if !strings.Contains(g.store, ",") {
+		fi, err := os.Stat(g.store)
+		if err != nil {
+			return image.OpenLayout(g.store) // says what is missing and what to do
+		}
+		if fi.IsDir() {
+			if _, err := os.Stat(filepath.Join(g.store, media.StoreDir, "oci-layout")); err != nil {
+				return image.OpenLayout(g.store)
+			}
+		}
+	}
+	src, ms, err := media.OpenSet(strings.Split(g.store, ","))
+	if err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, func() {
+		for _, m := range ms {
+			m.Close()
+		}
+	})
+	return src, nil
 }
 
 // flagsFirst moves a command's flags before its arguments, so that

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/media"
 )
 
 // startProgress draws a one-line progress display on stderr while long work
@@ -44,15 +45,4 @@ func startProgress(w io.Writer, verb string, p *image.Progress) func() {
 	}
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n int64) string { return media.HumanBytes(n) }
