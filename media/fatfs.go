@@ -15,18 +15,22 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf16"
 )
 
 // Reading a USB key without mounting.
 //
-// The GPT and FAT32 readers here are dvpc's own rather than go-diskfs's:
+// The GPT and FAT32 readers here are dvpc's own rather than go-diskfs's.
 // go-diskfs v1.9.4 follows a FAT cluster chain until it ends, so a chain that
-// loops back on itself never returns, and it allocates the whole FAT at the
-// size the boot sector claims. Here every size read from the medium is
-// checked against the partition before it is used, every chain is walked at
-// most as far as the directory entry's size needs, and a file never yields a
-// byte past that size.
+// loops back on itself never returns; it allocates the whole FAT at the size
+// the boot sector claims; and after a read that stops inside a cluster, the
+// next read returns the rest of that cluster whatever the file's size (read
+// 3 bytes of a 10-byte file, then ReadAll gives 509). Here every size read
+// from the medium is checked against the partition before it is used, every
+// chain is walked at most as far as the directory entry's size needs and
+// never twice through a cluster, and a file never yields a byte past its
+// size.
 
 // ErrNotUSB means a file or device does not hold a dvpc USB image: no valid
 // GPT, no dvpc data partition, or a file system that cannot be read.
@@ -596,37 +600,42 @@ func fatChecksum(short [11]byte) byte {
 	return s
 }
 
-// fatShortString renders an 8.3 name, lower-cased as the NT flags say.
+// fatShortString renders an 8.3 name, reading its bytes in code page 437
+// (the default of Linux, mtools and most firmware) and lower-casing it as
+// the NT flags say.
 func fatShortString(raw []byte) string {
-	name := []byte(strings.TrimRight(string(raw[:8]), " "))
-	ext := []byte(strings.TrimRight(string(raw[8:11]), " "))
-	if len(name) > 0 && name[0] == 0x05 {
-		name[0] = 0xE5
-	}
-	if raw[12]&0x08 != 0 {
-		name = bytes.ToLower(name)
-	}
-	if raw[12]&0x10 != 0 {
-		ext = bytes.ToLower(ext)
-	}
-	s := string(name)
-	if len(ext) > 0 {
-		s += "." + string(ext)
-	}
-	// Bytes of the OEM code page are shown as Latin-1; "/" cannot be a name.
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '/' || c == 0:
-			b.WriteByte('_')
-		case c >= 0x80:
-			b.WriteRune(rune(c))
-		default:
-			b.WriteByte(c)
+	decode := func(b []byte, lower bool) string {
+		var s strings.Builder
+		for i, c := range b {
+			switch {
+			case i == 0 && c == 0x05:
+				c = 0xE5
+				fallthrough
+			case c >= 0x80:
+				r := fatCP437[c-0x80]
+				if lower {
+					r = unicode.ToLower(r)
+				}
+				s.WriteRune(r)
+			case c == '/' || c < 0x20:
+				s.WriteByte('_')
+			case lower && 'A' <= c && c <= 'Z':
+				s.WriteByte(c + 'a' - 'A')
+			default:
+				s.WriteByte(c)
+			}
 		}
+		return s.String()
 	}
-	return b.String()
+	name := decode(bytes.TrimRight(raw[:8], " "), raw[12]&0x08 != 0)
+	if ext := decode(bytes.TrimRight(raw[8:11], " "), raw[12]&0x10 != 0); ext != "" {
+		name += "." + ext
+	}
+	return name
 }
+
+// fatCP437 is code page 437 from 0x80 on.
+var fatCP437 = []rune("ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u00a0")
 
 // fatTime decodes a DOS date and time; FAT keeps no time zone, so it is
 // read as UTC.

@@ -207,10 +207,10 @@ type fatTree struct {
 // fatNode is a directory or file of a fatTree.
 type fatNode struct {
 	name     string
-	entry    Entry      // a file's content
-	dir      bool       // a directory's
-	parent   *fatNode   //
-	children []*fatNode // sorted by name
+	parent   *fatNode
+	dir      bool
+	entry    Entry      // what a file holds
+	children []*fatNode // what a directory holds, sorted by name
 	short    [11]byte   // the 8.3 name
 	long     bool       // also has long-name entries
 	slots    int64      // directory entries it takes in its parent
@@ -600,6 +600,9 @@ func writeFATPart(ctx context.Context, f *os.File, start, size int64, label stri
 	// Every directory and file gets one run of clusters: the root starts at
 	// cluster 2, where go-diskfs put it, and goes on after it if it must.
 	cs := v.clusterSize
+	if need := t.clusters(cs); need > int64(v.clusters) {
+		return fmt.Errorf("content needs %d clusters of %d bytes, the partition has %d", need, cs, v.clusters)
+	}
 	next := uint32(3)
 	alloc := func(n int64) uint32 {
 		c := next
@@ -629,9 +632,6 @@ func writeFATPart(ctx context.Context, f *os.File, start, size int64, label stri
 			fl.first = alloc(fl.n)
 			runs = append(runs, run{fl.first, uint32(fl.n), 0})
 		}
-	}
-	if last := next - 1; last > v.clusters+1 {
-		return fmt.Errorf("content needs %d clusters of %d bytes, the partition has %d", last-1, cs, v.clusters)
 	}
 
 	date, tm, tenth := fatStamp(t.c.ModTime)

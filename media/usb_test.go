@@ -681,7 +681,7 @@ func TestWriteUSBRefusals(t *testing.T) {
 		{memEntry("a.txt", nil), memEntry("A.TXT", nil)},
 		{memEntry("a", nil), memEntry("a/b", nil)},
 		{memEntry("store", nil), memEntry("STORE/x", nil)},
-		{memEntry("d/" + strings.Repeat("x", 90) + "/y", nil), memEntry("D/" + strings.Repeat("X", 90) + "/z", nil)},
+		{memEntry("d/"+strings.Repeat("x", 90)+"/y", nil), memEntry("D/"+strings.Repeat("X", 90)+"/z", nil)},
 	} {
 		bad := Content{Label: USBDataLabel, ModTime: usbTestTime, Entries: es}
 		out := filepath.Join(t.TempDir(), "key.img")
@@ -947,5 +947,88 @@ func TestOpenUSBDamaged(t *testing.T) {
 	}
 	if err := fs.WalkDir(u.FS(), ".", func(string, fs.DirEntry, error) error { return nil }); err != nil {
 		t.Errorf("walk: %v", err)
+	}
+}
+
+// TestFATReaderInterop reads a FAT32 made by mkfs.fat and filled by mtools,
+// and checks that the data partition dvpc writes takes new files from
+// mtools and stays clean.
+func TestFATReaderInterop(t *testing.T) {
+	needTool(t, "mkfs.fat", "dosfstools")
+	needTool(t, "mcopy", "mtools")
+	if len(fatCP437) != 128 {
+		t.Fatalf("code page 437 table has %d entries", len(fatCP437))
+	}
+	src := t.TempDir()
+	files := map[string][]byte{
+		"a long name with spaces.txt":              []byte("spaces"),
+		"caf\u00e9/cr\u00e8me br\u00fbl\u00e9e.md": []byte("utf-8"),
+		"README.TXT":             []byte("short"),
+		"lower.txt":              []byte("lower"),
+		"deep/er/still/file.bin": bytes.Repeat([]byte{1, 2, 3}, 70000),
+		"empty":                  nil,
+	}
+	for p, b := range files {
+		if err := os.MkdirAll(filepath.Join(src, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, p), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mtools := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "fat.img")
+	mtools("mkfs.fat", "-F", "32", "-C", img, strconv.Itoa(100<<10))
+	ents, _ := os.ReadDir(src)
+	for _, e := range ents {
+		mtools("mcopy", "-s", "-i", img, filepath.Join(src, e.Name()), "::")
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	v, err := readFATVolume(f, 0, 100<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := newFATFS(v)
+	var names []string
+	for p, want := range files {
+		names = append(names, p)
+		got, err := fs.ReadFile(fsys, p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, want %d (%v)", p, len(got), len(want), err)
+		}
+	}
+	if err := fstest.TestFS(fsys, names...); err != nil {
+		t.Fatal(err)
+	}
+
+	// The other way: mtools writes into a key dvpc made.
+	esp, data := smallUSBContent()
+	key := writeTestUSB(t, esp, data, 0)
+	parts := usbParts(t, key)
+	loc := fmt.Sprintf("%s@@%d", key, parts[1].start)
+	mtools("mmd", "-i", loc, "::added")
+	mtools("mcopy", "-i", loc, filepath.Join(src, "deep/er/still/file.bin"), "::added/new file.bin")
+	mtools("mcopy", "-i", loc, filepath.Join(src, "lower.txt"), "::store/blobs/sha256/lower.txt")
+	fsckClean(t, cutPart(t, key, parts[1].start, parts[1].size))
+	u, err := OpenUSB(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	for p, want := range map[string][]byte{"added/new file.bin": files["deep/er/still/file.bin"], "store/blobs/sha256/lower.txt": files["lower.txt"]} {
+		if got, err := fs.ReadFile(u.FS(), p); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s written by mtools: %d bytes (%v)", p, len(got), err)
+		}
 	}
 }
