@@ -1,3 +1,5 @@
+//go:build unix
+
 package image
 
 import (
@@ -20,44 +22,6 @@ import (
 
 	"github.com/dvpc/dvpc/image/ignore"
 )
-
-// racyWindow is how close to the snapshot a file's ctime may be
-// before its timestamps are not trusted next time: an edit in the same clock
-// tick after it was read would leave size and times unchanged. Two seconds
-// covers the coarsest timestamps (FAT).
-const racyWindow = 2 * time.Second
-
-// IgnoreFile is the name of per-directory exclude files (gitignore syntax).
-const IgnoreFile = ".dvpcignore"
-
-// SnapshotOptions tune [Repo.Snapshot].
-type SnapshotOptions struct {
-	Host     string
-	Excludes []string // gitignore-syntax patterns relative to the root
-	Time     time.Time
-	Mirrors  []string
-	// Parent is compared with to skip unchanged files. Nil picks the newest
-	// snapshot of the same path; NoParent reads every file.
-	Parent   *Snapshot
-	NoParent bool
-	// OnError receives each entry that could not be read; it is skipped and
-	// the snapshot goes on. Store failures abort the snapshot instead.
-	OnError func(path string, err error)
-	// OnWarning receives entries skipped by choice (sockets, devices).
-	OnWarning func(path string, msg string)
-	// Progress, when set, is updated as the snapshot runs.
-	Progress *Progress
-}
-
-// Progress counts a running snapshot or restore; read it from any goroutine.
-type Progress struct {
-	Files    atomic.Int64
-	Bytes    atomic.Int64 // bytes read or written
-	BytesNew atomic.Int64
-}
-
-// ErrReadOnly means a write was asked of a read-only store.
-var ErrReadOnly = errors.New("the store is read-only")
 
 type linkGroup struct {
 	id      uint64
@@ -299,7 +263,7 @@ func (a *archiver) readXattrs(abs string, n *Node) {
 
 func (a *archiver) statNode(name string, st *unix.Stat_t) *Node {
 	n := &Node{
-		Name: []byte(name), Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
+		Name: []byte(name), Mode: uint32(st.Mode) & 0o7777, UID: st.Uid, GID: st.Gid,
 		Mtime: time.Unix(st.Mtim.Unix()), Ctime: time.Unix(st.Ctim.Unix()),
 	}
 	if n.Ctime.Before(a.cutoff) {
@@ -356,7 +320,7 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, parent *Tree) (
 			a.stats.Files++
 			a.stats.Bytes += st.Size
 			if st.Nlink > 1 {
-				key := [2]uint64{st.Dev, st.Ino}
+				key := [2]uint64{uint64(st.Dev), st.Ino}
 				if lg, ok := a.links[key]; ok {
 					node.LinkGroup = lg.id
 					lg.members = append(lg.members, node)
@@ -374,7 +338,7 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, parent *Tree) (
 			}
 			a.readXattrs(cabs, node)
 			select {
-			case a.files <- fileJob{abs: cabs, node: node, ino: st.Ino, dev: st.Dev}:
+			case a.files <- fileJob{abs: cabs, node: node, ino: st.Ino, dev: uint64(st.Dev)}:
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
@@ -489,7 +453,7 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, buf []byte) error 
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return err
 	}
-	if st.Ino != job.ino || st.Dev != job.dev || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if st.Ino != job.ino || uint64(st.Dev) != job.dev || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return errors.New("replaced while being read; skipped")
 	}
 	regions, err := dataRegions(f, st.Size, st.Blocks)

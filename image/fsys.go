@@ -1,3 +1,5 @@
+//go:build unix
+
 package image
 
 import (
@@ -5,20 +7,12 @@ import (
 	"errors"
 	"os"
 	"slices"
-	"strings"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 )
 
-func slicesSortStrings(s []string) { slices.Sort(s) }
-
-func sortDescs(ds []v1.Descriptor) {
-	slices.SortFunc(ds, func(a, b v1.Descriptor) int { return strings.Compare(a.Digest.Hex, b.Digest.Hex) })
-}
-
 func openNoFollow(p string) (*os.File, error) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|oNoAtime, 0)
 	if errors.Is(err, unix.EPERM) {
 		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 )
 
 // ErrTargetNotEmpty means a restore target holds files and --overwrite was
@@ -269,7 +268,7 @@ func (rs *restorer) dir(ctx context.Context, host string, node *Node, rel string
 				return ctx.Err()
 			}
 		case TypeSymlink:
-			if err := unix.Symlink(string(n.Target), chost); err != nil {
+			if err := os.Symlink(string(n.Target), chost); err != nil {
 				rs.fail(chost, err)
 				continue
 			}
@@ -277,7 +276,7 @@ func (rs *restorer) dir(ctx context.Context, host string, node *Node, rel string
 				rs.fail(chost, err)
 			}
 		case TypeFIFO:
-			if err := unix.Mkfifo(chost, 0o600); err != nil {
+			if err := mkfifo(chost); err != nil {
 				rs.fail(chost, err)
 				continue
 			}
@@ -312,12 +311,11 @@ func (rs *restorer) clear(host string, wantDir bool) error {
 func (rs *restorer) worker(ctx context.Context) error {
 	var buf []byte
 	for job := range rs.jobs {
-		fd, err := unix.Open(job.host, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		f, err := createNoFollow(job.host)
 		if err != nil {
-			rs.fail(job.host, &os.PathError{Op: "create", Path: job.host, Err: err})
+			rs.fail(job.host, err)
 			continue
 		}
-		f := os.NewFile(uintptr(fd), job.host)
 		err = rs.writeFile(ctx, f, job.node, &buf)
 		if err == nil {
 			err = rs.setMeta(job.host, job.node, f)
@@ -361,47 +359,6 @@ func (rs *restorer) writeFile(ctx context.Context, f *os.File, n *Node, buf *[]b
 		}
 	}
 	return f.Truncate(n.Size)
-}
-
-// setMeta applies owner (as root), mode, xattrs and times.
-func (rs *restorer) setMeta(host string, n *Node, f *os.File) error {
-	if rs.isRoot {
-		if err := os.Lchown(host, int(n.UID), int(n.GID)); err != nil {
-			return err
-		}
-	}
-	if n.Type != TypeSymlink {
-		mode := os.FileMode(n.Mode & 0o777)
-		if n.Mode&unix.S_ISUID != 0 {
-			mode |= os.ModeSetuid
-		}
-		if n.Mode&unix.S_ISGID != 0 {
-			mode |= os.ModeSetgid
-		}
-		if n.Mode&unix.S_ISVTX != 0 {
-			mode |= os.ModeSticky
-		}
-		var err error
-		if f != nil {
-			err = f.Chmod(mode)
-		} else {
-			err = os.Chmod(host, mode)
-		}
-		if err != nil {
-			return err
-		}
-		for _, x := range n.Xattrs {
-			if err := unix.Lsetxattr(host, string(x.Name), x.Value, 0); err != nil {
-				return &os.PathError{Op: "setxattr " + string(x.Name), Path: host, Err: err}
-			}
-		}
-	}
-	t := unix.Timespec{Sec: n.Mtime.Unix(), Nsec: int64(n.Mtime.Nanosecond())}
-	ts := []unix.Timespec{t, t}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "utimes", Path: host, Err: err}
-	}
-	return nil
 }
 
 // FindNode returns the entry at a slash-separated path in a snapshot; "" is

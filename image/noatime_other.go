@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package image
+
+const oNoAtime = 0

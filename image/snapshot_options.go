@@ -1,0 +1,45 @@
+package image
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+)
+
+// racyWindow is how close to the snapshot a file's ctime may be
+// before its timestamps are not trusted next time: an edit in the same clock
+// tick after it was read would leave size and times unchanged. Two seconds
+// covers the coarsest timestamps (FAT).
+const racyWindow = 2 * time.Second
+
+// IgnoreFile is the name of per-directory exclude files (gitignore syntax).
+const IgnoreFile = ".dvpcignore"
+
+// SnapshotOptions tune [Repo.Snapshot].
+type SnapshotOptions struct {
+	Host     string
+	Excludes []string // gitignore-syntax patterns relative to the root
+	Time     time.Time
+	Mirrors  []string
+	// Parent is compared with to skip unchanged files. Nil picks the newest
+	// snapshot of the same path; NoParent reads every file.
+	Parent   *Snapshot
+	NoParent bool
+	// OnError receives each entry that could not be read; it is skipped and
+	// the snapshot goes on. Store failures abort the snapshot instead.
+	OnError func(path string, err error)
+	// OnWarning receives entries skipped by choice (sockets, devices).
+	OnWarning func(path string, msg string)
+	// Progress, when set, is updated as the snapshot runs.
+	Progress *Progress
+}
+
+// Progress counts a running snapshot or restore; read it from any goroutine.
+type Progress struct {
+	Files    atomic.Int64
+	Bytes    atomic.Int64 // bytes read or written
+	BytesNew atomic.Int64
+}
+
+// ErrReadOnly means a write was asked of a read-only store.
+var ErrReadOnly = errors.New("the store is read-only")
