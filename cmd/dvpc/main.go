@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	g := &globals{stdout: stdout, stderr: stderr, stdin: stdin}
 	app := &cli.App{
 		Name:      "dvpc",
+		Version:   version(),
 		Usage:     "your home directory as versioned, encrypted, signed snapshots you can carry",
 		Writer:    stdout,
 		ErrWriter: stderr,
@@ -306,4 +307,19 @@ func takesValue(flags []cli.Flag, arg string) bool {
 		}
 	}
 	return false
+}
+
+// version is the module version dvpc was built as, or the VCS revision.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
 }

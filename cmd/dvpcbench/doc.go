@@ -1,5 +1,7 @@
+//go:build linux
+
 // Command dvpcbench measures dvpc against restic and borg on a generated
-// home directory.
+// home directory, and dvpc's ISO build against xorriso.
 //
 // Usage:
 //
@@ -25,7 +27,13 @@
 //     repository (the sum of the repository's file sizes before and after);
 //  5. a full restore into an empty directory with each tool, checked
 //     against the home (untimed);
-//  6. a one-file restore of the large document with each tool, checked.
+//  6. a one-file restore of the large document with each tool, checked;
+//  7. dvpc media iso --capacity bd-dl --no-clients of the store, which
+//     then holds both snapshots; osirrox takes the files out of the
+//     image (untimed), they are checked against the store, and xorriso
+//     -as mkisofs -R -J builds an image of the same files. The two
+//     images must be within 4 MiB of each other in size; both are
+//     deleted afterwards unless -keep.
 //
 // Each step records its wall time, CPU time and the peak RSS of the tool's
 // process (ru_maxrss from wait4). On Linux a child's ru_maxrss is never
@@ -34,24 +42,26 @@
 // runs under a small dvpcbench process in wrapper mode that reports the
 // figures; the floor this leaves (about 3 MiB) is printed. The CPU time
 // the machine spent outside the command during a step is recorded too, and
-// a warning names the steps that other work disturbed. The page cache is not dropped: every tool
+// a warning names the steps and limits that other work disturbed. The page cache is not dropped: every tool
 // reads a warm home and a warm repository. Every timed command is preceded
 // by an untimed sync so that one step's writeback does not slow the next.
 // Encryption is on for all tools: dvpc with DVPC_PASSPHRASE_FILE, restic with
 // a repository of version 2 (zstd) and borg with -e repokey-blake2 and
-// --compression zstd,3 (both flags can be changed). restic and borgbackup
-// are installed with apt-get when missing.
+// --compression zstd,3 (both flags can be changed). restic, borgbackup
+// and xorriso are installed with apt-get when missing.
 //
 // dvpcbench prints a table (rows: measurements; columns: dvpc, restic,
-// borg, dvpc/restic, dvpc/borg), the tar limits, and dvpc's aims, each met
-// or missed: initial snapshot ≤ 0.5× borg, incremental snapshot ≤ 0.5× the
-// fastest peer, incremental bytes ≤ restic, full restore ≤ 1.1× tar -x,
-// one-file restore ≤ borg, peak RSS ≤ borg. A tool that fails shows
+// borg, dvpc/restic, dvpc/borg), the limits (tar, and xorriso with the
+// sizes of both images), and dvpc's aims, each met or missed: initial
+// snapshot ≤ 0.5× borg, incremental snapshot ≤ 0.5× the fastest peer,
+// incremental bytes ≤ restic, full restore ≤ 1.1× tar -x, one-file
+// restore ≤ borg, peak RSS ≤ borg (snapshots and restores), ISO build ≤
+// 1.2× xorriso -as mkisofs -R -J. A tool that fails shows
 // "failed" in its cells and the others go on; "-" means not run. -json
-// writes all figures, and the logs of every command are in DIR/logs.
+// writes all figures (the ISO comparison under "iso"), and the logs of
+// every command are in DIR/logs.
 //
 // The measurements are tables: steps (what each tool does), stages (when),
 // limits (reference commands) and rows and aims (what is printed). A new
-// measurement, such as building an ISO image against xorriso -as mkisofs
-// or pushing to a registry, is a new entry in each.
+// measurement, such as pushing to a registry, is a new entry in each.
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -28,9 +30,10 @@ type result struct {
 	ExitCode  int             `json:"exit_code"`
 	Error     string          `json:"error,omitempty"`
 	Warning   string          `json:"warning,omitempty"`
-	Check     string          `json:"check,omitempty"`   // outcome of the untimed check after the step
-	Report    json.RawMessage `json:"report,omitempty"`  // dvpc snapshot --json output
-	OtherCPU  float64         `json:"other_cpu_seconds"` // busy CPU time of the machine not spent by the command
+	Check     string          `json:"check,omitempty"`     // outcome of the untimed check after the step
+	Report    json.RawMessage `json:"report,omitempty"`    // dvpc snapshot --json output
+	OutBytes  int64           `json:"out_bytes,omitempty"` // size of the file the command wrote, such as an ISO image
+	OtherCPU  float64         `json:"other_cpu_seconds"`   // busy CPU time of the machine not spent by the command
 	Log       string          `json:"log"`
 	stdout    []byte
 }
@@ -55,9 +58,10 @@ type tool struct {
 }
 
 // step is one measured action of every tool. steps lists them; stages
-// says when each runs. To add a measurement (say, building an ISO image),
-// add a step here, a command for it to the tools that have one, a row to
-// rows and, for a reference figure, a limit to limits.
+// says when each runs. To add a measurement (say, pushing to a registry),
+// add a step here, a command for it to the tools that have one, a stage,
+// a row to rows, an aim to aims and, for a reference figure, a limit to
+// limits (with the stage that runs it).
 type step struct {
 	name  string
 	label string
@@ -73,6 +77,8 @@ var steps = []step{
 	{name: "incremental", label: "incremental snapshot", needs: []string{"initial"}, after: afterSnapshot},
 	{name: "restore", label: "full restore", needs: []string{"incremental"}, after: checkRestore},
 	{name: "restore-file", label: "one-file restore", needs: []string{"incremental"}, after: checkRestoreFile},
+	// Only dvpc writes ISO images; the store then holds both snapshots.
+	{name: "iso", label: "ISO build", needs: []string{"incremental"}, after: afterISO},
 }
 
 func stepByName(name string) *step {
@@ -94,29 +100,46 @@ type stage struct {
 
 var stages = []stage{
 	{name: "generate", global: (*bench).generate},
-	{name: "limits", global: (*bench).limits},
+	{name: "limits", global: runLimits("limits")},
 	{name: "init", step: "init"},
 	{name: "initial", step: "initial"},
 	{name: "mutate", global: (*bench).mutate},
 	{name: "incremental", step: "incremental"},
 	{name: "restore", step: "restore"},
 	{name: "restore-file", step: "restore-file"},
+	// Last, so that the steps before run as they did without it.
+	{name: "iso", step: "iso"},
+	{name: "xorriso", global: runLimits("xorriso")},
 }
 
 // limit is a reference command that bounds what any tool can do on this
-// machine. prepare runs untimed before it.
+// machine, or that does what a step of dvpc does with a common tool. The
+// stage named stage runs it.
 type limit struct {
-	name    string
-	label   string
+	name  string
+	label string
+	stage string
+	bins  []string // programs it runs; it is not run when one is missing
+	needs string   // a step of dvpc that must have succeeded first
+	// prepare runs untimed before the command, after runs untimed after
+	// it succeeded and returns its check, and cleanup runs at the end,
+	// whatever happened.
 	prepare func(b *bench) error
 	cmd     func(b *bench) *exec.Cmd
+	after   func(b *bench, r *result) string
 	cleanup func(b *bench)
+	// bytes is what its MiB/s figure is of (nil: the home); detail, if
+	// set, prints a second line under it.
+	bytes  func(b *bench) int64
+	detail func(b *bench) string
 }
 
 var limits = []limit{
 	{
 		name:  "tar-read",
 		label: "tar -cf - home | cat >/dev/null (read limit)",
+		stage: "limits",
+		bins:  []string{"tar"},
 		cmd: func(b *bench) *exec.Cmd {
 			c := exec.Command("tar", "-cf", "-", "-C", b.work, "home")
 			c.Stdout = io.Discard // copied through a pipe, like cat >/dev/null
@@ -126,6 +149,8 @@ var limits = []limit{
 	{
 		name:  "tar-write",
 		label: "tar -xf home.tar (write limit)",
+		stage: "limits",
+		bins:  []string{"tar"},
 		prepare: func(b *bench) error {
 			_, err := b.exec("tar-write-prepare", exec.Command("tar", "-cf", b.path("home.tar"), "-C", b.work, "home"), nil)
 			if err != nil {
@@ -143,6 +168,77 @@ var limits = []limit{
 			}
 		},
 	},
+	{
+		// The same files as dvpc's image, taken out of it (see iso.go).
+		name:    "xorriso",
+		label:   "xorriso -as mkisofs -R -J of the same files",
+		stage:   "xorriso",
+		bins:    []string{"xorriso", "osirrox"},
+		needs:   "iso",
+		prepare: prepareXorriso,
+		cmd: func(b *bench) *exec.Cmd {
+			return exec.Command("xorriso", "-as", "mkisofs", "-R", "-J", "-o", b.xorrisoISO(), b.isoTree())
+		},
+		after:   afterXorriso,
+		cleanup: cleanupISO,
+		bytes:   func(b *bench) int64 { return b.iso.FileBytes },
+		detail:  (*bench).isoDetail,
+	},
+}
+
+// runLimits returns the global action of a stage: it runs the limits of
+// that stage.
+func runLimits(stage string) func(b *bench) error {
+	return func(b *bench) error {
+		for i := range limits {
+			if limits[i].stage == stage {
+				b.runLimit(&limits[i])
+			}
+		}
+		return nil
+	}
+}
+
+func (b *bench) runLimit(l *limit) {
+	tr := b.toolRun("dvpc")
+	if l.needs != "" && tr == nil {
+		return // dvpc is not measured: not run
+	}
+	if l.cleanup != nil {
+		defer l.cleanup(b)
+	}
+	if l.needs != "" && !tr.Steps[l.needs].ok() {
+		b.limitResults[l.name] = &result{Error: "skipped: dvpc " + l.needs + " failed"}
+		b.logf("%-12s %-7s skipped (dvpc %s failed)", l.name, "", l.needs)
+		return
+	}
+	for _, bin := range l.bins {
+		if _, err := exec.LookPath(bin); err != nil {
+			b.limitResults[l.name] = &result{Error: "skipped: " + bin + " is not installed"}
+			b.logf("%-12s %-7s skipped (%s is not installed)", l.name, "", bin)
+			return
+		}
+	}
+	if l.prepare != nil {
+		if err := l.prepare(b); err != nil {
+			b.limitResults[l.name] = &result{Error: "prepare: " + err.Error()}
+			b.logf("%-12s %-7s failed: prepare: %v", l.name, "", err)
+			return
+		}
+	}
+	r, _ := b.exec(l.name, l.cmd(b), nil)
+	b.limitResults[l.name] = r
+	if r.ok() && l.after != nil {
+		r.Check = l.after(b, r)
+	}
+	msg := fmt.Sprintf("%.2f s", r.Seconds)
+	if !r.ok() {
+		msg = "failed: " + r.Error
+	}
+	if r.Check != "" {
+		msg += ", check: " + r.Check
+	}
+	b.logf("%-12s %-7s %s", l.name, "", msg)
 }
 
 func exitOK0(code int) bool { return code == 0 }
@@ -160,6 +256,14 @@ func (b *bench) newDvpc() *tool {
 		"restore":     func(b *bench, out string) (*exec.Cmd, error) { return cmd("restore", "latest", "--to", out), nil },
 		"restore-file": func(b *bench, out string) (*exec.Cmd, error) {
 			return cmd("restore", "latest", b.plan.BigDoc, "--to", out), nil
+		},
+		// bd-dl so that the store fits one disc; no clients, so that the
+		// image holds the files xorriso is given.
+		"iso": func(b *bench, _ string) (*exec.Cmd, error) {
+			if err := os.Remove(b.dvpcISO()); err != nil && !os.IsNotExist(err) {
+				return nil, err // dvpc never overwrites its --out
+			}
+			return cmd("media", "iso", "--out", b.dvpcISO(), "--capacity", "bd-dl", "--no-clients"), nil
 		},
 	}
 	t.restoredRoot = func(_ *bench, out string) string { return out }
@@ -461,29 +565,53 @@ func dirSize(root string) (int64, error) {
 	return n, err
 }
 
-// ensureTools installs restic and borgbackup from Debian when a selected
-// one is missing.
+// debianPackages are the Debian packages of the programs dvpcbench runs
+// besides dvpc (tar is always there).
+var debianPackages = map[string]string{
+	"restic":  "restic",
+	"borg":    "borgbackup",
+	"xorriso": "xorriso",
+	"osirrox": "xorriso",
+}
+
+// ensureTools installs from Debian the programs that the selected tools
+// and the limits they need run, when missing.
 func (b *bench) ensureTools() {
-	var missing []string
+	var bins []string
 	for _, t := range b.tools {
-		if t.name == "dvpc" {
+		if t.name != "dvpc" {
+			bins = append(bins, t.bin)
+		}
+	}
+	for _, l := range limits {
+		if l.needs == "" || b.toolRun("dvpc") != nil {
+			bins = append(bins, l.bins...)
+		}
+	}
+	var missing, pkgs []string
+	for _, bin := range bins {
+		pkg := debianPackages[bin]
+		if _, err := exec.LookPath(bin); err == nil || pkg == "" || slices.Contains(missing, bin) {
 			continue
 		}
-		if _, err := exec.LookPath(t.bin); err != nil {
-			missing = append(missing, t.name)
+		missing = append(missing, bin)
+		if !slices.Contains(pkgs, pkg) {
+			pkgs = append(pkgs, pkg)
 		}
 	}
-	if len(missing) == 0 || !b.cfg.install {
+	if len(pkgs) == 0 || !b.cfg.install {
 		return
 	}
-	b.logf("installing restic and borgbackup (missing: %s)", strings.Join(missing, ", "))
-	install := exec.Command("apt-get", "install", "-y", "restic", "borgbackup")
-	install.Env = []string{"DEBIAN_FRONTEND=noninteractive"}
-	if _, err := b.exec("apt-install", install, nil); err != nil {
+	b.logf("installing %s (missing: %s)", strings.Join(pkgs, ", "), strings.Join(missing, ", "))
+	install := func(name string) error {
+		c := exec.Command("apt-get", append([]string{"install", "-y"}, pkgs...)...)
+		c.Env = []string{"DEBIAN_FRONTEND=noninteractive"}
+		_, err := b.exec(name, c, nil)
+		return err
+	}
+	if err := install("apt-install"); err != nil {
 		if _, err := b.exec("apt-update", exec.Command("apt-get", "update"), nil); err == nil {
-			install := exec.Command("apt-get", "install", "-y", "restic", "borgbackup")
-			install.Env = []string{"DEBIAN_FRONTEND=noninteractive"}
-			b.exec("apt-install-2", install, nil)
+			install("apt-install-2")
 		}
 	}
 }
