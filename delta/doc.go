@@ -2,4 +2,20 @@
 // another lacks (a set difference of blob digests), push and pull to OCI
 // registries and between stores, mirrors with failover, and the offline
 // queue.
+//
+// A [Registry] is one repository of an OCI registry (distribution API v2),
+// read as an [image.Source]: its tags are the refs, and every blob or
+// manifest it serves is checked against its digest before use. Plain HTTP
+// is used only for loopback hosts unless asked for; credentials come from
+// the Docker client configuration and its credential helpers.
+//
+// [Push] sends a mirror what it lacks, blobs first, then the manifests and
+// their tags, then the signatures, so a mirror never names a manifest whose
+// blobs are not all there and a re-run sends nothing that arrived.
+// [PushAll] pushes to several mirrors at once, each failing on its own.
+//
+// [Pull] copies into a local store the snapshots the mirrors hold and it
+// lacks, each blob from the first mirror that serves it intact. A snapshot
+// is named only after its signature verifies and all its blobs are stored;
+// snapshots older than [PullOptions.MinSeq] are refused as rollbacks.
 package delta

@@ -1,0 +1,281 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+// concurrency bounds the transfers in flight to one registry.
+const concurrency = 4
+
+// PushOptions tune [Push].
+type PushOptions struct {
+	// MountFrom names another repository (path only) on the same registry
+	// whose blobs may be mounted instead of uploaded.
+	MountFrom string
+}
+
+// PushReport counts what a push sent.
+type PushReport struct {
+	BlobsUploaded int
+	BytesUploaded int64
+	BlobsMounted  int
+	BlobsSkipped  int // already on the mirror
+	BytesSkipped  int64
+	Manifests     int // tags written
+	TagsSkipped   int // already naming the same manifest
+}
+
+// pushRefs picks the refs a mirror carries: the keys, each signed
+// snapshot, and its signature. Unsigned snapshots are never sent.
+func pushRefs(refs []image.Ref) (main, sigs []image.Ref, err error) {
+	byName := map[string]image.Ref{}
+	for _, r := range refs {
+		byName[r.Name] = r
+	}
+	k, ok := byName[image.KeysRef]
+	if !ok {
+		return nil, nil, fmt.Errorf("source has no %q tag: %w", image.KeysRef, image.ErrNotFound)
+	}
+	main = append(main, k)
+	for _, r := range refs {
+		if !strings.HasPrefix(r.Name, "snap-") {
+			continue
+		}
+		d, err := image.DigestFromHash(r.Desc.Digest)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", r.Name, err)
+		}
+		s, ok := byName[image.SignatureRef(d)]
+		if !ok {
+			continue
+		}
+		main = append(main, r)
+		sigs = append(sigs, s)
+	}
+	return main, sigs, nil
+}
+
+// Push sends dst what it lacks of src's keys, signed snapshots and their
+// signatures. Blobs go first, then the manifests with their tags, then the
+// signatures, so the mirror never names a manifest whose blobs are not all
+// there. Blobs and tags already on the mirror are not sent again.
+func Push(ctx context.Context, src image.Source, dst *Registry, opts PushOptions) (PushReport, error) {
+	var rep PushReport
+	srcRefs, err := src.Refs(ctx)
+	if err != nil {
+		return rep, err
+	}
+	main, sigs, err := pushRefs(srcRefs)
+	if err != nil {
+		return rep, err
+	}
+	dstRefs, err := dst.Refs(ctx)
+	if err != nil {
+		return rep, err
+	}
+	have := map[string]string{}
+	for _, r := range dstRefs {
+		have[r.Name] = r.Desc.Digest.String()
+	}
+	// A tag that already names the same manifest has all its blobs there.
+	var send []image.Ref
+	for _, r := range append(append([]image.Ref{}, main...), sigs...) {
+		if have[r.Name] == r.Desc.Digest.String() {
+			rep.TagsSkipped++
+			continue
+		}
+		send = append(send, r)
+	}
+	if len(send) == 0 {
+		return rep, nil
+	}
+	blobs, err := image.BlobsOf(ctx, src, send)
+	if err != nil {
+		return rep, err
+	}
+	isManifest := map[image.Digest]bool{}
+	for _, r := range send {
+		d, _ := image.DigestFromHash(r.Desc.Digest)
+		isManifest[d] = true
+	}
+
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for _, b := range blobs {
+		if isManifest[b.Digest] {
+			continue
+		}
+		g.Go(func() error {
+			res, err := dst.putBlob(gctx, src, b, opts.MountFrom)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch res {
+			case blobSkipped:
+				rep.BlobsSkipped++
+				rep.BytesSkipped += b.Size
+			case blobMounted:
+				rep.BlobsMounted++
+			case blobUploaded:
+				rep.BlobsUploaded++
+				rep.BytesUploaded += b.Size
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return rep, err
+	}
+
+	// Manifests, then signatures.
+	for _, phase := range [][]image.Ref{main, sigs} {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(concurrency)
+		for _, r := range phase {
+			if have[r.Name] == r.Desc.Digest.String() {
+				continue
+			}
+			g.Go(func() error {
+				if err := dst.putManifest(gctx, src, r); err != nil {
+					return err
+				}
+				mu.Lock()
+				rep.Manifests++
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+type blobResult int
+
+const (
+	blobSkipped blobResult = iota
+	blobMounted
+	blobUploaded
+)
+
+// putBlob sends one blob unless the mirror has it, mounting it from
+// mountFrom when that repository holds it.
+func (r *Registry) putBlob(ctx context.Context, src image.Source, b image.BlobRef, mountFrom string) (blobResult, error) {
+	scopes := scopesFor(r.path, true, mountFrom)
+	if n, err := r.statBlob(ctx, scopes, b.Digest); err == nil && (b.Size < 0 || n == b.Size) {
+		return blobSkipped, nil
+	} else if err != nil && !errors.Is(err, image.ErrNotFound) {
+		return 0, err
+	}
+	start := r.url("/blobs/uploads/")
+	if mountFrom != "" {
+		start += "?" + url.Values{"mount": {b.Digest.String()}, "from": {mountFrom}}.Encode()
+	}
+	resp, err := r.do(ctx, scopes, http.MethodPost, start, func() io.Reader { return nil }, 0, nil, http.StatusCreated, http.StatusAccepted)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusCreated {
+		return blobMounted, nil
+	}
+	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.Header.Get("Location") == "" {
+		return 0, fmt.Errorf("%s: upload of %s: bad Location %q", r, b.Digest, resp.Header.Get("Location"))
+	}
+	q := loc.Query()
+	q.Set("digest", b.Digest.String())
+	loc.RawQuery = q.Encode()
+
+	blob, err := src.OpenBlob(ctx, b.Digest)
+	if err != nil {
+		return 0, err
+	}
+	defer blob.Close()
+	size := blob.Size()
+	if b.Size >= 0 && size != b.Size {
+		return 0, &image.DigestError{Want: b.Digest, WantSize: b.Size, GotSize: size}
+	}
+	body := func() io.Reader { return io.NewSectionReader(blob, 0, size) }
+	resp, err = r.do(ctx, scopes, http.MethodPut, loc.String(), body, size,
+		map[string]string{"Content-Type": "application/octet-stream"}, http.StatusCreated)
+	if err != nil {
+		return 0, fmt.Errorf("upload of %s: %w", b.Digest, err)
+	}
+	resp.Body.Close()
+	return blobUploaded, nil
+}
+
+// putManifest tags the manifest of ref with its bytes unchanged.
+func (r *Registry) putManifest(ctx context.Context, src image.Source, ref image.Ref) error {
+	d, err := image.DigestFromHash(ref.Desc.Digest)
+	if err != nil {
+		return err
+	}
+	raw, err := image.ReadBlob(ctx, src, d, ref.Desc.Size)
+	if err != nil {
+		return err
+	}
+	mt := string(ref.Desc.MediaType)
+	if mt == "" {
+		mt = image.ManifestType
+	}
+	resp, err := r.do(ctx, scopesFor(r.path, true, ""), http.MethodPut, r.url("/manifests/"+ref.Name),
+		func() io.Reader { return bytes.NewReader(raw) }, int64(len(raw)),
+		map[string]string{"Content-Type": mt}, http.StatusCreated)
+	if err != nil {
+		return fmt.Errorf("tag %s: %w", ref.Name, err)
+	}
+	resp.Body.Close()
+	if h := resp.Header.Get("Docker-Content-Digest"); h != "" && h != d.String() {
+		return fmt.Errorf("%s: tag %s: the registry names the manifest %s, want %s", r, ref.Name, h, d)
+	}
+	r.mu.Lock()
+	r.manifests[d] = manifest{raw: raw, mediaType: mt}
+	r.mu.Unlock()
+	return nil
+}
+
+// MirrorResult is the outcome of a push to one mirror.
+type MirrorResult struct {
+	Mirror *Registry
+	Report PushReport
+	Err    error
+}
+
+// PushAll pushes src to every mirror at once. A failing mirror holds up
+// none of the others; each result carries its own error.
+func PushAll(ctx context.Context, src image.Source, mirrors []*Registry, opts PushOptions) []MirrorResult {
+	res := make([]MirrorResult, len(mirrors))
+	var wg sync.WaitGroup
+	for i, m := range mirrors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := Push(ctx, src, m, opts)
+			if err != nil {
+				err = fmt.Errorf("mirror %s: %w", m, err)
+			}
+			res[i] = MirrorResult{Mirror: m, Report: rep, Err: err}
+		}()
+	}
+	wg.Wait()
+	return res
+}
