@@ -257,8 +257,10 @@ func (l *Layout) Lock(ctx context.Context) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// writeFileAtomic writes dir/name through a synced temporary file and a
+// WriteFileAtomic writes dir/name through a synced temporary file and a
 // rename, so readers see the old or the new content, never a mix.
+func WriteFileAtomic(dir, name string, b []byte) error { return writeFileAtomic(dir, name, b) }
+
 func writeFileAtomic(dir, name string, b []byte) error {
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
 )
 
@@ -54,10 +55,14 @@ func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) e
 		return err
 	}
 	defer repo.Close()
+	mirrors, err := delta.LoadMirrors(g.store)
+	if err != nil {
+		return err
+	}
 	var prog image.Progress
 	var nerr int
 	opts := image.SnapshotOptions{
-		Host: o.host, Excludes: o.excludes, NoParent: o.noParent, Progress: &prog,
+		Host: o.host, Excludes: o.excludes, NoParent: o.noParent, Progress: &prog, Mirrors: mirrors.URLs(),
 		OnError: func(p string, err error) {
 			nerr++
 			fmt.Fprintf(g.stderr, "dvpc: skipped %s: %v\n", p, err)

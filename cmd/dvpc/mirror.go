@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dvpc/dvpc/delta"
+	"github.com/dvpc/dvpc/image"
+)
+
+func mirrorCommand(g *globals) *cli.Command {
+	var name string
+	var insecure bool
+	return &cli.Command{
+		Name:  "mirror",
+		Usage: "the OCI registry repositories that keep copies of the store",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "add a mirror: a registry repository host[:port]/path (plain HTTP only for loopback, or with --insecure)",
+				ArgsUsage: "URL",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "name", Usage: "a short name for the mirror", Destination: &name},
+					&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to a non-loopback registry", Destination: &insecure},
+				},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError{errors.New("mirror add takes one URL")}
+					}
+					return g.editMirrors(func(m *delta.Mirrors) error {
+						return m.Add(delta.Mirror{Name: name, URL: strings.TrimPrefix(c.Args().First(), "docker://"), Insecure: insecure})
+					})
+				},
+			},
+			{
+				Name:      "remove",
+				Usage:     "remove a mirror by name or URL",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError{errors.New("mirror remove takes one NAME")}
+					}
+					return g.editMirrors(func(m *delta.Mirrors) error { return m.Remove(c.Args().First()) })
+				},
+			},
+			{
+				Name:   "list",
+				Usage:  "list the mirrors",
+				Action: func(c *cli.Context) error { return runMirrorStatus(c.Context, g, false) },
+			},
+			{
+				Name:   "status",
+				Usage:  "per mirror: reachable, newest snapshot, snapshots missing, last push and last error",
+				Action: func(c *cli.Context) error { return runMirrorStatus(c.Context, g, true) },
+			},
+		},
+	}
+}
+
+func (g *globals) editMirrors(fn func(*delta.Mirrors) error) error {
+	if _, err := image.OpenLayout(g.store); err != nil {
+		return err
+	}
+	m, err := delta.LoadMirrors(g.store)
+	if err != nil {
+		return err
+	}
+	if err := fn(m); err != nil {
+		return usageError{err}
+	}
+	return m.Save(g.store)
+}
+
+func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
+	lay, err := image.OpenLayout(g.store)
+	if err != nil {
+		return err
+	}
+	ms, err := delta.LoadMirrors(g.store)
+	if err != nil {
+		return err
+	}
+	local, err := lay.Refs(ctx)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		Name      string    `json:"name"`
+		URL       string    `json:"url"`
+		Reachable *bool     `json:"reachable,omitempty"`
+		Newest    string    `json:"newest_snapshot,omitempty"`
+		Missing   int       `json:"snapshots_missing"`
+		LastPush  time.Time `json:"last_push,omitempty"`
+		LastError string    `json:"last_error,omitempty"`
+		BadData   string    `json:"bad_data,omitempty"`
+	}
+	var rows []row
+	for _, m := range ms.Mirrors {
+		r := row{Name: m.Name, URL: m.URL, LastPush: m.LastPush, LastError: m.LastError, BadData: m.BadData, Missing: -1}
+		if probe {
+			reg, err := delta.NewRegistry(m.URL, delta.RegistryOptions{Insecure: m.Insecure})
+			ok := err == nil
+			var tags []string
+			if ok {
+				tags, err = reg.Tags(ctx)
+				ok = err == nil
+			}
+			r.Reachable = &ok
+			if ok {
+				have := map[string]bool{}
+				for _, t := range tags {
+					have[t] = true
+					if strings.HasPrefix(t, "snap-") && t > r.Newest {
+						r.Newest = t
+					}
+				}
+				r.Missing = 0
+				for _, l := range local {
+					if strings.HasPrefix(l.Name, "snap-") && !have[l.Name] {
+						r.Missing++
+					}
+				}
+			} else if err != nil {
+				r.LastError = err.Error()
+			}
+		}
+		rows = append(rows, r)
+	}
+	if g.json {
+		if rows == nil {
+			rows = []row{}
+		}
+		return json.NewEncoder(g.stdout).Encode(rows)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	if probe {
+		fmt.Fprintln(tw, "NAME\tURL\tREACHABLE\tNEWEST\tMISSING\tLAST PUSH\tLAST ERROR")
+	} else {
+		fmt.Fprintln(tw, "NAME\tURL\tLAST PUSH")
+	}
+	for _, r := range rows {
+		last := "never"
+		if !r.LastPush.IsZero() {
+			last = r.LastPush.Local().Format("2006-01-02 15:04:05")
+		}
+		if probe {
+			reach := "no"
+			if r.Reachable != nil && *r.Reachable {
+				reach = "yes"
+			}
+			errText := r.LastError
+			if r.BadData != "" {
+				errText = strings.TrimSpace(errText + " " + r.BadData)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, r.URL, reach, r.Newest, r.Missing, last, errText)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.URL, last)
+		}
+	}
+	return tw.Flush()
+}
+
+func pushCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:  "push",
+		Usage: "send every mirror what it lacks (blobs, then manifests, then signatures); needs no passphrase",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{errors.New("push takes no arguments; add mirrors with `dvpc mirror add`")}
+			}
+			return runPush(c.Context, g)
+		},
+	}
+}
+
+func runPush(ctx context.Context, g *globals) error {
+	lay, err := image.OpenLayout(g.store)
+	if err != nil {
+		return err
+	}
+	ms, err := delta.LoadMirrors(g.store)
+	if err != nil {
+		return err
+	}
+	if len(ms.Mirrors) == 0 {
+		return usageError{errors.New("no mirrors; add one with `dvpc mirror add HOST/PATH`")}
+	}
+	regs, err := ms.Registries()
+	if err != nil {
+		return err
+	}
+	results := delta.PushAll(ctx, lay, regs, delta.PushOptions{})
+	var failed []string
+	out := []map[string]any{}
+	for i, r := range results {
+		m := &ms.Mirrors[i]
+		e := map[string]any{"mirror": m.Name, "url": m.URL, "blobs_uploaded": r.Report.BlobsUploaded, "bytes_uploaded": r.Report.BytesUploaded,
+			"blobs_skipped": r.Report.BlobsSkipped, "manifests": r.Report.Manifests}
+		if r.Err != nil {
+			m.LastError = r.Err.Error()
+			failed = append(failed, m.Name)
+			e["error"] = r.Err.Error()
+			if !g.json {
+				fmt.Fprintf(g.stderr, "dvpc: push to %s (%s) failed: %v; it is caught up on the next push\n", m.Name, m.URL, r.Err)
+			}
+		} else {
+			m.LastPush, m.LastError = time.Now().UTC(), ""
+			if !g.json {
+				fmt.Fprintf(g.stdout, "%s: %d blobs (%s) sent, %d already there, %d tags\n", m.Name, r.Report.BlobsUploaded,
+					humanBytes(r.Report.BytesUploaded), r.Report.BlobsSkipped, r.Report.Manifests)
+			}
+		}
+		out = append(out, e)
+	}
+	if err := ms.Save(g.store); err != nil {
+		return err
+	}
+	if g.json {
+		json.NewEncoder(g.stdout).Encode(out)
+	}
+	if len(failed) > 0 {
+		return partialError{fmt.Errorf("push failed for %d of %d mirrors: %s", len(failed), len(results), strings.Join(failed, ", "))}
+	}
+	return nil
+}
+
+func pullCommand(g *globals) *cli.Command {
+	var insecure bool
+	return &cli.Command{
+		Name:      "pull",
+		Usage:     "bring into the store the signed snapshots the mirrors hold and it lacks (on a new PC: name the mirrors)",
+		ArgsUsage: "[URL...]",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to non-loopback registries", Destination: &insecure}},
+		Action: func(c *cli.Context) error {
+			return runPull(c.Context, g, c.Args().Slice(), insecure)
+		},
+	}
+}
+
+func runPull(ctx context.Context, g *globals, urls []string, insecure bool) error {
+	var lay *image.Layout
+	var err error
+	if _, serr := os.Stat(filepath.Join(g.store, "oci-layout")); serr == nil {
+		lay, err = image.OpenLayout(g.store)
+	} else {
+		lay, err = image.InitLayout(g.store) // a new PC: the store comes from the mirrors
+	}
+	if err != nil {
+		return err
+	}
+	ms, err := delta.LoadMirrors(g.store)
+	if err != nil {
+		return err
+	}
+	for _, u := range urls {
+		u = strings.TrimPrefix(u, "docker://")
+		if ms.Find(u) == nil {
+			if err := ms.Add(delta.Mirror{URL: u, Insecure: insecure}); err != nil {
+				return usageError{err}
+			}
+		}
+	}
+	if len(ms.Mirrors) == 0 {
+		return usageError{errors.New("no mirrors: name them (`dvpc pull HOST/PATH...`) or add them with `dvpc mirror add`")}
+	}
+	regs, err := ms.Registries()
+	if err != nil {
+		return err
+	}
+	rep, err := delta.Pull(ctx, regs, lay, delta.PullOptions{})
+	bad := map[string]bool{}
+	for _, b := range rep.BadMirrors() {
+		bad[b] = true
+	}
+	for i := range ms.Mirrors {
+		if bad[regs[i].String()] {
+			ms.Mirrors[i].BadData = "served corrupt data on " + time.Now().UTC().Format(time.RFC3339)
+		}
+	}
+	if serr := ms.Save(g.store); serr != nil && err == nil {
+		err = serr
+	}
+	for _, f := range rep.Failures {
+		fmt.Fprintf(g.stderr, "dvpc: mirror %s: blob %s: %v\n", f.Mirror, f.Digest.Short(), f.Err)
+	}
+	for _, p := range rep.Refused {
+		fmt.Fprintf(g.stderr, "dvpc: refused %v\n", p)
+	}
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
+			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "bad_mirrors": rep.BadMirrors()})
+	}
+	fmt.Fprintf(g.stdout, "pulled %d snapshots: %d blobs (%s) fetched, %d already here\n", len(rep.Snapshots), rep.BlobsFetched,
+		humanBytes(rep.BytesFetched), rep.BlobsPresent)
+	if len(rep.BadMirrors()) > 0 {
+		fmt.Fprintf(g.stdout, "mirrors that served bad data: %s\n", strings.Join(rep.BadMirrors(), ", "))
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dvpc/dvpc/image/regtest"
+)
+
+// TestMirrors: two real registries as mirrors; push, push again (nothing
+// sent), status, a new PC pulls from the mirrors and restores identically,
+// and a mirror that is down is reported while the other is served.
+func TestMirrors(t *testing.T) {
+	regs := regtest.StartN(t, 2)
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	mkhome(t, home)
+	randomFile(t, filepath.Join(home, "docs", "scan.bin"), 7, 2<<20)
+	cli := newCLI(t, filepath.Join(dir, "store"), "mirror test passphrase")
+	cli.must("init", "--argon2-memory", "8")
+	urls := []string{regs[0].Addr() + "/dvpc/home", regs[1].Addr() + "/dvpc/home"}
+	cli.must("mirror", "add", urls[0], "--name", "a")
+	cli.must("mirror", "add", urls[1], "--name", "b")
+	cli.expect(exitUsage, "mirror", "add", urls[1])
+	cli.snapshot(home)
+
+	r := cli.must("push")
+	if strings.Count(r.stdout, "sent") != 2 {
+		t.Fatalf("push:\n%s", r)
+	}
+	var res []struct {
+		Mirror        string `json:"mirror"`
+		BlobsUploaded int    `json:"blobs_uploaded"`
+		Error         string `json:"error"`
+	}
+	r = cli.must("--json", "push")
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || len(res) != 2 || res[0].BlobsUploaded != 0 || res[1].BlobsUploaded != 0 {
+		t.Fatalf("a second push should send nothing: %v %+v\n%s", err, res, r)
+	}
+	var st []struct {
+		Name      string `json:"name"`
+		Reachable *bool  `json:"reachable"`
+		Missing   int    `json:"snapshots_missing"`
+	}
+	r = cli.must("--json", "mirror", "status")
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st) != 2 || !*st[0].Reachable || st[0].Missing != 0 || st[1].Missing != 0 {
+		t.Fatalf("mirror status: %v %+v\n%s", err, st, r)
+	}
+
+	// A new PC: the store comes from the mirrors named.
+	fresh := cli.onStore(filepath.Join(dir, "new-pc"))
+	fresh.must("pull", urls[0], urls[1])
+	got := filepath.Join(dir, "restored")
+	fresh.must("restore", "latest", "--to", got)
+	requireSameTree(t, home, got)
+	fresh.must("verify", "--read-data")
+
+	// One mirror down: the push reports it, the other is current.
+	randomFile(t, filepath.Join(home, "docs", "new.bin"), 8, 1<<20)
+	cli.snapshot(home)
+	regs[1].Stop()
+	r = cli.expect(exitPartial, "push")
+	if !strings.Contains(r.stderr, "push to b") || !strings.Contains(r.stdout, "a:") {
+		t.Errorf("push with mirror b down:\n%s", r)
+	}
+	r = cli.must("--json", "mirror", "status")
+	json.Unmarshal([]byte(r.stdout), &st)
+	if *st[1].Reachable || st[0].Missing != 0 {
+		t.Errorf("status with b down: %+v\n%s", st, r)
+	}
+	regs[1].Restart(t)
+	cli.must("push")
+	r = cli.must("--json", "mirror", "status")
+	json.Unmarshal([]byte(r.stdout), &st)
+	if st[1].Missing != 0 {
+		t.Errorf("b not caught up after restart: %+v", st)
+	}
+	// The new PC pulls only what it lacks.
+	r = fresh.must("pull")
+	if !strings.Contains(r.stdout, "pulled 1 snapshots") {
+		t.Errorf("second pull:\n%s", r)
+	}
+}

@@ -1,0 +1,117 @@
+package delta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+// MirrorsFile is the file, next to a local store's index.json, that lists
+// its mirrors and what the last pushes did. It is not part of the OCI layout.
+const MirrorsFile = "dvpc-mirrors.json"
+
+// Mirror is one configured mirror.
+type Mirror struct {
+	Name      string    `json:"name"`
+	URL       string    `json:"url"` // host[:port]/path
+	Insecure  bool      `json:"insecure,omitempty"`
+	LastPush  time.Time `json:"last_push,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	// BadData records the last time the mirror served bytes that did not
+	// match their digest, or a snapshot with a bad signature.
+	BadData string `json:"bad_data,omitempty"`
+}
+
+// Mirrors is the mirror list of a store.
+type Mirrors struct {
+	Mirrors []Mirror `json:"mirrors"`
+}
+
+// LoadMirrors reads the mirror list of the store in dir; none is empty.
+func LoadMirrors(dir string) (*Mirrors, error) {
+	b, err := os.ReadFile(filepath.Join(dir, MirrorsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Mirrors{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Mirrors
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", MirrorsFile, err)
+	}
+	return &m, nil
+}
+
+// Save writes the list atomically.
+func (m *Mirrors) Save(dir string) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return image.WriteFileAtomic(dir, MirrorsFile, b)
+}
+
+// Find returns the mirror with a name or URL.
+func (m *Mirrors) Find(nameOrURL string) *Mirror {
+	for i := range m.Mirrors {
+		if m.Mirrors[i].Name == nameOrURL || m.Mirrors[i].URL == nameOrURL {
+			return &m.Mirrors[i]
+		}
+	}
+	return nil
+}
+
+// Add appends a mirror; names and URLs are unique.
+func (m *Mirrors) Add(mr Mirror) error {
+	if _, err := NewRegistry(mr.URL, RegistryOptions{Insecure: mr.Insecure}); err != nil {
+		return err
+	}
+	if mr.Name == "" {
+		mr.Name = fmt.Sprintf("mirror%d", len(m.Mirrors)+1)
+	}
+	if m.Find(mr.Name) != nil || m.Find(mr.URL) != nil {
+		return fmt.Errorf("mirror %s (%s) is already configured", mr.Name, mr.URL)
+	}
+	m.Mirrors = append(m.Mirrors, mr)
+	return nil
+}
+
+// Remove drops a mirror by name or URL.
+func (m *Mirrors) Remove(nameOrURL string) error {
+	for i := range m.Mirrors {
+		if m.Mirrors[i].Name == nameOrURL || m.Mirrors[i].URL == nameOrURL {
+			m.Mirrors = append(m.Mirrors[:i], m.Mirrors[i+1:]...)
+			return nil
+		}
+	}
+	return fmt.Errorf("no mirror %q: %w", nameOrURL, image.ErrNotFound)
+}
+
+// Registries opens every mirror.
+func (m *Mirrors) Registries() ([]*Registry, error) {
+	var out []*Registry
+	for _, mr := range m.Mirrors {
+		r, err := NewRegistry(mr.URL, RegistryOptions{Insecure: mr.Insecure})
+		if err != nil {
+			return nil, fmt.Errorf("mirror %s: %w", mr.Name, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// URLs lists the mirrors' URLs, as recorded in snapshots.
+func (m *Mirrors) URLs() []string {
+	var out []string
+	for _, mr := range m.Mirrors {
+		out = append(out, mr.URL)
+	}
+	return out
+}
