@@ -168,13 +168,13 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 func (a *archiver) run(ctx context.Context, abs string, rst *unix.Stat_t, parentTop *Tree) (ChunkID, map[ChunkID]bool, error) {
 	workers := runtime.GOMAXPROCS(0)
 	a.files = make(chan fileJob, 256)
-	a.seals = make(chan sealJob, 2*workers)
+	a.seals = make(chan sealJob, workers)
 	g, gctx := errgroup.WithContext(ctx)
 	var readers sync.WaitGroup
 	for i := range workers {
 		g.Go(func() error { return a.sealer(gctx, i) })
 	}
-	for range workers + 1 {
+	for range workers {
 		readers.Add(1)
 		g.Go(func() error {
 			defer readers.Done()
