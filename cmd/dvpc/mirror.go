@@ -58,6 +58,19 @@ func mirrorCommand(g *globals) *cli.Command {
 				Action: func(c *cli.Context) error { return runMirrorStatus(c.Context, g, false) },
 			},
 			{
+				Name:  "heal",
+				Usage: "copy between mirrors until each holds every snapshot: verified pull from all of them, then push to all",
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return usageError{errors.New("mirror heal takes no arguments")}
+					}
+					if err := runPull(c.Context, g, nil, false); err != nil {
+						return fmt.Errorf("heal: gather from the mirrors: %w", err)
+					}
+					return runPush(c.Context, g)
+				},
+			},
+			{
 				Name:   "status",
 				Usage:  "per mirror: reachable, newest snapshot, snapshots missing, last push and last error",
 				Action: func(c *cli.Context) error { return runMirrorStatus(c.Context, g, true) },

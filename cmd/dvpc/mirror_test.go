@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -82,4 +83,32 @@ func TestMirrors(t *testing.T) {
 	if !strings.Contains(r.stdout, "pulled 1 snapshots") {
 		t.Errorf("second pull:\n%s", r)
 	}
+
+	// A mirror emptied by hand is refilled from the others by the new PC,
+	// which holds the mirror list from its pull.
+	regs[0].Stop()
+	if err := os.RemoveAll(regs[0].Storage()); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(regs[0].Storage(), 0o755)
+	regs[0].Restart(t)
+	r = fresh.must("--json", "mirror", "status")
+	json.Unmarshal([]byte(r.stdout), &st)
+	if st[0].Missing != 2 {
+		t.Fatalf("emptied mirror should miss both snapshots: %+v\n%s", st, r)
+	}
+	r = fresh.must("mirror", "heal")
+	if !strings.Contains(r.stdout, "sent") {
+		t.Errorf("heal:\n%s", r)
+	}
+	r = fresh.must("--json", "mirror", "status")
+	json.Unmarshal([]byte(r.stdout), &st)
+	if st[0].Missing != 0 || st[1].Missing != 0 {
+		t.Errorf("after heal: %+v\n%s", st, r)
+	}
+	again := cli.onStore(filepath.Join(dir, "third-pc"))
+	again.must("pull", urls[0])
+	got3 := filepath.Join(dir, "restored3")
+	again.must("restore", "latest", "--to", got3)
+	requireSameTree(t, home, got3)
 }
