@@ -24,6 +24,8 @@ type PushOptions struct {
 	// MountFrom names another repository (path only) on the same registry
 	// whose blobs may be mounted instead of uploaded.
 	MountFrom string
+	// Progress, when set, counts the blobs and bytes sent or found in place.
+	Progress *image.Progress
 }
 
 // PushReport counts what a push sent.
@@ -134,6 +136,13 @@ func Push(ctx context.Context, src image.Source, dst *Registry, opts PushOptions
 			case blobUploaded:
 				rep.BlobsUploaded++
 				rep.BytesUploaded += b.Size
+				if opts.Progress != nil {
+					opts.Progress.BytesNew.Add(b.Size)
+				}
+			}
+			if opts.Progress != nil {
+				opts.Progress.Files.Add(1)
+				opts.Progress.Bytes.Add(b.Size)
 			}
 			return nil
 		})

@@ -211,7 +211,10 @@ func runPush(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	results := delta.PushAll(ctx, lay, regs, delta.PushOptions{})
+	var prog image.Progress
+	stop := startProgress(g.stderr, "push:", &prog)
+	results := delta.PushAll(ctx, lay, regs, delta.PushOptions{Progress: &prog})
+	stop()
 	var failed []string
 	out := []map[string]any{}
 	for i, r := range results {
