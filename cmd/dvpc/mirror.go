@@ -292,7 +292,18 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 	if err != nil {
 		return err
 	}
-	rep, err := delta.Pull(ctx, regs, lay, delta.PullOptions{})
+	// Rollback protection: nothing older than the newest snapshot this
+	// store already holds is accepted, whatever a mirror calls latest.
+	var minSeq uint64
+	if refs, err := lay.Refs(ctx); err == nil {
+		for _, r := range refs {
+			var seq uint64
+			if _, err := fmt.Sscanf(r.Name, "snap-%d-", &seq); err == nil && seq > minSeq {
+				minSeq = seq
+			}
+		}
+	}
+	rep, err := delta.Pull(ctx, regs, lay, delta.PullOptions{MinSeq: minSeq})
 	bad := map[string]bool{}
 	for _, b := range rep.BadMirrors() {
 		bad[b] = true
