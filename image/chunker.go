@@ -15,12 +15,12 @@ const (
 	MaxChunk = 4 << 20
 )
 
-// Normalised chunking (FastCDC): a harder mask before the average size and
-// an easier one after it pull chunk sizes towards the average.
-const (
-	maskHard = uint64(0xFFFFFC0000000000) // 22 bits
-	maskEasy = uint64(0xFFFFC00000000000) // 18 bits
-)
+// cutMask: a cut where the top 20 bits of the gear hash are zero, past the
+// minimum size, gives chunks of about MinChunk + 1 MiB. One mask for every
+// position keeps boundaries purely content-defined, so after an edit they
+// realign within a chunk or two; FastCDC's two-mask normalisation made
+// them depend on the chunk's start and took three on average, up to nine.
+const cutMask = uint64(0xFFFFF00000000000)
 
 // GearTable is the 256-entry table of a gear-hash chunker. Deriving it from
 // the store's key keeps chunk boundaries from identifying known files.
@@ -89,18 +89,11 @@ func cut(data []byte, g *GearTable) int {
 	if n > MaxChunk {
 		n = MaxChunk
 	}
-	normal := min(AvgChunk, n)
 	var h uint64
 	i := MinChunk
-	for ; i < normal; i++ {
-		h = h<<1 + g[data[i]]
-		if h&maskHard == 0 {
-			return i + 1
-		}
-	}
 	for ; i < n; i++ {
 		h = h<<1 + g[data[i]]
-		if h&maskEasy == 0 {
+		if h&cutMask == 0 {
 			return i + 1
 		}
 	}

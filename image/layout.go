@@ -17,9 +17,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// Layout is a store in a local OCI image layout directory.
+// Layout is a store in a local OCI image layout directory. It reads
+// through [FSSource] and writes blobs and index.json atomically.
 type Layout struct {
 	root string
+	*FSSource
 }
 
 var _ Store = (*Layout)(nil)
@@ -38,7 +40,7 @@ func InitLayout(dir string) (*Layout, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o700); err != nil {
 		return nil, fmt.Errorf("create store: %w", err)
 	}
-	l := &Layout{root: dir}
+	l := newLayout(dir)
 	if err := writeFileAtomic(dir, "oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
 		return nil, err
 	}
@@ -63,7 +65,11 @@ func OpenLayout(dir string) (*Layout, error) {
 	if err := json.Unmarshal(b, &lay); err != nil || lay.Version != "1.0.0" {
 		return nil, fmt.Errorf("open store %s: oci-layout is not version 1.0.0", dir)
 	}
-	return &Layout{root: dir}, nil
+	return newLayout(dir), nil
+}
+
+func newLayout(dir string) *Layout {
+	return &Layout{root: dir, FSSource: &FSSource{fsys: os.DirFS(dir), dir: "."}}
 }
 
 // Root returns the layout's directory.
@@ -71,15 +77,6 @@ func (l *Layout) Root() string { return l.root }
 
 func (l *Layout) blobPath(d Digest) string {
 	return filepath.Join(l.root, "blobs", "sha256", d.Hex())
-}
-
-// Refs implements [Source].
-func (l *Layout) Refs(ctx context.Context) ([]Ref, error) {
-	b, err := os.ReadFile(filepath.Join(l.root, "index.json"))
-	if err != nil {
-		return nil, fmt.Errorf("read index.json: %w", err)
-	}
-	return parseIndex(b)
 }
 
 // parseIndex decodes an OCI index.json into refs.
@@ -96,42 +93,6 @@ func parseIndex(b []byte) ([]Ref, error) {
 		refs = append(refs, Ref{Name: d.Annotations[refNameAnnotation], Desc: d})
 	}
 	return refs, nil
-}
-
-// OpenBlob implements [Source].
-func (l *Layout) OpenBlob(ctx context.Context, d Digest) (Blob, error) {
-	f, err := os.Open(l.blobPath(d))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("blob %s: %w", d, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open blob %s: %w", d, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &fileBlob{File: f, size: fi.Size()}, nil
-}
-
-type fileBlob struct {
-	*os.File
-	size int64
-}
-
-func (b *fileBlob) Size() int64 { return b.size }
-
-// StatBlob implements [Source].
-func (l *Layout) StatBlob(ctx context.Context, d Digest) (int64, error) {
-	fi, err := os.Stat(l.blobPath(d))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("blob %s: %w", d, ErrNotFound)
-	}
-	if err != nil {
-		return 0, err
-	}
-	return fi.Size(), nil
 }
 
 // CreateBlob implements [Store]: the blob goes to a temporary file in the
