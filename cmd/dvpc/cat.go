@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/dvpc/dvpc/image"
 )
 
 func catCommand(g *globals) *cli.Command {
@@ -25,15 +23,11 @@ func catCommand(g *globals) *cli.Command {
 }
 
 func runCat(ctx context.Context, g *globals, what, spec string) error {
-	repo, snaps, err := g.loadSnapshots(ctx)
+	repo, _, s, err := g.findSnapshot(ctx, spec)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	s, err := image.FindSnapshot(snaps, spec)
-	if err != nil {
-		return err
-	}
 	switch what {
 	case "manifest":
 		_, err = g.stdout.Write(s.RawManifest())

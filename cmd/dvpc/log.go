@@ -44,6 +44,21 @@ func (g *globals) loadSnapshots(ctx context.Context) (*image.Repo, []*image.Snap
 	return repo, snaps, nil
 }
 
+// findSnapshot opens the store and resolves one snapshot ("latest", an ID
+// or a tag); the caller closes the repo.
+func (g *globals) findSnapshot(ctx context.Context, spec string) (*image.Repo, []*image.Snapshot, *image.Snapshot, error) {
+	repo, snaps, err := g.loadSnapshots(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s, err := image.FindSnapshot(snaps, spec)
+	if err != nil {
+		repo.Close()
+		return nil, nil, nil, err
+	}
+	return repo, snaps, s, nil
+}
+
 func runLog(ctx context.Context, g *globals, path string) error {
 	repo, snaps, err := g.loadSnapshots(ctx)
 	if err != nil {

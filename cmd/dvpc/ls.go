@@ -27,15 +27,11 @@ func lsCommand(g *globals) *cli.Command {
 }
 
 func runLs(ctx context.Context, g *globals, spec, path string) error {
-	repo, snaps, err := g.loadSnapshots(ctx)
+	repo, snaps, s, err := g.findSnapshot(ctx, spec)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	s, err := image.FindSnapshot(snaps, spec)
-	if err != nil {
-		return err
-	}
 	rel, err := snapshotRel(snaps, path)
 	if err != nil {
 		return err

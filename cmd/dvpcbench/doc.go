@@ -33,7 +33,18 @@
 //     image (untimed), they are checked against the store, and xorriso
 //     -as mkisofs -R -J builds an image of the same files. The two
 //     images must be within 4 MiB of each other in size; both are
-//     deleted afterwards unless -keep.
+//     deleted afterwards unless -keep;
+//  8. dvpc only (the peers show "-"), on local registries (Debian's
+//     docker-registry on free loopback ports, storage under DIR/registries,
+//     killed at the end): dvpc --json push of the store, with both
+//     snapshots, to one empty registry, then to four others; and dvpc
+//     --json pull of the week: right after step 2 the store is pushed to
+//     a sixth registry and pulled into DIR/pulled, and the mirror removed
+//     again (the "pull-initial" step, in no row); after the ISO build the
+//     store is pushed there again (untimed) and the pull into DIR/pulled
+//     is timed, its bytes_fetched compared with the bytes_new of dvpc's
+//     incremental snapshot. The incremental bytes of step 4 are counted
+//     from after that set-up, which writes the store's list of mirrors.
 //
 // Each step records its wall time, CPU time and the peak RSS of the tool's
 // process (ru_maxrss from wait4). On Linux a child's ru_maxrss is never
@@ -47,8 +58,8 @@
 // by an untimed sync so that one step's writeback does not slow the next.
 // Encryption is on for all tools: dvpc with DVPC_PASSPHRASE_FILE, restic with
 // a repository of version 2 (zstd) and borg with -e repokey-blake2 and
-// --compression zstd,3 (both flags can be changed). restic, borgbackup
-// and xorriso are installed with apt-get when missing.
+// --compression zstd,3 (both flags can be changed). restic, borgbackup,
+// xorriso and docker-registry are installed with apt-get when missing.
 //
 // dvpcbench prints a table (rows: measurements; columns: dvpc, restic,
 // borg, dvpc/restic, dvpc/borg), the limits (tar, and xorriso with the
@@ -56,12 +67,14 @@
 // snapshot ≤ 0.5× borg, incremental snapshot ≤ 0.5× the fastest peer,
 // incremental bytes ≤ restic, full restore ≤ 1.1× tar -x, one-file
 // restore ≤ borg, peak RSS ≤ borg (snapshots and restores), ISO build ≤
-// 1.2× xorriso -as mkisofs -R -J. A tool that fails shows
+// 1.2× xorriso -as mkisofs -R -J, push to 4 mirrors ≤ 1.3× push to 1,
+// pull of the week ≤ 1.1× its new blobs. A tool that fails shows
 // "failed" in its cells and the others go on; "-" means not run. -json
 // writes all figures (the ISO comparison under "iso"), and the logs of
 // every command are in DIR/logs.
 //
 // The measurements are tables: steps (what each tool does), stages (when),
 // limits (reference commands) and rows and aims (what is printed). A new
-// measurement, such as pushing to a registry, is a new entry in each.
+// measurement is a new entry in each, as the mirror steps are (see
+// mirror.go).
 package main

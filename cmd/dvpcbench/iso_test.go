@@ -22,6 +22,7 @@ func TestCompareISOTree(t *testing.T) {
 		".dvpc-tmp/partial":   file(10, 5),
 		".dvpc-tmp.lock":      file(0, 6),
 		"blobs/.dvpc-tmp-xyz": file(3, 7),
+		"dvpc-mirrors.json":   file(200, 11),
 	}
 	// What osirrox takes out of a good image: other modes and mtimes.
 	good := map[string]entry{
@@ -133,6 +134,13 @@ func TestTables(t *testing.T) {
 		keys[r.key] = true
 		if (r.value == nil) == (r.text == nil) {
 			t.Errorf("row %s: want one of value and text", r.key)
+		}
+	}
+	for _, s := range steps {
+		for _, bin := range s.bins {
+			if _, ok := debianPackages[bin]; !ok {
+				t.Errorf("step %s runs %s, which has no Debian package", s.name, bin)
+			}
 		}
 	}
 	for _, a := range aims {

@@ -54,7 +54,9 @@ type bench struct {
 	mut          *mutation
 	homeManifest map[string]entry // the home after the week of work
 	limitResults map[string]*result
-	iso          *isoReport // dvpc's ISO build against xorriso's
+	iso          *isoReport  // dvpc's ISO build against xorriso's
+	registries   []*registry // local registries of the mirror steps, once started
+	registryErr  error
 	order        []string
 }
 
@@ -237,6 +239,7 @@ func (b *bench) run() error {
 		}
 	}
 	b.ensureTools()
+	defer b.stopRegistries()
 	// The smallest peak RSS the wrapper can report (see wrap.go).
 	b.rssFloor, _ = b.exec("rss-floor", exec.Command("true"), nil)
 	for i, t := range b.tools {
@@ -347,6 +350,14 @@ func perLimit(step, limit string) func(b *bench, tr *toolRun) cell {
 	}
 }
 
+// incrementalNew is what dvpc's incremental snapshot stored after dedup
+// and compression (bytes_new of snapshot --json); pullWeek is what the
+// pull of the week fetched.
+var (
+	incrementalNew = reportCell("incremental", jsonMiB("bytes_new"))
+	pullWeek       = reportCell("pull-week", jsonMiB("bytes_fetched"))
+)
+
 var measuredSteps = []string{"initial", "incremental", "restore", "restore-file"}
 
 var rows = []row{
@@ -358,12 +369,16 @@ var rows = []row{
 			return c
 		}
 		before, ok1 := tr.RepoBytes["initial"]
+		if n, ok := tr.RepoBytes["pull-initial"]; ok {
+			before = n // setting up the mirror wrote to the store
+		}
 		after, ok2 := tr.RepoBytes["incremental"]
 		if !ok1 || !ok2 {
 			return cell{why: "failed"}
 		}
 		return cell{v: float64(after-before) / mib}
 	}},
+	{key: "incremental_new_mib", label: "incremental new blobs MiB", value: incrementalNew},
 	{key: "restore_s", label: "full restore s", value: stepCell("restore", seconds)},
 	{key: "restore_file_s", label: "one-file restore s", value: stepCell("restore-file", seconds)},
 	{key: "iso_s", label: "ISO build s", value: stepCell("iso", seconds)},
@@ -391,6 +406,11 @@ var rows = []row{
 		return cell{why: "failed"}
 	}},
 	{key: "iso_mib", label: "ISO image MiB", value: stepCell("iso", outMiB)},
+	{key: "push_1_s", label: "push to 1 mirror s", value: stepCell("push-1", seconds)},
+	{key: "push_4_s", label: "push to 4 mirrors s", value: stepCell("push-4", seconds)},
+	{key: "push_4_vs_1", label: "push 4 / push 1", value: quotient(stepCell("push-4", seconds), stepCell("push-1", seconds))},
+	{key: "pull_week_mib", label: "pull of week MiB", value: pullWeek},
+	{key: "pull_vs_new", label: "pull / new blobs", value: quotient(pullWeek, incrementalNew)},
 	{key: "rss_initial_mib", label: "  peak RSS initial MiB", value: stepCell("initial", rssMiB)},
 	{key: "rss_incremental_mib", label: "  peak RSS incremental MiB", value: stepCell("incremental", rssMiB)},
 	{key: "rss_restore_mib", label: "  peak RSS full restore MiB", value: stepCell("restore", rssMiB)},
@@ -477,10 +497,15 @@ type aimResult struct {
 }
 
 func times(f float64, key, tool string) func(b *bench) (cell, string) {
+	return timesAs(f, key, tool, tool)
+}
+
+// timesAs is f times the figure of a row for a tool, named who.
+func timesAs(f float64, key, tool, who string) func(b *bench) (cell, string) {
 	return func(b *bench) (cell, string) {
 		c := b.value(key, tool)
 		c.v *= f
-		return c, tool
+		return c, who
 	}
 }
 
@@ -534,6 +559,8 @@ var aims = []aim{
 	{label: "one-file restore ≤ borg", key: "restore_file_s", check: stepCheck("restore-file"), bound: times(1, "restore_file_s", "borg")},
 	{label: "peak RSS ≤ borg", key: "peak_rss_mib", bound: times(1, "peak_rss_mib", "borg")},
 	{label: "ISO build ≤ 1.2× xorriso -as mkisofs -R -J", key: "iso_s", check: limitCheck("xorriso", "same files"), bound: limitTimes(1.2, "xorriso", "xorriso")},
+	{label: "push to 4 mirrors ≤ 1.3× push to 1", key: "push_4_s", bound: timesAs(1.3, "push_1_s", "dvpc", "push to 1")},
+	{label: "pull of the week ≤ 1.1× its new blobs", key: "pull_week_mib", bound: timesAs(1.1, "incremental_new_mib", "dvpc", "new blobs of the incremental")},
 }
 
 func (b *bench) evalAims() []aimResult {

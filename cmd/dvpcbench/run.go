@@ -31,7 +31,7 @@ type result struct {
 	Error     string          `json:"error,omitempty"`
 	Warning   string          `json:"warning,omitempty"`
 	Check     string          `json:"check,omitempty"`     // outcome of the untimed check after the step
-	Report    json.RawMessage `json:"report,omitempty"`    // dvpc snapshot --json output
+	Report    json.RawMessage `json:"report,omitempty"`    // dvpc's --json output (snapshot, push, pull)
 	OutBytes  int64           `json:"out_bytes,omitempty"` // size of the file the command wrote, such as an ISO image
 	OtherCPU  float64         `json:"other_cpu_seconds"`   // busy CPU time of the machine not spent by the command
 	Log       string          `json:"log"`
@@ -58,14 +58,14 @@ type tool struct {
 }
 
 // step is one measured action of every tool. steps lists them; stages
-// says when each runs. To add a measurement (say, pushing to a registry),
-// add a step here, a command for it to the tools that have one, a stage,
+// says when each runs. To add a measurement, add a step here, a command for it to the tools that have one, a stage,
 // a row to rows, an aim to aims and, for a reference figure, a limit to
 // limits (with the stage that runs it).
 type step struct {
 	name  string
 	label string
 	needs []string // steps that must have succeeded first
+	bins  []string // programs it runs besides the tool; it is skipped when one is missing
 	// after runs untimed after a successful command, to measure the
 	// repository or check the output; it returns a check outcome.
 	after func(b *bench, s *step, t *tool, tr *toolRun, out string) string
@@ -79,6 +79,12 @@ var steps = []step{
 	{name: "restore-file", label: "one-file restore", needs: []string{"incremental"}, after: checkRestoreFile},
 	// Only dvpc writes ISO images; the store then holds both snapshots.
 	{name: "iso", label: "ISO build", needs: []string{"incremental"}, after: afterISO},
+	// dvpc's mirrors, on local registries (see mirror.go). pull-initial
+	// only sets up pull-week; it is in no row.
+	{name: "pull-initial", label: "pull of the initial snapshot", needs: []string{"initial"}, bins: []string{"docker-registry"}, after: afterPull},
+	{name: "push-1", label: "push to 1 mirror", needs: []string{"incremental"}, bins: []string{"docker-registry"}, after: afterPush(1)},
+	{name: "push-4", label: "push to 4 mirrors", needs: []string{"incremental"}, bins: []string{"docker-registry"}, after: afterPush(registryMirrors)},
+	{name: "pull-week", label: "pull of the week", needs: []string{"incremental", "pull-initial"}, bins: []string{"docker-registry"}, after: afterPull},
 }
 
 func stepByName(name string) *step {
@@ -103,6 +109,8 @@ var stages = []stage{
 	{name: "limits", global: runLimits("limits")},
 	{name: "init", step: "init"},
 	{name: "initial", step: "initial"},
+	// Untimed for the table; dvpc only, so the peers' order is unchanged.
+	{name: "pull-initial", step: "pull-initial"},
 	{name: "mutate", global: (*bench).mutate},
 	{name: "incremental", step: "incremental"},
 	{name: "restore", step: "restore"},
@@ -110,6 +118,10 @@ var stages = []stage{
 	// Last, so that the steps before run as they did without it.
 	{name: "iso", step: "iso"},
 	{name: "xorriso", global: runLimits("xorriso")},
+	// After the ISO stage, so that the steps before run as they did.
+	{name: "push-1", step: "push-1"},
+	{name: "push-4", step: "push-4"},
+	{name: "pull-week", step: "pull-week"},
 }
 
 // limit is a reference command that bounds what any tool can do on this
@@ -266,6 +278,9 @@ func (b *bench) newDvpc() *tool {
 			return cmd("media", "iso", "--out", b.dvpcISO(), "--capacity", "bd-dl", "--no-clients"), nil
 		},
 	}
+	for name, mk := range dvpcMirrorCmds(t) {
+		t.cmds[name] = mk
+	}
 	t.restoredRoot = func(_ *bench, out string) string { return out }
 	t.fileCandidates = func(_ *bench, out, rel string) []string {
 		return []string{filepath.Join(out, filepath.FromSlash(rel)), filepath.Join(out, filepath.Base(rel)), out}
@@ -358,6 +373,13 @@ func (b *bench) runStep(s *step, t *tool) {
 	if tr.Unavailable != "" {
 		tr.Steps[s.name] = &result{Error: tr.Unavailable}
 		return
+	}
+	for _, bin := range s.bins {
+		if _, err := exec.LookPath(bin); err != nil {
+			tr.Steps[s.name] = &result{Error: "skipped: " + bin + " is not installed"}
+			b.logf("%-12s %-7s skipped (%s is not installed)", s.name, t.name, bin)
+			return
+		}
 	}
 	out := b.path("out", s.name+"-"+t.name)
 	os.RemoveAll(out)
@@ -568,10 +590,11 @@ func dirSize(root string) (int64, error) {
 // debianPackages are the Debian packages of the programs dvpcbench runs
 // besides dvpc (tar is always there).
 var debianPackages = map[string]string{
-	"restic":  "restic",
-	"borg":    "borgbackup",
-	"xorriso": "xorriso",
-	"osirrox": "xorriso",
+	"restic":          "restic",
+	"borg":            "borgbackup",
+	"xorriso":         "xorriso",
+	"osirrox":         "xorriso",
+	"docker-registry": "docker-registry",
 }
 
 // ensureTools installs from Debian the programs that the selected tools
@@ -586,6 +609,13 @@ func (b *bench) ensureTools() {
 	for _, l := range limits {
 		if l.needs == "" || b.toolRun("dvpc") != nil {
 			bins = append(bins, l.bins...)
+		}
+	}
+	for _, s := range steps {
+		for _, t := range b.tools {
+			if t.cmds[s.name] != nil {
+				bins = append(bins, s.bins...)
+			}
 		}
 	}
 	var missing, pkgs []string
