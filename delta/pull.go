@@ -148,6 +148,7 @@ func Pull(ctx context.Context, mirrors []*Registry, dst image.Store, opts PullOp
 	// The mirrors' tags, the first mirror's entry winning for each name.
 	fo := &failover{}
 	seen := map[string]bool{}
+	var byMirror [][]image.Ref // every mirror's own tags, in mirror order
 	var listErrs []error
 	for _, m := range mirrors {
 		refs, err := m.Refs(ctx)
@@ -157,6 +158,7 @@ func Pull(ctx context.Context, mirrors []*Registry, dst image.Store, opts PullOp
 			continue
 		}
 		fo.mirrors = append(fo.mirrors, m)
+		byMirror = append(byMirror, refs)
 		for _, r := range refs {
 			if !seen[r.Name] {
 				seen[r.Name] = true
@@ -194,48 +196,73 @@ func Pull(ctx context.Context, mirrors []*Registry, dst image.Store, opts PullOp
 	}
 
 	// Snapshots the store lacks, verified before anything of them is kept.
+	// A name may point at different manifests on different mirrors: each
+	// mirror's version (with that mirror's signature tag) is tried in turn,
+	// so a hostile mirror listed first cannot hide an honest one's.
 	type accepted struct{ snap, sig image.Ref }
 	var acc []accepted
+	var names []string
 	for _, r := range fo.refs {
-		if !strings.HasPrefix(r.Name, "snap-") {
-			continue
+		if strings.HasPrefix(r.Name, "snap-") {
+			names = append(names, r.Name)
 		}
-		if have, ok := findRef(dstRefs, r.Name); ok && have.Desc.Digest == r.Desc.Digest {
-			continue
-		}
-		md, err := image.DigestFromHash(r.Desc.Digest)
-		if err != nil {
-			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: r.Name, Err: err})
-			continue
-		}
-		refuse := func(err error) {
-			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: r.Name, Manifest: md, Err: err})
-		}
-		sigRef, ok := findRef(fo.refs, image.SignatureRef(md))
-		if !ok {
-			refuse(fmt.Errorf("no signature (tag %s): %w", image.SignatureRef(md), image.ErrBadSignature))
-			continue
-		}
-		blobs, m, err := verifySnapshot(ctx, fo, kf, r, sigRef)
-		rep.ManifestsRead += 2
-		if err != nil {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
+	}
+	for _, name := range names {
+		var errs []error
+		var lastMD image.Digest
+		tried := map[string]bool{}
+		var done bool
+		for _, refs := range byMirror {
+			r, found := findRef(refs, name)
+			if !found {
+				continue
 			}
-			refuse(err)
-			continue
+			if have, held := findRef(dstRefs, r.Name); held && have.Desc.Digest == r.Desc.Digest {
+				done = true
+				break
+			}
+			md, err := image.DigestFromHash(r.Desc.Digest)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			lastMD = md
+			sigRef, found := findRef(refs, image.SignatureRef(md))
+			if !found {
+				errs = append(errs, fmt.Errorf("no signature (tag %s): %w", image.SignatureRef(md), image.ErrBadSignature))
+				continue
+			}
+			key := r.Desc.Digest.String() + " " + sigRef.Desc.Digest.String()
+			if tried[key] {
+				continue
+			}
+			tried[key] = true
+			blobs, m, err := verifySnapshot(ctx, fo, kf, r, sigRef)
+			rep.ManifestsRead += 2
+			if err != nil {
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+				errs = append(errs, err)
+				continue
+			}
+			seq, err := strconv.ParseUint(m.Annotations[image.AnnotationSeq], 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("sequence %q: %w", m.Annotations[image.AnnotationSeq], image.ErrFormat))
+				continue
+			}
+			if seq < opts.MinSeq {
+				errs = append(errs, fmt.Errorf("sequence %d < %d: %w", seq, opts.MinSeq, ErrRollback))
+				continue
+			}
+			want = append(want, blobs...)
+			acc = append(acc, accepted{r, sigRef})
+			done = true
+			break
 		}
-		seq, err := strconv.ParseUint(m.Annotations[image.AnnotationSeq], 10, 64)
-		if err != nil {
-			refuse(fmt.Errorf("sequence %q: %w", m.Annotations[image.AnnotationSeq], image.ErrFormat))
-			continue
+		if !done && len(errs) > 0 {
+			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: name, Manifest: lastMD, Err: errors.Join(errs...)})
 		}
-		if seq < opts.MinSeq {
-			refuse(fmt.Errorf("sequence %d < %d: %w", seq, opts.MinSeq, ErrRollback))
-			continue
-		}
-		want = append(want, blobs...)
-		acc = append(acc, accepted{r, sigRef})
 	}
 	if len(acc) == 0 {
 		return rep, nil
