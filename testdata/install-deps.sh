@@ -2,7 +2,7 @@
 # Installs the Debian packages that dvpc's tests call, when any is missing.
 # Used by `make test` and .ci/run; safe to run again.
 set -euo pipefail
-pkgs=(skopeo docker-registry openssh-client python3 attr xorriso genisoimage gdisk dosfstools mtools chromium restic borgbackup)
+pkgs=(skopeo docker-registry openssh-client python3 attr git mount util-linux xorriso genisoimage gdisk dosfstools mtools chromium restic borgbackup)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -249,6 +250,18 @@ func runPush(ctx context.Context, g *globals) error {
 	return nil
 }
 
+// mirrorHealth orders mirrors for reading: 0 healthy, 1 failed last time,
+// 2 served bad data.
+func mirrorHealth(m delta.Mirror) int {
+	switch {
+	case m.BadData != "":
+		return 2
+	case m.LastError != "":
+		return 1
+	}
+	return 0
+}
+
 func pullCommand(g *globals) *cli.Command {
 	var insecure bool
 	return &cli.Command{
@@ -288,6 +301,9 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 	if len(ms.Mirrors) == 0 {
 		return usageError{errors.New("no mirrors: name them (`dvpc pull HOST/PATH...`) or add them with `dvpc mirror add`")}
 	}
+	// Healthy mirrors first: the ones that last failed or served bad data
+	// are asked only when the others lack a blob.
+	sort.SliceStable(ms.Mirrors, func(i, j int) bool { return mirrorHealth(ms.Mirrors[i]) < mirrorHealth(ms.Mirrors[j]) })
 	regs, err := ms.Registries()
 	if err != nil {
 		return err
