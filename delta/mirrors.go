@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/dvpc/dvpc/image"
@@ -70,7 +71,13 @@ func (m *Mirrors) Find(nameOrURL string) *Mirror {
 
 // Add appends a mirror; names and URLs are unique.
 func (m *Mirrors) Add(mr Mirror) error {
-	if _, err := NewRegistry(mr.URL, RegistryOptions{Insecure: mr.Insecure}); err != nil {
+	if p, ok := strings.CutPrefix(mr.URL, LocalPrefix); ok {
+		abs, err := filepath.Abs(p)
+		if err != nil || p == "" {
+			return fmt.Errorf("mirror %q: want oci:DIR", mr.URL)
+		}
+		mr.URL = LocalPrefix + abs
+	} else if _, err := NewRegistry(mr.URL, RegistryOptions{Insecure: mr.Insecure}); err != nil {
 		return err
 	}
 	if mr.Name == "" {
@@ -94,11 +101,11 @@ func (m *Mirrors) Remove(nameOrURL string) error {
 	return fmt.Errorf("no mirror %q: %w", nameOrURL, image.ErrNotFound)
 }
 
-// Registries opens every mirror.
-func (m *Mirrors) Registries() ([]*Registry, error) {
-	var out []*Registry
+// Endpoints opens every mirror.
+func (m *Mirrors) Endpoints() ([]Endpoint, error) {
+	var out []Endpoint
 	for _, mr := range m.Mirrors {
-		r, err := NewRegistry(mr.URL, RegistryOptions{Insecure: mr.Insecure})
+		r, err := OpenEndpoint(mr.URL, RegistryOptions{Insecure: mr.Insecure})
 		if err != nil {
 			return nil, fmt.Errorf("mirror %s: %w", mr.Name, err)
 		}

@@ -72,7 +72,7 @@ func (r PullReport) BadMirrors() []string {
 // failover reads from several mirrors: each blob from the first that
 // serves it intact.
 type failover struct {
-	mirrors []*Registry
+	mirrors []Endpoint
 	refs    []image.Ref
 
 	mu       sync.Mutex
@@ -81,7 +81,7 @@ type failover struct {
 
 var _ image.Source = (*failover)(nil)
 
-func (f *failover) fail(m *Registry, d image.Digest, err error) {
+func (f *failover) fail(m Endpoint, d image.Digest, err error) {
 	f.mu.Lock()
 	f.failures = append(f.failures, MirrorFailure{Mirror: m.String(), Digest: d, Err: err})
 	f.mu.Unlock()
@@ -134,7 +134,16 @@ type wantBlob struct {
 // one) and all its blobs are in dst; snapshots that fail are refused and
 // reported. When a blob cannot be had from any mirror, Pull names nothing
 // and returns an error.
-func Pull(ctx context.Context, mirrors []*Registry, dst image.Store, opts PullOptions) (rep PullReport, err error) {
+func Pull(ctx context.Context, mirrors []*Registry, dst image.Store, opts PullOptions) (PullReport, error) {
+	eps := make([]Endpoint, len(mirrors))
+	for i, m := range mirrors {
+		eps[i] = m
+	}
+	return PullFrom(ctx, eps, dst, opts)
+}
+
+// PullFrom is [Pull] from any mirrors: registries and local layouts.
+func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts PullOptions) (rep PullReport, err error) {
 	unlock, err := dst.Lock(ctx)
 	if err != nil {
 		return rep, err

@@ -264,7 +264,7 @@ func (r *Registry) putManifest(ctx context.Context, src image.Source, ref image.
 
 // MirrorResult is the outcome of a push to one mirror.
 type MirrorResult struct {
-	Mirror *Registry
+	Mirror Endpoint
 	Report PushReport
 	Err    error
 }
@@ -272,13 +272,31 @@ type MirrorResult struct {
 // PushAll pushes src to every mirror at once. A failing mirror holds up
 // none of the others; each result carries its own error.
 func PushAll(ctx context.Context, src image.Source, mirrors []*Registry, opts PushOptions) []MirrorResult {
+	eps := make([]Endpoint, len(mirrors))
+	for i, m := range mirrors {
+		eps[i] = m
+	}
+	return PushTo(ctx, src, eps, opts)
+}
+
+// PushTo is [PushAll] to any mirrors: registries and local layouts.
+func PushTo(ctx context.Context, src image.Source, mirrors []Endpoint, opts PushOptions) []MirrorResult {
 	res := make([]MirrorResult, len(mirrors))
 	var wg sync.WaitGroup
 	for i, m := range mirrors {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rep, err := Push(ctx, src, m, opts)
+			var rep PushReport
+			var err error
+			switch m := m.(type) {
+			case *Registry:
+				rep, err = Push(ctx, src, m, opts)
+			case *LocalMirror:
+				rep, err = CopyTo(ctx, src, m, opts)
+			default:
+				err = fmt.Errorf("mirrors of type %T cannot be pushed to", m)
+			}
 			if err != nil {
 				err = fmt.Errorf("mirror %s: %w", m, err)
 			}

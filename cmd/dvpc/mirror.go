@@ -121,7 +121,7 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 	for _, m := range ms.Mirrors {
 		r := row{Name: m.Name, URL: m.URL, LastPush: m.LastPush, LastError: m.LastError, BadData: m.BadData, Missing: -1}
 		if probe {
-			reg, err := delta.NewRegistry(m.URL, delta.RegistryOptions{Insecure: m.Insecure})
+			reg, err := delta.OpenEndpoint(m.URL, delta.RegistryOptions{Insecure: m.Insecure})
 			ok := err == nil
 			var tags []string
 			if ok {
@@ -208,13 +208,13 @@ func runPush(ctx context.Context, g *globals) error {
 	if len(ms.Mirrors) == 0 {
 		return usageError{errors.New("no mirrors; add one with `dvpc mirror add HOST/PATH`")}
 	}
-	regs, err := ms.Registries()
+	regs, err := ms.Endpoints()
 	if err != nil {
 		return err
 	}
 	var prog image.Progress
 	stop := startProgress(g.stderr, "push:", &prog)
-	results := delta.PushAll(ctx, lay, regs, delta.PushOptions{Progress: &prog})
+	results := delta.PushTo(ctx, lay, regs, delta.PushOptions{Progress: &prog})
 	stop()
 	var failed []string
 	out := []map[string]any{}
@@ -292,6 +292,11 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 	}
 	for _, u := range urls {
 		u = strings.TrimPrefix(u, "docker://")
+		if p, ok := strings.CutPrefix(u, delta.LocalPrefix); ok {
+			if abs, err := filepath.Abs(p); err == nil {
+				u = delta.LocalPrefix + abs
+			}
+		}
 		if ms.Find(u) == nil {
 			if err := ms.Add(delta.Mirror{URL: u, Insecure: insecure}); err != nil {
 				return usageError{err}
@@ -304,7 +309,7 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 	// Healthy mirrors first: the ones that last failed or served bad data
 	// are asked only when the others lack a blob.
 	sort.SliceStable(ms.Mirrors, func(i, j int) bool { return mirrorHealth(ms.Mirrors[i]) < mirrorHealth(ms.Mirrors[j]) })
-	regs, err := ms.Registries()
+	regs, err := ms.Endpoints()
 	if err != nil {
 		return err
 	}
@@ -319,7 +324,7 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 			}
 		}
 	}
-	rep, err := delta.Pull(ctx, regs, lay, delta.PullOptions{MinSeq: minSeq})
+	rep, err := delta.PullFrom(ctx, regs, lay, delta.PullOptions{MinSeq: minSeq})
 	bad := map[string]bool{}
 	for _, b := range rep.BadMirrors() {
 		bad[b] = true

@@ -1,0 +1,153 @@
+package delta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+// Endpoint is one mirror: a registry repository, or a local OCI layout
+// (a directory on another disk, a mounted USB key).
+type Endpoint interface {
+	image.Source
+	String() string
+	Tags(ctx context.Context) ([]string, error)
+}
+
+var (
+	_ Endpoint = (*Registry)(nil)
+	_ Endpoint = (*LocalMirror)(nil)
+)
+
+// LocalPrefix marks a mirror URL that names a local directory.
+const LocalPrefix = "oci:"
+
+// LocalMirror is a mirror in a local OCI layout.
+type LocalMirror struct {
+	*image.Layout
+	path string
+}
+
+// OpenLocal opens the layout at path, creating an empty one if the
+// directory does not exist or is empty.
+func OpenLocal(path string) (*LocalMirror, error) {
+	if path == "" {
+		return nil, errors.New("oci: mirror needs a directory, such as oci:/media/key/dvpc")
+	}
+	var lay *image.Layout
+	var err error
+	if _, serr := os.Stat(filepath.Join(path, "oci-layout")); serr == nil {
+		lay, err = image.OpenLayout(path)
+	} else {
+		lay, err = image.InitLayout(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mirror %s%s: %w", LocalPrefix, path, err)
+	}
+	return &LocalMirror{Layout: lay, path: path}, nil
+}
+
+func (l *LocalMirror) String() string { return LocalPrefix + l.path }
+
+// Tags lists the layout's tags.
+func (l *LocalMirror) Tags(ctx context.Context) ([]string, error) {
+	refs, err := l.Refs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range refs {
+		out = append(out, r.Name)
+	}
+	return out, nil
+}
+
+// OpenEndpoint opens a mirror URL: "oci:DIR" or a registry repository.
+func OpenEndpoint(url string, opts RegistryOptions) (Endpoint, error) {
+	if p, ok := strings.CutPrefix(url, LocalPrefix); ok {
+		return OpenLocal(p)
+	}
+	return NewRegistry(url, opts)
+}
+
+// CopyTo sends a local mirror what it lacks, in the order a registry gets
+// it: blobs first (each checked against its digest), then the key, the
+// signatures and the snapshots, named in one atomic update.
+func CopyTo(ctx context.Context, src image.Source, dst *LocalMirror, opts PushOptions) (PushReport, error) {
+	var rep PushReport
+	unlock, err := dst.Lock(ctx)
+	if err != nil {
+		return rep, err
+	}
+	defer unlock()
+	refs, err := src.Refs(ctx)
+	if err != nil {
+		return rep, err
+	}
+	main, sigs, err := pushRefs(refs)
+	if err != nil {
+		return rep, err
+	}
+	send := append(append([]image.Ref{}, main...), sigs...)
+	blobs, err := image.BlobsOf(ctx, src, send)
+	if err != nil {
+		return rep, err
+	}
+	for _, b := range blobs {
+		if n, err := dst.StatBlob(ctx, b.Digest); err == nil && n == b.Size {
+			rep.BlobsSkipped++
+			rep.BytesSkipped += b.Size
+		} else {
+			if err := copyOne(ctx, src, dst, b); err != nil {
+				return rep, err
+			}
+			rep.BlobsUploaded++
+			rep.BytesUploaded += b.Size
+			if opts.Progress != nil {
+				opts.Progress.BytesNew.Add(b.Size)
+			}
+		}
+		if opts.Progress != nil {
+			opts.Progress.Files.Add(1)
+			opts.Progress.Bytes.Add(b.Size)
+		}
+	}
+	err = dst.UpdateRefs(ctx, func(have []image.Ref) ([]image.Ref, error) {
+		for _, r := range append(append([]image.Ref{}, sigs...), main...) {
+			have = setRef(have, r)
+			rep.Manifests++
+		}
+		return have, nil
+	})
+	return rep, err
+}
+
+func copyOne(ctx context.Context, src image.Source, dst *LocalMirror, b image.BlobRef) error {
+	blob, err := src.OpenBlob(ctx, b.Digest)
+	if err != nil {
+		return err
+	}
+	defer blob.Close()
+	w, err := dst.CreateBlob(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, io.NewSectionReader(blob, 0, blob.Size())); err != nil {
+		w.Abort()
+		return err
+	}
+	d, n, err := w.Commit(ctx)
+	if err != nil {
+		return err
+	}
+	if d != b.Digest || n != b.Size {
+		return &image.DigestError{Want: b.Digest, Got: d, WantSize: b.Size, GotSize: n}
+	}
+	return nil
+}
