@@ -191,7 +191,13 @@ func (r *Registry) putBlob(ctx context.Context, src image.Source, b image.BlobRe
 	if n, err := r.statBlob(ctx, scopes, b.Digest); err == nil && (b.Size < 0 || n == b.Size) {
 		return blobSkipped, nil
 	} else if err != nil && !errors.Is(err, image.ErrNotFound) {
-		return 0, err
+		// A registry killed while storing a blob can answer 500 for it
+		// until it is uploaded again: uploading repairs it. Other
+		// failures (auth, network) end the push to this mirror.
+		var he *HTTPError
+		if !errors.As(err, &he) || he.Status < 500 {
+			return 0, err
+		}
 	}
 	start := r.url("/blobs/uploads/")
 	if mountFrom != "" {

@@ -113,9 +113,17 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 		Reachable *bool     `json:"reachable,omitempty"`
 		Newest    string    `json:"newest_snapshot,omitempty"`
 		Missing   int       `json:"snapshots_missing"`
+		BlobsMiss int       `json:"blobs_missing"`
+		BytesMiss int64     `json:"bytes_missing"`
 		LastPush  time.Time `json:"last_push,omitempty"`
 		LastError string    `json:"last_error,omitempty"`
 		BadData   string    `json:"bad_data,omitempty"`
+	}
+	var localBlobs []image.BlobRef
+	if probe {
+		if localBlobs, err = image.BlobsOf(ctx, lay, local); err != nil {
+			return err
+		}
 	}
 	var rows []row
 	for _, m := range ms.Mirrors {
@@ -143,6 +151,15 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 						r.Missing++
 					}
 				}
+				for _, b := range localBlobs {
+					if b.MediaType == image.ManifestType {
+						continue // named by tags, counted as snapshots above
+					}
+					if n, err := reg.StatBlob(ctx, b.Digest); err != nil || n != b.Size {
+						r.BlobsMiss++
+						r.BytesMiss += b.Size
+					}
+				}
 			} else if err != nil {
 				r.LastError = err.Error()
 			}
@@ -157,7 +174,7 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	if probe {
-		fmt.Fprintln(tw, "NAME\tURL\tREACHABLE\tNEWEST\tMISSING\tLAST PUSH\tLAST ERROR")
+		fmt.Fprintln(tw, "NAME\tURL\tREACHABLE\tNEWEST\tMISSING SNAPSHOTS\tMISSING BLOBS\tLAST PUSH\tLAST ERROR")
 	} else {
 		fmt.Fprintln(tw, "NAME\tURL\tLAST PUSH")
 	}
@@ -175,7 +192,7 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 			if r.BadData != "" {
 				errText = strings.TrimSpace(errText + " " + r.BadData)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, r.URL, reach, r.Newest, r.Missing, last, errText)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d (%s)\t%s\t%s\n", r.Name, r.URL, reach, r.Newest, r.Missing, r.BlobsMiss, humanBytes(r.BytesMiss), last, errText)
 		} else {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.URL, last)
 		}

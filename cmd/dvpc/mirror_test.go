@@ -44,6 +44,8 @@ func TestMirrors(t *testing.T) {
 		Name      string `json:"name"`
 		Reachable *bool  `json:"reachable"`
 		Missing   int    `json:"snapshots_missing"`
+		BlobsMiss int    `json:"blobs_missing"`
+		BytesMiss int64  `json:"bytes_missing"`
 	}
 	r = cli.must("--json", "mirror", "status")
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st) != 2 || !*st[0].Reachable || st[0].Missing != 0 || st[1].Missing != 0 {
@@ -94,8 +96,8 @@ func TestMirrors(t *testing.T) {
 	regs[0].Restart(t)
 	r = fresh.must("--json", "mirror", "status")
 	json.Unmarshal([]byte(r.stdout), &st)
-	if st[0].Missing != 2 {
-		t.Fatalf("emptied mirror should miss both snapshots: %+v\n%s", st, r)
+	if st[0].Missing != 2 || st[0].BlobsMiss == 0 || st[0].BytesMiss < 2<<20 || st[1].BlobsMiss != 0 {
+		t.Fatalf("emptied mirror should miss both snapshots and their blobs: %+v\n%s", st, r)
 	}
 	r = fresh.must("mirror", "heal")
 	if !strings.Contains(r.stdout, "sent") {
