@@ -100,23 +100,14 @@ func CopyTo(ctx context.Context, src image.Source, dst *LocalMirror, opts PushOp
 		return rep, err
 	}
 	for _, b := range blobs {
-		if n, err := dst.StatBlob(ctx, b.Digest); err == nil && n == b.Size {
-			rep.BlobsSkipped++
-			rep.BytesSkipped += b.Size
-		} else {
+		res := blobSkipped
+		if n, err := dst.StatBlob(ctx, b.Digest); err != nil || n != b.Size {
 			if err := copyOne(ctx, src, dst, b); err != nil {
 				return rep, err
 			}
-			rep.BlobsUploaded++
-			rep.BytesUploaded += b.Size
-			if opts.Progress != nil {
-				opts.Progress.BytesNew.Add(b.Size)
-			}
+			res = blobUploaded
 		}
-		if opts.Progress != nil {
-			opts.Progress.Files.Add(1)
-			opts.Progress.Bytes.Add(b.Size)
-		}
+		rep.count(res, b.Size, opts.Progress)
 	}
 	err = dst.UpdateRefs(ctx, func(have []image.Ref) ([]image.Ref, error) {
 		for _, r := range append(append([]image.Ref{}, sigs...), main...) {

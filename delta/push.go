@@ -127,23 +127,7 @@ func Push(ctx context.Context, src image.Source, dst *Registry, opts PushOptions
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			switch res {
-			case blobSkipped:
-				rep.BlobsSkipped++
-				rep.BytesSkipped += b.Size
-			case blobMounted:
-				rep.BlobsMounted++
-			case blobUploaded:
-				rep.BlobsUploaded++
-				rep.BytesUploaded += b.Size
-				if opts.Progress != nil {
-					opts.Progress.BytesNew.Add(b.Size)
-				}
-			}
-			if opts.Progress != nil {
-				opts.Progress.Files.Add(1)
-				opts.Progress.Bytes.Add(b.Size)
-			}
+			rep.count(res, b.Size, opts.Progress)
 			return nil
 		})
 	}
@@ -183,6 +167,27 @@ const (
 	blobMounted
 	blobUploaded
 )
+
+// count adds one blob's outcome to the report and the progress.
+func (rep *PushReport) count(res blobResult, size int64, p *image.Progress) {
+	switch res {
+	case blobSkipped:
+		rep.BlobsSkipped++
+		rep.BytesSkipped += size
+	case blobMounted:
+		rep.BlobsMounted++
+	case blobUploaded:
+		rep.BlobsUploaded++
+		rep.BytesUploaded += size
+		if p != nil {
+			p.BytesNew.Add(size)
+		}
+	}
+	if p != nil {
+		p.Files.Add(1)
+		p.Bytes.Add(size)
+	}
+}
 
 // putBlob sends one blob unless the mirror has it, mounting it from
 // mountFrom when that repository holds it.
