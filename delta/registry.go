@@ -279,6 +279,13 @@ func (r *Registry) Refs(ctx context.Context) ([]image.Ref, error) {
 		}
 		g.Go(func() error {
 			d, m, err := r.getManifest(gctx, tag, nil)
+			var he *HTTPError
+			if errors.As(err, &he) && (he.Status >= 500 || he.Status == http.StatusNotFound) {
+				// A tag torn by an interrupted write (the registry answers
+				// 500) or deleted meanwhile is as good as absent: a push
+				// writes it again, a pull takes it from another mirror.
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -296,7 +303,13 @@ func (r *Registry) Refs(ctx context.Context) ([]image.Ref, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return refs, nil
+	out := refs[:0]
+	for _, ref := range refs {
+		if ref.Name != "" {
+			out = append(out, ref)
+		}
+	}
+	return out, nil
 }
 
 // getManifest reads a manifest by tag or digest. With want set, its bytes

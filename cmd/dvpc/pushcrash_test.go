@@ -97,12 +97,19 @@ var sigTag = regexp.MustCompile(`^sha256-([0-9a-f]{64})\.sig$`)
 
 // requireConsistent checks that every tag of the repository names a manifest
 // whose config and layers are all there, and that every signature tag signs
-// a manifest that is there. It returns the number of tags.
-func (c regClient) requireConsistent(what string) int {
+// a manifest that is there. It returns the number of tags. With torn set,
+// a tag the registry answers 500 for is allowed: a manifest PUT cut off by
+// the kill can leave the registry's own tag record half written, which the
+// next push writes again (checked without torn after the rerun).
+func (c regClient) requireConsistent(what string, torn bool) int {
 	c.t.Helper()
 	tags := c.tags()
 	for _, tag := range tags {
 		code, b := c.do(http.MethodGet, "/manifests/"+tag, ociManifest)
+		if torn && code >= 500 {
+			c.t.Logf("%s: tag %s torn by the interrupted write (status %d)", what, tag, code)
+			continue
+		}
 		if code != http.StatusOK {
 			c.t.Fatalf("%s: tag %s: GET manifest: status %d %s", what, tag, code, b)
 		}
@@ -224,7 +231,7 @@ func TestPushCrash(t *testing.T) {
 				}
 				parsePush(t, r)
 			}
-			n := rc.requireConsistent(what)
+			n := rc.requireConsistent(what, true)
 			t.Logf("%s: %d tags", what, n)
 		}
 		present, nPresent := rc.presentBytes(store)
@@ -239,7 +246,7 @@ func TestPushCrash(t *testing.T) {
 				t.Fatalf("round %d: rerun uploaded %d bytes though %d were there; a full push is %d", i, r.BytesUploaded, present, full.BytesUploaded)
 			}
 		}
-		if nt := rc.requireConsistent(fmt.Sprintf("round %d after the rerun", i)); nt == 0 {
+		if nt := rc.requireConsistent(fmt.Sprintf("round %d after the rerun", i), false); nt == 0 {
 			t.Fatalf("round %d: no tags after a completed push", i)
 		}
 		if again := parsePush(t, cli.must("--json", "push")); again.BytesUploaded != 0 || again.BlobsUploaded != 0 || again.Manifests != 0 {
