@@ -96,19 +96,10 @@ type fsBlob struct {
 	size int64
 }
 
+// ReadAt never returns bytes past the file's size, whatever the file
+// system's reader does.
 func (b *fsBlob) ReadAt(p []byte, off int64) (int, error) {
-	if off >= b.size {
-		return 0, io.EOF
-	}
-	// Never return bytes past the file's size, whatever the reader does.
-	if rest := b.size - off; int64(len(p)) > rest {
-		n, err := b.ra.ReadAt(p[:rest], off)
-		if err == nil {
-			err = io.EOF
-		}
-		return n, err
-	}
-	return b.ra.ReadAt(p, off)
+	return io.NewSectionReader(b.ra, 0, b.size).ReadAt(p, off)
 }
 
 func (b *fsBlob) Close() error { return b.f.Close() }

@@ -317,17 +317,7 @@ func (b *isoReadBackend) ReadAt(p []byte, off int64) (int, error) {
 	if b.reads > isoMaxMetaReads || b.bytes > isoMaxMetaBytes || b.same[k] > isoMaxSameReads {
 		return 0, errISOBudget
 	}
-	if off < 0 || off >= b.size {
-		return 0, io.EOF
-	}
-	if rest := b.size - off; int64(len(p)) > rest {
-		n, err := b.ra.ReadAt(p[:rest], off)
-		if err == nil {
-			err = io.EOF
-		}
-		return n, err
-	}
-	return b.ra.ReadAt(p, off)
+	return io.NewSectionReader(b.ra, 0, b.size).ReadAt(p, off)
 }
 
 func (b *isoReadBackend) Stat() (fs.FileInfo, error) { return isoSizeInfo(b.size), nil }
