@@ -15,7 +15,11 @@
 // [PushAll] pushes to several mirrors at once, each failing on its own.
 //
 // [Pull] copies into a local store the snapshots the mirrors hold and it
-// lacks, each blob from the first mirror that serves it intact. A snapshot
+// lacks, each blob from the best mirror that serves it intact: by the rank
+// the caller gives (health), then by the time it would take (answer time,
+// bytes already asked of it, and its throughput as measured in this pull or
+// known from before). A mirror that makes no progress for its timeout fails
+// with [ErrStalled], and the next one is asked. A snapshot
 // is named only after its signature verifies and all its blobs are stored;
 // snapshots older than [PullOptions.MinSeq] are refused as rollbacks.
 package delta

@@ -216,10 +216,12 @@ func TestHostileMirrors(t *testing.T) {
 		t.Fatalf("the 404 proxy: %v", err)
 	}
 
-	// All mirrors, hostile ones first: the pull succeeds from the others.
+	// All mirrors, ranked in the order listed so that the hostile ones
+	// are asked first: the pull succeeds from the honest one, and the bad
+	// ones are named.
 	all := []string{h.flip, h.notFound, h.stale, h.sigForg, h.honest}
 	dst := newLayout(t)
-	rep, err := Pull(ctx, h.mirrors(t, all...), dst, PullOptions{})
+	rep, err := Pull(ctx, h.mirrors(t, all...), dst, PullOptions{Health: []int{0, 1, 2, 3, 4}})
 	if err != nil {
 		t.Fatalf("pull from all mirrors: %v; %+v", err, rep)
 	}

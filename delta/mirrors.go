@@ -27,6 +27,22 @@ type Mirror struct {
 	// BadData records the last time the mirror served bytes that did not
 	// match their digest, or a snapshot with a bad signature.
 	BadData string `json:"bad_data,omitempty"`
+	// PullRate and PushRate are the throughputs, in bytes/s, last measured
+	// reading from and writing to the mirror; 0 when not known.
+	PullRate float64 `json:"pull_rate,omitempty"`
+	PushRate float64 `json:"push_rate,omitempty"`
+	// Pushed is the newest snapshot tag the mirror had after the last
+	// push that completed: snapshots newer than it wait for the next push.
+	Pushed string `json:"pushed,omitempty"`
+}
+
+// Rate is the mirror's best-known read throughput in bytes/s: what the
+// last pull measured, else what the last push did, else 0.
+func (m Mirror) Rate() float64 {
+	if m.PullRate > 0 {
+		return m.PullRate
+	}
+	return m.PushRate
 }
 
 // Mirrors is the mirror list of a store.
@@ -101,11 +117,12 @@ func (m *Mirrors) Remove(nameOrURL string) error {
 	return fmt.Errorf("no mirror %q: %w", nameOrURL, image.ErrNotFound)
 }
 
-// Endpoints opens every mirror.
-func (m *Mirrors) Endpoints() ([]Endpoint, error) {
+// Endpoints opens every mirror; a registry fails a request that makes no
+// progress for timeout (0: [DefaultTimeout]).
+func (m *Mirrors) Endpoints(timeout time.Duration) ([]Endpoint, error) {
 	var out []Endpoint
 	for _, mr := range m.Mirrors {
-		r, err := OpenEndpoint(mr.URL, RegistryOptions{Insecure: mr.Insecure})
+		r, err := OpenEndpoint(mr.URL, RegistryOptions{Insecure: mr.Insecure, Timeout: timeout})
 		if err != nil {
 			return nil, fmt.Errorf("mirror %s: %w", mr.Name, err)
 		}

@@ -2,6 +2,7 @@ package delta
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -26,6 +28,14 @@ type PullOptions struct {
 	// MinSeq refuses snapshots whose signed sequence number is lower, so a
 	// mirror cannot roll the store back to an older state.
 	MinSeq uint64
+	// Health ranks the mirrors, in the order given: a lower rank is asked
+	// first (say 0 healthy, 1 failed last time, 2 served bad data). Nil
+	// ranks them all alike.
+	Health []int
+	// Speed is each mirror's throughput in bytes/s measured before (by an
+	// earlier pull or push), 0 when unknown. Within a rank, the fastest
+	// mirror is asked first.
+	Speed []float64
 }
 
 // MirrorFailure is one thing a mirror could not serve.
@@ -44,6 +54,28 @@ func (f MirrorFailure) Error() string {
 
 func (f MirrorFailure) Unwrap() error { return f.Err }
 
+// MirrorUse is what one mirror did in a pull.
+type MirrorUse struct {
+	Mirror    string
+	Reachable bool
+	Latency   time.Duration // answer time: listing its tags, then small blobs
+	Newest    string        // its newest snapshot tag
+	Blobs     int           // blobs it served
+	Bytes     int64
+	Sampled   int // blobs of at least rateSampleMin bytes among them
+	// Rate is its throughput in bytes/s measured on the blobs of at least
+	// rateSampleMin bytes it served, 0 if none.
+	Rate float64
+}
+
+// rateSampleMin is the smallest blob whose transfer time measures a
+// mirror's throughput rather than its answer time.
+const rateSampleMin = 64 << 10
+
+// assumedRate is the throughput taken for a mirror not measured yet: such
+// a mirror is tried before one known to be slower.
+const assumedRate = 64 << 20
+
 // PullReport says what a pull copied and what went wrong on the way.
 type PullReport struct {
 	Snapshots     []string // snapshot tags newly named in the store
@@ -54,37 +86,143 @@ type PullReport struct {
 	Refused       []image.SnapshotProblem // bad signature, wrong store, rollback
 	Failures      []MirrorFailure         // per mirror, including ones another mirror made up for
 	ManifestsRead int
+	Mirrors       []MirrorUse // one per mirror, in the order given
+	// Behind names the mirrors whose newest snapshot is older than the
+	// newest the store now holds: the next push catches them up.
+	Behind []string
 }
 
 // BadMirrors names the mirrors that served bytes that did not match their
-// digest.
+// digest, or snapshots whose signature does not verify.
 func (r PullReport) BadMirrors() []string {
 	var out []string
 	for _, f := range r.Failures {
 		var de *image.DigestError
-		if errors.As(f.Err, &de) && !slices.Contains(out, f.Mirror) {
+		if (errors.As(f.Err, &de) || errors.Is(f.Err, image.ErrBadSignature)) && !slices.Contains(out, f.Mirror) {
 			out = append(out, f.Mirror)
 		}
 	}
 	return out
 }
 
-// failover reads from several mirrors: each blob from the first that
-// serves it intact.
+// mirrorState is what a pull knows of one mirror.
+type mirrorState struct {
+	ep      Endpoint
+	rank    int
+	strikes int // failures other than a missing blob in this pull
+	use     MirrorUse
+	prior   float64 // bytes/s from before
+	// rateBytes over rateSecs is the throughput measured on large blobs,
+	// each blob's time counted whole even when transfers overlap.
+	rateBytes, rateSecs float64
+	inflight            int64 // bytes of the transfers it was picked for
+}
+
+// rate is the mirror's throughput in bytes/s as this pull measured it,
+// with the figure known from before counted as one sample of 1 MiB; 0 when
+// neither is known.
+func (m *mirrorState) rate() float64 {
+	bytes, secs := m.rateBytes, m.rateSecs
+	if m.prior > 0 {
+		bytes += 1 << 20
+		secs += (1 << 20) / m.prior
+	}
+	if bytes <= 0 || secs <= 0 {
+		return 0
+	}
+	return bytes / secs
+}
+
+// failover reads from several mirrors: each blob from the best-ranked,
+// fastest one that serves it intact.
 type failover struct {
-	mirrors []Endpoint
-	refs    []image.Ref
+	refs []image.Ref
 
 	mu       sync.Mutex
+	mirrors  []*mirrorState // reachable ones
 	failures []MirrorFailure
 }
 
 var _ image.Source = (*failover)(nil)
 
-func (f *failover) fail(m Endpoint, d image.Digest, err error) {
+func (f *failover) fail(m *mirrorState, d image.Digest, err error) {
 	f.mu.Lock()
-	f.failures = append(f.failures, MirrorFailure{Mirror: m.String(), Digest: d, Err: err})
-	f.mu.Unlock()
+	defer f.mu.Unlock()
+	f.failures = append(f.failures, MirrorFailure{Mirror: m.ep.String(), Digest: d, Err: err})
+	if !errors.Is(err, image.ErrNotFound) {
+		m.strikes++
+	}
+}
+
+// served records a transfer of n bytes that took d.
+func (f *failover) served(m *mirrorState, n int64, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m.use.Blobs++
+	m.use.Bytes += n
+	if n >= rateSampleMin && d > 0 {
+		m.use.Sampled++
+		m.rateBytes += float64(n)
+		m.rateSecs += d.Seconds()
+	} else {
+		// A small blob's time is the mirror's answer time.
+		m.use.Latency = (m.use.Latency + d) / 2
+	}
+}
+
+// order lists the mirrors to ask for a blob of size bytes (0 if not
+// known): by rank (a mirror that failed in this pull drops one), then by
+// the time each would take: its answer time plus what it is already
+// sending and the blob, at its rate. A mirror whose rate is not known yet
+// is taken to be as fast as the fastest known one, and at least
+// assumedRate, so that it is tried before mirrors known to be slower. The
+// first mirror is counted as sending the blob until release is called, so
+// that transfers started together spread over mirrors of unknown speed.
+func (f *failover) order(size int64) (ms []*mirrorState, release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	type key struct {
+		rank int
+		cost float64 // seconds
+	}
+	best := float64(assumedRate)
+	for _, m := range f.mirrors {
+		best = max(best, m.rate())
+	}
+	keys := make(map[*mirrorState]key, len(f.mirrors))
+	for _, m := range f.mirrors {
+		k := key{rank: m.rank, cost: m.use.Latency.Seconds()}
+		if m.strikes > 0 {
+			k.rank++
+		}
+		r := m.rate()
+		if r <= 0 {
+			r = best
+		}
+		k.cost += float64(m.inflight+size) / r
+		keys[m] = k
+	}
+	out := slices.Clone(f.mirrors)
+	slices.SortStableFunc(out, func(a, b *mirrorState) int {
+		ka, kb := keys[a], keys[b]
+		if ka.rank != kb.rank {
+			return ka.rank - kb.rank
+		}
+		return cmp.Compare(ka.cost, kb.cost)
+	})
+	if len(out) == 0 || size <= 0 {
+		return out, func() {}
+	}
+	first := out[0]
+	first.inflight += size
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			first.inflight -= size
+			f.mu.Unlock()
+		})
+	}
 }
 
 func (f *failover) Refs(ctx context.Context) ([]image.Ref, error) { return f.refs, nil }
@@ -93,9 +231,12 @@ func (f *failover) Refs(ctx context.Context) ([]image.Ref, error) { return f.ref
 // bytes against d.
 func (f *failover) OpenBlob(ctx context.Context, d image.Digest) (image.Blob, error) {
 	var errs []error
-	for _, m := range f.mirrors {
-		b, err := m.OpenBlob(ctx, d)
+	ms, _ := f.order(0)
+	for _, m := range ms {
+		start := time.Now()
+		b, err := m.ep.OpenBlob(ctx, d)
 		if err == nil {
+			f.served(m, b.Size(), time.Since(start))
 			return b, nil
 		}
 		if ctx.Err() != nil {
@@ -109,8 +250,9 @@ func (f *failover) OpenBlob(ctx context.Context, d image.Digest) (image.Blob, er
 
 func (f *failover) StatBlob(ctx context.Context, d image.Digest) (int64, error) {
 	var errs []error
-	for _, m := range f.mirrors {
-		n, err := m.StatBlob(ctx, d)
+	ms, _ := f.order(0)
+	for _, m := range ms {
+		n, err := m.ep.StatBlob(ctx, d)
 		if err == nil {
 			return n, nil
 		}
@@ -154,28 +296,63 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 		return rep, err
 	}
 
-	// The mirrors' tags, the first mirror's entry winning for each name.
+	// The mirrors' tags, all listed at once and timed; the first mirror's
+	// entry wins for each name.
 	fo := &failover{}
+	states := make([]*mirrorState, len(mirrors))
+	lists := make([][]image.Ref, len(mirrors))
+	listErrs := make([]error, len(mirrors))
+	var wg sync.WaitGroup
+	for i, m := range mirrors {
+		st := &mirrorState{ep: m, use: MirrorUse{Mirror: m.String()}}
+		if i < len(opts.Health) {
+			st.rank = opts.Health[i]
+		}
+		if i < len(opts.Speed) {
+			st.prior = opts.Speed[i]
+		}
+		states[i] = st
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			lists[i], listErrs[i] = m.Refs(ctx)
+			st.use.Latency = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	type mirrorRefs struct {
+		st   *mirrorState
+		refs []image.Ref
+	}
+	var byMirror []mirrorRefs // every reachable mirror's own tags, in mirror order
 	seen := map[string]bool{}
-	var byMirror [][]image.Ref // every mirror's own tags, in mirror order
-	var listErrs []error
-	for _, m := range mirrors {
-		refs, err := m.Refs(ctx)
-		if err != nil {
-			fo.fail(m, image.Digest{}, err)
-			listErrs = append(listErrs, err)
+	for i, st := range states {
+		if listErrs[i] != nil {
+			fo.fail(st, image.Digest{}, listErrs[i])
 			continue
 		}
-		fo.mirrors = append(fo.mirrors, m)
-		byMirror = append(byMirror, refs)
-		for _, r := range refs {
+		st.use.Reachable = true
+		st.use.Newest = NewestSnapshot(lists[i])
+		fo.mirrors = append(fo.mirrors, st)
+		byMirror = append(byMirror, mirrorRefs{st, lists[i]})
+		for _, r := range lists[i] {
 			if !seen[r.Name] {
 				seen[r.Name] = true
 				fo.refs = append(fo.refs, r)
 			}
 		}
 	}
-	defer func() { rep.Failures = fo.failures }()
+	defer func() {
+		rep.Failures = fo.failures
+		for _, st := range states {
+			u := st.use
+			if st.rateSecs > 0 {
+				u.Rate = st.rateBytes / st.rateSecs
+			}
+			rep.Mirrors = append(rep.Mirrors, u)
+		}
+	}()
 	if len(fo.mirrors) == 0 {
 		return rep, fmt.Errorf("no mirror answers: %w", errors.Join(listErrs...))
 	}
@@ -221,7 +398,8 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 		var lastMD image.Digest
 		tried := map[string]bool{}
 		var done bool
-		for _, refs := range byMirror {
+		for _, mr := range byMirror {
+			refs := mr.refs
 			r, found := findRef(refs, name)
 			if !found {
 				continue
@@ -252,6 +430,10 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 				if ctx.Err() != nil {
 					return rep, ctx.Err()
 				}
+				if errors.Is(err, image.ErrBadSignature) {
+					// Named: this mirror's version of the snapshot is forged.
+					fo.fail(mr.st, md, fmt.Errorf("%s: %w", name, err))
+				}
 				errs = append(errs, err)
 				continue
 			}
@@ -273,6 +455,20 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: name, Manifest: lastMD, Err: errors.Join(errs...)})
 		}
 	}
+	defer func() {
+		if err != nil {
+			return
+		}
+		newest := NewestSnapshot(dstRefs)
+		for _, a := range acc {
+			newest = max(newest, a.snap.Name)
+		}
+		for _, mr := range byMirror {
+			if mr.st.use.Newest < newest {
+				rep.Behind = append(rep.Behind, mr.st.use.Mirror)
+			}
+		}
+	}()
 	if len(acc) == 0 {
 		return rep, nil
 	}
@@ -405,8 +601,11 @@ func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (i
 		return writeBlob(ctx, dst, b, bytes.NewReader(b.raw))
 	}
 	var errs []error
-	for _, m := range fo.mirrors {
-		blob, err := m.OpenBlob(ctx, b.digest)
+	ms, release := fo.order(b.size)
+	defer release()
+	for _, m := range ms {
+		start := time.Now()
+		blob, err := m.ep.OpenBlob(ctx, b.digest)
 		if err == nil && blob.Size() != b.size {
 			blob.Close()
 			err = &image.DigestError{Want: b.digest, WantSize: b.size, GotSize: blob.Size()}
@@ -419,6 +618,7 @@ func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (i
 			errs = append(errs, err)
 			continue
 		}
+		fo.served(m, blob.Size(), time.Since(start))
 		n, err := writeBlob(ctx, dst, b, io.NewSectionReader(blob, 0, blob.Size()))
 		blob.Close()
 		if err != nil {
@@ -473,4 +673,16 @@ func setRef(refs []image.Ref, r image.Ref) []image.Ref {
 		}
 	}
 	return append(refs, r)
+}
+
+// NewestSnapshot returns the greatest snapshot tag among refs: tags carry
+// the sequence number zero-padded, so they sort by it.
+func NewestSnapshot(refs []image.Ref) string {
+	var newest string
+	for _, r := range refs {
+		if strings.HasPrefix(r.Name, "snap-") {
+			newest = max(newest, r.Name)
+		}
+	}
+	return newest
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -275,9 +276,19 @@ func (r *Registry) putManifest(ctx context.Context, src image.Source, ref image.
 
 // MirrorResult is the outcome of a push to one mirror.
 type MirrorResult struct {
-	Mirror Endpoint
-	Report PushReport
-	Err    error
+	Mirror  Endpoint
+	Report  PushReport
+	Err     error
+	Elapsed time.Duration
+}
+
+// Rate is the upload throughput the push measured, in bytes/s, or 0 when
+// it sent too little to tell.
+func (r MirrorResult) Rate() float64 {
+	if r.Report.BytesUploaded < 1<<20 || r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Report.BytesUploaded) / r.Elapsed.Seconds()
 }
 
 // PushAll pushes src to every mirror at once. A failing mirror holds up
@@ -298,6 +309,7 @@ func PushTo(ctx context.Context, src image.Source, mirrors []Endpoint, opts Push
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			start := time.Now()
 			var rep PushReport
 			var err error
 			switch m := m.(type) {
@@ -311,7 +323,7 @@ func PushTo(ctx context.Context, src image.Source, mirrors []Endpoint, opts Push
 			if err != nil {
 				err = fmt.Errorf("mirror %s: %w", m, err)
 			}
-			res[i] = MirrorResult{Mirror: m, Report: rep, Err: err}
+			res[i] = MirrorResult{Mirror: m, Report: rep, Err: err, Elapsed: time.Since(start)}
 		}()
 	}
 	wg.Wait()

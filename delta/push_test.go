@@ -110,14 +110,14 @@ func TestPushPull(t *testing.T) {
 	}
 
 	// Mirror 0 serves a corrupt blob: the pull succeeds from the others and
-	// names it.
+	// names it. Ranked first, it is asked first.
 	big := largestBlob(t, s.lay)
 	corruptBlob(t, regs[0], big)
 	if _, err := mirrorsOf(t, regs, "dvpc/home")[0].OpenBlob(ctx, big); err == nil {
 		t.Fatalf("corrupt blob %s served", big)
 	}
 	dst2 := newLayout(t)
-	rep, err = Pull(ctx, mirrorsOf(t, regs, "dvpc/home"), dst2, PullOptions{})
+	rep, err = Pull(ctx, mirrorsOf(t, regs, "dvpc/home"), dst2, PullOptions{Health: []int{0, 1, 1, 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestPushPull(t *testing.T) {
 		t.Fatalf("pull with a corrupt mirror: %+v", rep)
 	}
 	if bad := rep.BadMirrors(); !slices.Equal(bad, []string{mirrors[0].String()}) {
-		t.Fatalf("bad mirrors %v, want %s; failures %v", bad, mirrors[0], rep.Failures)
+		t.Fatalf("bad mirrors %v, want %s; failures %v; mirrors %+v", bad, mirrors[0], rep.Failures, rep.Mirrors)
 	}
 	restoreEqual(t, dst2, s3.ID, want3)
 

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -46,16 +47,20 @@ type RegistryOptions struct {
 	Keychain Keychain
 	// Transport carries the requests; nil means http.DefaultTransport.
 	Transport http.RoundTripper
+	// Timeout is how long a request may go without progress before it
+	// fails with [ErrStalled]; 0 means [DefaultTimeout].
+	Timeout time.Duration
 }
 
 // Registry is one repository of an OCI registry used as a mirror. It is a
 // read-only [image.Source]; [Push] writes to it.
 type Registry struct {
-	host   string // host[:port]
-	path   string // repository path
-	scheme string
-	kc     Keychain
-	hc     *http.Client
+	host    string // host[:port]
+	path    string // repository path
+	scheme  string
+	kc      Keychain
+	hc      *http.Client
+	timeout time.Duration
 
 	mu        sync.Mutex
 	creds     *Credentials
@@ -98,6 +103,10 @@ func NewRegistry(ref string, opts RegistryOptions) (*Registry, error) {
 	}
 	if r.kc == nil {
 		r.kc = DockerKeychain
+	}
+	r.timeout = opts.Timeout
+	if r.timeout <= 0 {
+		r.timeout = DefaultTimeout
 	}
 	rt := opts.Transport
 	if rt == nil {
@@ -162,16 +171,20 @@ func (e *HTTPError) Error() string {
 
 // do sends a request with the access scopes need, answering an
 // authentication challenge once, and checks the status against codes. body
-// makes a fresh request body for each attempt.
+// makes a fresh request body for each attempt. A request that makes no
+// progress for the mirror's timeout, sending or receiving, fails with
+// [ErrStalled]; the response body must be closed.
 func (r *Registry) do(ctx context.Context, scopes []string, method, u string, body func() io.Reader, size int64, hdr map[string]string, codes ...int) (*http.Response, error) {
 	key := strings.Join(scopes, " ")
 	for attempt := 0; ; attempt++ {
+		rctx, wd := watch(ctx, r.timeout)
 		var rd io.Reader
 		if body != nil {
-			rd = body()
+			rd = wd.reader(rctx, body())
 		}
-		req, err := http.NewRequestWithContext(ctx, method, u, rd)
+		req, err := http.NewRequestWithContext(rctx, method, u, rd)
 		if err != nil {
+			wd.stop()
 			return nil, err
 		}
 		if body != nil {
@@ -191,8 +204,12 @@ func (r *Registry) do(ctx context.Context, scopes []string, method, u string, bo
 		}
 		resp, err := r.hc.Do(req)
 		if err != nil {
+			err = wd.cause(rctx, err)
+			wd.stop()
 			return nil, fmt.Errorf("%s: %w", r, err)
 		}
+		wd.kick()
+		resp.Body = &watchedBody{Reader: wd.reader(rctx, resp.Body), body: resp.Body, w: wd}
 		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
 			ch := parseChallenge(resp.Header.Get("WWW-Authenticate"))
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))

@@ -13,9 +13,11 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
 	"github.com/dvpc/dvpc/media"
 )
@@ -34,11 +36,12 @@ const (
 
 // globals are the flags every command shares.
 type globals struct {
-	store  string
-	json   bool
-	stdout io.Writer
-	stderr io.Writer
-	stdin  io.Reader
+	store   string
+	json    bool
+	timeout time.Duration // of a mirror that makes no progress
+	stdout  io.Writer
+	stderr  io.Writer
+	stdin   io.Reader
 	// closers release opened media when the command ends.
 	closers []func()
 }
@@ -61,6 +64,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "store", EnvVars: []string{"DVPC_STORE"}, Value: defaultStore(), Usage: "the store: a directory (OCI layout)", Destination: &g.store},
 			&cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON", Destination: &g.json},
+			&cli.DurationFlag{Name: "timeout", EnvVars: []string{"DVPC_MIRROR_TIMEOUT"}, Value: delta.DefaultTimeout,
+				Usage: "how long a mirror may make no progress before it counts as failed and the next one is asked", Destination: &g.timeout},
 		},
 		Commands: []*cli.Command{
 			initCommand(g), snapshotCommand(g), logCommand(g), lsCommand(g), diffCommand(g),

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -113,6 +112,10 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 		Reachable *bool     `json:"reachable,omitempty"`
 		Newest    string    `json:"newest_snapshot,omitempty"`
 		Missing   int       `json:"snapshots_missing"`
+		Pending   int       `json:"snapshots_pending"` // newer than the last completed push
+		Pushed    string    `json:"pushed,omitempty"`
+		PullRate  float64   `json:"pull_rate,omitempty"`
+		PushRate  float64   `json:"push_rate,omitempty"`
 		BlobsMiss int       `json:"blobs_missing"`
 		BytesMiss int64     `json:"bytes_missing"`
 		LastPush  time.Time `json:"last_push,omitempty"`
@@ -127,9 +130,10 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 	}
 	var rows []row
 	for _, m := range ms.Mirrors {
-		r := row{Name: m.Name, URL: m.URL, LastPush: m.LastPush, LastError: m.LastError, BadData: m.BadData, Missing: -1}
+		r := row{Name: m.Name, URL: m.URL, LastPush: m.LastPush, LastError: m.LastError, BadData: m.BadData, Missing: -1,
+			Pending: pendingFor(local, m), Pushed: m.Pushed, PullRate: m.PullRate, PushRate: m.PushRate}
 		if probe {
-			reg, err := delta.OpenEndpoint(m.URL, delta.RegistryOptions{Insecure: m.Insecure})
+			reg, err := delta.OpenEndpoint(m.URL, delta.RegistryOptions{Insecure: m.Insecure, Timeout: g.timeout})
 			ok := err == nil
 			var tags []string
 			if ok {
@@ -174,9 +178,9 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	if probe {
-		fmt.Fprintln(tw, "NAME\tURL\tREACHABLE\tNEWEST\tMISSING SNAPSHOTS\tMISSING BLOBS\tLAST PUSH\tLAST ERROR")
+		fmt.Fprintln(tw, "NAME\tURL\tREACHABLE\tNEWEST\tMISSING SNAPSHOTS\tMISSING BLOBS\tSPEED\tLAST PUSH\tLAST ERROR")
 	} else {
-		fmt.Fprintln(tw, "NAME\tURL\tLAST PUSH")
+		fmt.Fprintln(tw, "NAME\tURL\tPENDING\tLAST PUSH")
 	}
 	for _, r := range rows {
 		last := "never"
@@ -192,12 +196,45 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 			if r.BadData != "" {
 				errText = strings.TrimSpace(errText + " " + r.BadData)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d (%s)\t%s\t%s\n", r.Name, r.URL, reach, r.Newest, r.Missing, r.BlobsMiss, humanBytes(r.BytesMiss), last, errText)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d (%s)\t%s\t%s\t%s\n", r.Name, r.URL, reach, r.Newest, r.Missing, r.BlobsMiss,
+				humanBytes(r.BytesMiss), speeds(r.PullRate, r.PushRate), last, errText)
 		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.URL, last)
+			fmt.Fprintf(tw, "%s\t%s\t%d snapshots\t%s\n", r.Name, r.URL, r.Pending, last)
 		}
 	}
 	return tw.Flush()
+}
+
+// rateText is ", at RATE/s", or nothing when the rate is not known.
+func rateText(r float64) string {
+	if r <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", at %s/s", humanBytes(int64(r)))
+}
+
+// speeds shows the measured read and write rates of a mirror.
+func speeds(pull, push float64) string {
+	show := func(r float64) string {
+		if r <= 0 {
+			return "?"
+		}
+		return humanBytes(int64(r)) + "/s"
+	}
+	return "↓" + show(pull) + " ↑" + show(push)
+}
+
+// pendingFor counts the store's snapshots newer than the newest one the
+// mirror held after its last completed push: the ones a push still has
+// to deliver. It needs no network.
+func pendingFor(local []image.Ref, m delta.Mirror) int {
+	n := 0
+	for _, r := range local {
+		if strings.HasPrefix(r.Name, "snap-") && r.Name > m.Pushed {
+			n++
+		}
+	}
+	return n
 }
 
 func pushCommand(g *globals) *cli.Command {
@@ -225,10 +262,15 @@ func runPush(ctx context.Context, g *globals) error {
 	if len(ms.Mirrors) == 0 {
 		return usageError{errors.New("no mirrors; add one with `dvpc mirror add HOST/PATH`")}
 	}
-	regs, err := ms.Endpoints()
+	regs, err := ms.Endpoints(g.timeout)
 	if err != nil {
 		return err
 	}
+	refs, err := lay.Refs(ctx)
+	if err != nil {
+		return err
+	}
+	newest := delta.NewestSnapshot(refs)
 	var prog image.Progress
 	stop := startProgress(g.stderr, "push:", &prog)
 	results := delta.PushTo(ctx, lay, regs, delta.PushOptions{Progress: &prog})
@@ -247,7 +289,10 @@ func runPush(ctx context.Context, g *globals) error {
 				fmt.Fprintf(g.stderr, "dvpc: push to %s (%s) failed: %v; it is caught up on the next push\n", m.Name, m.URL, r.Err)
 			}
 		} else {
-			m.LastPush, m.LastError = time.Now().UTC(), ""
+			m.LastPush, m.LastError, m.Pushed = time.Now().UTC(), "", newest
+			if rate := r.Rate(); rate > 0 {
+				m.PushRate = rate
+			}
 			if !g.json {
 				fmt.Fprintf(g.stdout, "%s: %d blobs (%s) sent, %d already there, %d tags\n", m.Name, r.Report.BlobsUploaded,
 					humanBytes(r.Report.BytesUploaded), r.Report.BlobsSkipped, r.Report.Manifests)
@@ -324,38 +369,45 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 		return usageError{errors.New("no mirrors: name them (`dvpc pull HOST/PATH...`) or add them with `dvpc mirror add`")}
 	}
 	// Healthy mirrors first: the ones that last failed or served bad data
-	// are asked only when the others lack a blob.
-	sort.SliceStable(ms.Mirrors, func(i, j int) bool { return mirrorHealth(ms.Mirrors[i]) < mirrorHealth(ms.Mirrors[j]) })
-	regs, err := ms.Endpoints()
+	// are asked only when the others lack a blob. Among equals, the
+	// fastest as last measured.
+	regs, err := ms.Endpoints(g.timeout)
 	if err != nil {
 		return err
 	}
+	opts := delta.PullOptions{}
+	for _, m := range ms.Mirrors {
+		opts.Health = append(opts.Health, mirrorHealth(m))
+		opts.Speed = append(opts.Speed, m.Rate())
+	}
 	// Rollback protection: nothing older than the newest snapshot this
 	// store already holds is accepted, whatever a mirror calls latest.
-	var minSeq uint64
 	if refs, err := lay.Refs(ctx); err == nil {
 		for _, r := range refs {
 			var seq uint64
-			if _, err := fmt.Sscanf(r.Name, "snap-%d-", &seq); err == nil && seq > minSeq {
-				minSeq = seq
+			if _, err := fmt.Sscanf(r.Name, "snap-%d-", &seq); err == nil && seq > opts.MinSeq {
+				opts.MinSeq = seq
 			}
 		}
 	}
-	rep, err := delta.PullFrom(ctx, regs, lay, delta.PullOptions{MinSeq: minSeq})
+	rep, err := delta.PullFrom(ctx, regs, lay, opts)
 	bad := map[string]bool{}
 	for _, b := range rep.BadMirrors() {
 		bad[b] = true
 	}
 	for i := range ms.Mirrors {
 		if bad[regs[i].String()] {
-			ms.Mirrors[i].BadData = "served corrupt data on " + time.Now().UTC().Format(time.RFC3339)
+			ms.Mirrors[i].BadData = "served corrupt data or a bad signature on " + time.Now().UTC().Format(time.RFC3339)
+		}
+		if i < len(rep.Mirrors) && rep.Mirrors[i].Rate > 0 {
+			ms.Mirrors[i].PullRate = rep.Mirrors[i].Rate
 		}
 	}
 	if serr := ms.Save(g.store); serr != nil && err == nil {
 		err = serr
 	}
 	for _, f := range rep.Failures {
-		fmt.Fprintf(g.stderr, "dvpc: mirror %s: blob %s: %v\n", f.Mirror, f.Digest.Short(), f.Err)
+		fmt.Fprintf(g.stderr, "dvpc: %v\n", f)
 	}
 	for _, p := range rep.Refused {
 		fmt.Fprintf(g.stderr, "dvpc: refused %v\n", p)
@@ -364,13 +416,34 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 		return err
 	}
 	if g.json {
+		type use struct {
+			Mirror    string  `json:"mirror"`
+			Reachable bool    `json:"reachable"`
+			Blobs     int     `json:"blobs"`
+			Bytes     int64   `json:"bytes"`
+			Rate      float64 `json:"rate,omitempty"`
+			LatencyMS float64 `json:"latency_ms"`
+		}
+		uses := []use{}
+		for _, u := range rep.Mirrors {
+			uses = append(uses, use{u.Mirror, u.Reachable, u.Blobs, u.Bytes, u.Rate, float64(u.Latency.Microseconds()) / 1000})
+		}
 		return json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
-			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "bad_mirrors": rep.BadMirrors()})
+			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "bad_mirrors": rep.BadMirrors(),
+			"behind": rep.Behind, "mirrors": uses})
 	}
 	fmt.Fprintf(g.stdout, "pulled %d snapshots: %d blobs (%s) fetched, %d already here\n", len(rep.Snapshots), rep.BlobsFetched,
 		humanBytes(rep.BytesFetched), rep.BlobsPresent)
+	for _, u := range rep.Mirrors {
+		if u.Blobs > 0 {
+			fmt.Fprintf(g.stdout, "  from %s: %d blobs (%s)%s\n", u.Mirror, u.Blobs, humanBytes(u.Bytes), rateText(u.Rate))
+		}
+	}
 	if len(rep.BadMirrors()) > 0 {
-		fmt.Fprintf(g.stdout, "mirrors that served bad data: %s\n", strings.Join(rep.BadMirrors(), ", "))
+		fmt.Fprintf(g.stdout, "mirrors that served bad data or bad signatures: %s\n", strings.Join(rep.BadMirrors(), ", "))
+	}
+	if len(rep.Behind) > 0 {
+		fmt.Fprintf(g.stdout, "mirrors behind this store (`dvpc push` catches them up): %s\n", strings.Join(rep.Behind, ", "))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,22 +53,73 @@ func TestMirrors(t *testing.T) {
 		t.Fatalf("mirror status: %v %+v\n%s", err, st, r)
 	}
 
-	// A new PC: the store comes from the mirrors named.
+	// A new PC: the store comes from the mirrors named. A third address
+	// accepts connections and never answers: after --timeout it counts as
+	// failed, and the pull goes on from the others.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
 	fresh := cli.onStore(filepath.Join(dir, "new-pc"))
-	fresh.must("pull", urls[0], urls[1])
+	r = fresh.must("--timeout", "500ms", "pull", mute.Addr().String()+"/dvpc/home", urls[0], urls[1])
+	if !strings.Contains(r.stderr, mute.Addr().String()) || !strings.Contains(r.stderr, "mirror stalled") {
+		t.Errorf("pull with a mute mirror should name it as stalled:\n%s", r)
+	}
+	fresh.must("mirror", "remove", mute.Addr().String()+"/dvpc/home")
+	var rates []struct {
+		Name     string  `json:"name"`
+		PullRate float64 `json:"pull_rate"`
+	}
+	r = fresh.must("--json", "mirror", "list")
+	if err := json.Unmarshal([]byte(r.stdout), &rates); err != nil || len(rates) != 2 || rates[0].PullRate+rates[1].PullRate <= 0 {
+		t.Errorf("the pull measured no mirror's speed: %v %+v\n%s", err, rates, r)
+	}
 	got := filepath.Join(dir, "restored")
 	fresh.must("restore", "latest", "--to", got)
 	requireSameTree(t, home, got)
 	fresh.must("verify", "--read-data")
 
-	// One mirror down: the push reports it, the other is current.
+	// One mirror down: the new snapshot is queued for both (the list says
+	// so with no network), the push reports b, and a is current.
+	var queue []struct {
+		Name    string `json:"name"`
+		Pending int    `json:"snapshots_pending"`
+	}
+	pending := func(want ...int) {
+		t.Helper()
+		r := cli.must("--json", "mirror", "list")
+		if err := json.Unmarshal([]byte(r.stdout), &queue); err != nil || len(queue) != len(want) {
+			t.Fatalf("mirror list: %v\n%s", err, r)
+		}
+		for i, w := range want {
+			if queue[i].Pending != w {
+				t.Fatalf("mirror %s: %d snapshots pending, want %d\n%s", queue[i].Name, queue[i].Pending, w, r)
+			}
+		}
+	}
+	pending(0, 0)
 	randomFile(t, filepath.Join(home, "docs", "new.bin"), 8, 1<<20)
-	cli.snapshot(home)
 	regs[1].Stop()
+	r = cli.must("snapshot", home)
+	if !strings.Contains(r.stderr, "queued for 2 mirrors (a, b)") {
+		t.Errorf("snapshot should say it is queued for both mirrors:\n%s", r)
+	}
+	pending(1, 1)
 	r = cli.expect(exitPartial, "push")
 	if !strings.Contains(r.stderr, "push to b") || !strings.Contains(r.stdout, "a:") {
 		t.Errorf("push with mirror b down:\n%s", r)
 	}
+	pending(0, 1)
 	r = cli.must("--json", "mirror", "status")
 	json.Unmarshal([]byte(r.stdout), &st)
 	if *st[1].Reachable || st[0].Missing != 0 {
@@ -75,6 +127,7 @@ func TestMirrors(t *testing.T) {
 	}
 	regs[1].Restart(t)
 	cli.must("push")
+	pending(0, 0)
 	r = cli.must("--json", "mirror", "status")
 	json.Unmarshal([]byte(r.stdout), &st)
 	if st[1].Missing != 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -77,15 +78,26 @@ func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) e
 		return err
 	}
 	dur := time.Since(start)
+	// The snapshot waits for every mirror, offline or not, until a push
+	// delivers it; the mirror list knows what each last received.
+	queued := []string{}
+	for _, m := range mirrors.Mirrors {
+		if m.Pushed < snap.Ref {
+			queued = append(queued, m.Name)
+		}
+	}
 	if g.json {
 		err = json.NewEncoder(g.stdout).Encode(map[string]any{
 			"id": snap.ID, "ref": snap.Ref, "manifest": snap.Manifest.String(), "time": snap.Time(),
 			"files": st.Files, "dirs": st.Dirs, "bytes": st.Bytes, "bytes_read": st.BytesRead,
-			"bytes_new": st.BytesNew, "errors": st.Errors, "duration_s": dur.Seconds(),
+			"bytes_new": st.BytesNew, "errors": st.Errors, "duration_s": dur.Seconds(), "queued_for": queued,
 		})
 	} else {
 		fmt.Fprintf(g.stderr, "snapshot %s of %s: %d files, %d dirs, %s; read %s, added %s, in %.1fs\n",
 			snap.ID, snap.Config.Path, st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.BytesRead), humanBytes(st.BytesNew), dur.Seconds())
+		if len(queued) > 0 {
+			fmt.Fprintf(g.stderr, "queued for %d mirrors (%s): `dvpc push` delivers it\n", len(queued), strings.Join(queued, ", "))
+		}
 		fmt.Fprintln(g.stdout, snap.ID)
 	}
 	if err == nil && st.Errors > 0 {

@@ -1,0 +1,178 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/image/regtest"
+)
+
+// slowSet is a store of several snapshots, each adding a 2 MiB pack,
+// pushed to one real registry.
+type slowSet struct {
+	s    *testStore
+	last *image.Snapshot
+	want string
+	reg  *regtest.Registry
+	pack image.Digest
+}
+
+func newSlowSet(t *testing.T) *slowSet {
+	t.Helper()
+	h := &slowSet{s: newTestStore(t)}
+	for i := range 5 {
+		b := make([]byte, 2<<20)
+		rand.Read(b)
+		writeFile(t, filepath.Join(h.s.home, fmt.Sprintf("part%d.bin", i)), b)
+		h.last = h.s.snapshot(t)
+	}
+	h.want = copyHome(t, h.s)
+	h.reg = regtest.StartN(t, 1)[0]
+	checkAllOK(t, PushAll(context.Background(), h.s.lay, mirrorsOf(t, []*regtest.Registry{h.reg}, "dvpc/home"), PushOptions{}))
+	h.pack = largestBlob(t, h.s.lay)
+	return h
+}
+
+func timedMirror(t *testing.T, addr string, timeout time.Duration) *Registry {
+	t.Helper()
+	m, err := NewRegistry(addr+"/dvpc/home", RegistryOptions{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestPullStalledMirrors: a mirror that never answers, and one that stops
+// sending in the middle of a blob, each fail with ErrStalled after the
+// timeout, and the pull takes everything from the honest mirror.
+func TestPullStalledMirrors(t *testing.T) {
+	ctx := context.Background()
+	h := newSlowSet(t)
+	const timeout = 300 * time.Millisecond
+
+	// Accepts the connection, never answers.
+	mute := hostileProxy(t, h.reg, func(w http.ResponseWriter, r *http.Request) bool {
+		<-r.Context().Done()
+		return true
+	}, nil).Listener.Addr().String()
+	// Answers everything but the largest pack, of which it sends the
+	// headers and 1000 bytes, then nothing.
+	stall := hostileProxy(t, h.reg, func(w http.ResponseWriter, r *http.Request) bool {
+		m := blobPathRE.FindStringSubmatch(r.URL.Path)
+		if m == nil || m[1] != h.pack.String() || r.Method != http.MethodGet {
+			return false
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(2<<20))
+		w.WriteHeader(http.StatusOK)
+		w.Write(make([]byte, 1000))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		return true
+	}, nil).Listener.Addr().String()
+
+	// Each alone stalls.
+	if _, err := timedMirror(t, mute, timeout).Tags(ctx); !errors.Is(err, ErrStalled) {
+		t.Fatalf("tags from the mute mirror: %v, want ErrStalled", err)
+	}
+	if _, err := timedMirror(t, stall, timeout).OpenBlob(ctx, h.pack); !errors.Is(err, ErrStalled) {
+		t.Fatalf("pack from the stalling mirror: %v, want ErrStalled", err)
+	}
+
+	mirrors := []*Registry{timedMirror(t, mute, timeout), timedMirror(t, stall, timeout), timedMirror(t, h.reg.Addr(), timeout)}
+	dst := newLayout(t)
+	rep, err := Pull(ctx, mirrors, dst, PullOptions{Health: []int{0, 0, 1}})
+	if err != nil {
+		t.Fatalf("pull: %v; %+v", err, rep)
+	}
+	if len(rep.Snapshots) != 5 {
+		t.Fatalf("pulled %v", rep.Snapshots)
+	}
+	var muteFailed, packStalled bool
+	for _, f := range rep.Failures {
+		switch {
+		case f.Mirror == mirrors[0].String() && f.Digest.IsZero() && errors.Is(f.Err, ErrStalled):
+			muteFailed = true
+		case f.Mirror == mirrors[1].String() && f.Digest == h.pack && errors.Is(f.Err, ErrStalled):
+			packStalled = true
+		}
+	}
+	if !muteFailed || !packStalled {
+		t.Fatalf("failures do not name both stalls (mute %v, pack %v): %v", muteFailed, packStalled, rep.Failures)
+	}
+	if rep.Mirrors[0].Reachable || !rep.Mirrors[1].Reachable || !rep.Mirrors[2].Reachable {
+		t.Fatalf("reachable: %+v", rep.Mirrors)
+	}
+	restoreEqual(t, dst, h.last.ID, h.want)
+}
+
+// TestPullPrefersFastMirror: of two mirrors that answer as quickly, one
+// sends blob bodies at about 2 MiB/s. Unknown at first, it may be sent some
+// of the large blobs fetched at the start, at most as many as run at once;
+// once measured it gets no more. Known from before as slow, it is sent no
+// large blob at all.
+func TestPullPrefersFastMirror(t *testing.T) {
+	ctx := context.Background()
+	h := newSlowSet(t)
+	slow := hostileProxy(t, h.reg, func(w http.ResponseWriter, r *http.Request) bool {
+		if blobPathRE.FindStringSubmatch(r.URL.Path) == nil || r.Method != http.MethodGet {
+			return false
+		}
+		resp, err := http.Get(h.reg.URL() + r.URL.Path)
+		if err != nil {
+			t.Error(err)
+			return false
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d %v", r.URL.Path, resp.StatusCode, err)
+			return false
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+		for rd := bytes.NewReader(b); rd.Len() > 0; {
+			io.CopyN(w, rd, 64<<10)
+			w.(http.Flusher).Flush()
+			time.Sleep(30 * time.Millisecond)
+		}
+		return true
+	}, nil).Listener.Addr().String()
+
+	pull := func(opts PullOptions) PullReport {
+		t.Helper()
+		dst := newLayout(t)
+		// The slow mirror is listed first: order alone would favour it.
+		rep, err := Pull(ctx, []*Registry{mirrorAt(t, slow, "dvpc/home"), mirrorAt(t, h.reg.Addr(), "dvpc/home")}, dst, opts)
+		if err != nil {
+			t.Fatalf("pull: %v", err)
+		}
+		restoreEqual(t, dst, h.last.ID, h.want)
+		t.Logf("mirrors: %+v", rep.Mirrors)
+		return rep
+	}
+
+	rep := pull(PullOptions{})
+	s, f := rep.Mirrors[0], rep.Mirrors[1]
+	if s.Sampled > concurrency || s.Sampled+f.Sampled < 5 {
+		t.Fatalf("large blobs: %d from the slow mirror, %d from the fast one", s.Sampled, f.Sampled)
+	}
+	if s.Rate > 0 && f.Rate > 0 && s.Rate >= f.Rate {
+		t.Fatalf("measured rates: slow %.0f B/s, fast %.0f B/s", s.Rate, f.Rate)
+	}
+
+	// With the speeds of an earlier run, the slow mirror gets no large blob.
+	rep = pull(PullOptions{Speed: []float64{2 << 20, 200 << 20}})
+	if s := rep.Mirrors[0]; s.Sampled != 0 {
+		t.Fatalf("known to be slow, the slow mirror still served %d large blobs", s.Sampled)
+	}
+}
