@@ -108,8 +108,19 @@ func TestTables(t *testing.T) {
 		for _, n := range s.needs {
 			stepByName(n)
 		}
+		for _, i := range s.registries {
+			if i < 0 || i >= nRegistries {
+				t.Errorf("step %s: no registry %d", s.name, i)
+			}
+		}
 	}
 	for _, l := range limits {
+		if l.figure != nil { // computed: runs nothing
+			if l.stage != "" || l.cmd != nil || l.needs != "" || l.bins != nil {
+				t.Errorf("limit %s: a figure and a command", l.name)
+			}
+			continue
+		}
 		found := false
 		for _, s := range stages {
 			found = found || (s.global != nil && s.name == l.stage)

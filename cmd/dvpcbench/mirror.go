@@ -227,7 +227,17 @@ func (b *bench) untimedPush(t *tool, name string, n int) error {
 	return nil
 }
 
-// push4Mirrors are the registries of the push-4 step.
+// push1Registry is the registry of the push-1 step.
+const push1Registry = 1
+
+// push4Registries are the registries of the push-4 step.
+func push4Registries() []int {
+	regs, _ := push4Mirrors()
+	return regs
+}
+
+// push4Mirrors are the registries of the push-4 step and their names as
+// dvpc's mirrors.
 func push4Mirrors() (regs []int, names []string) {
 	for i := 2; i < 2+registryMirrors; i++ {
 		regs, names = append(regs, i), append(names, fmt.Sprintf("r%d", i))
@@ -266,7 +276,7 @@ func dvpcMirrorCmds(t *tool) map[string]func(*bench, string) (*exec.Cmd, error) 
 			if err := b.startRegistries(); err != nil {
 				return nil, err
 			}
-			if err := b.setMirrors(t, "push-1", nil, []int{1}); err != nil {
+			if err := b.setMirrors(t, "push-1", nil, []int{push1Registry}); err != nil {
 				return nil, err
 			}
 			return cmd("--json", "push"), nil
@@ -379,4 +389,78 @@ func quotient(a, c func(b *bench, tr *toolRun) cell) func(b *bench, tr *toolRun)
 		}
 		return cell{v: x.v / y.v}
 	}
+}
+
+// The registries run on the same CPUs as dvpc: every byte a push sends
+// is hashed and written by each registry it goes to, so a push to four
+// registries needs about four times the registries' CPU time of a push to
+// one. On N CPUs a push can take no less than the CPU time of dvpc and of
+// its registries over N: the CPU floor, printed with the limits.
+
+// registriesCPU is the CPU time the registries of a step spent during its
+// command (RegistriesCPU).
+func registriesCPU(step string) func(b *bench, tr *toolRun) cell {
+	return func(b *bench, tr *toolRun) cell {
+		c := stepCell(step, seconds)(b, tr)
+		if !c.ok() {
+			return c
+		}
+		if v := tr.Steps[step].RegistriesCPU; v != nil {
+			return cell{v: *v}
+		}
+		return cell{why: "failed"}
+	}
+}
+
+// cpuFloor is the least wall time of a step on this machine: the CPU time
+// of the tool and of the step's registries over the number of CPUs.
+func cpuFloor(step string) func(b *bench, tr *toolRun) cell {
+	return func(b *bench, tr *toolRun) cell {
+		c := registriesCPU(step)(b, tr)
+		if !c.ok() {
+			return c
+		}
+		r := tr.Steps[step]
+		return cell{v: (c.v + r.UserS + r.SysS) / float64(b.cpus)}
+	}
+}
+
+var (
+	push4Floor       = cpuFloor("push-4")
+	push4FloorVsPush = quotient(push4Floor, stepCell("push-1", seconds))
+)
+
+// push4FloorText is the limit line of the CPU floor of the push-4 step.
+func (b *bench) push4FloorText() string {
+	tr := b.toolRun("dvpc")
+	floor := push4Floor(b, tr)
+	switch floor.why {
+	case "":
+	case "-":
+		return "not run"
+	default:
+		return "failed"
+	}
+	r := tr.Steps["push-4"]
+	s := fmt.Sprintf("%7.2f s", floor.v) // in the column of the limits' times
+	if q := push4FloorVsPush(b, tr); q.ok() {
+		s += fmt.Sprintf(" = %.1f× push to 1", q.v)
+	}
+	return s + fmt.Sprintf(" (registries used %.1f s of CPU and dvpc %.1f s, on %d cores)",
+		*r.RegistriesCPU, r.UserS+r.SysS, b.cpus)
+}
+
+// push4FloorNote explains a missed push-4 aim whose bound, in seconds, is
+// below the machine's CPU floor, or is "".
+func (b *bench) push4FloorNote(bound float64) string {
+	tr := b.toolRun("dvpc")
+	floor := push4Floor(b, tr)
+	if !floor.ok() || floor.v <= bound {
+		return ""
+	}
+	s := fmt.Sprintf("the machine's CPU floor, %.2f s", floor.v)
+	if q := push4FloorVsPush(b, tr); q.ok() {
+		s += fmt.Sprintf(" = %.1f× push to 1", q.v)
+	}
+	return s + ", is above the aim"
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,9 +34,13 @@ type result struct {
 	Check     string          `json:"check,omitempty"`     // outcome of the untimed check after the step
 	Report    json.RawMessage `json:"report,omitempty"`    // dvpc's --json output (snapshot, push, pull)
 	OutBytes  int64           `json:"out_bytes,omitempty"` // size of the file the command wrote, such as an ISO image
-	OtherCPU  float64         `json:"other_cpu_seconds"`   // busy CPU time of the machine not spent by the command
-	Log       string          `json:"log"`
-	stdout    []byte
+	OtherCPU  float64         `json:"other_cpu_seconds"`   // busy CPU time of the machine not spent by the command nor the registries it pushed to
+	// RegistriesCPU is the CPU time of the registries the step pushed
+	// to, taken just before and just after the command; nil for the
+	// steps without registries and when it could not be read.
+	RegistriesCPU *float64 `json:"registries_cpu_seconds,omitempty"`
+	Log           string   `json:"log"`
+	stdout        []byte
 }
 
 func (r *result) ok() bool { return r != nil && r.Error == "" }
@@ -66,6 +71,9 @@ type step struct {
 	label string
 	needs []string // steps that must have succeeded first
 	bins  []string // programs it runs besides the tool; it is skipped when one is missing
+	// registries are the local registries (see mirror.go) whose CPU time
+	// is recorded with the command's: the ones it pushes to.
+	registries []int
 	// after runs untimed after a successful command, to measure the
 	// repository or check the output; it returns a check outcome.
 	after func(b *bench, s *step, t *tool, tr *toolRun, out string) string
@@ -82,8 +90,8 @@ var steps = []step{
 	// dvpc's mirrors, on local registries (see mirror.go). pull-initial
 	// only sets up pull-week; it is in no row.
 	{name: "pull-initial", label: "pull of the initial snapshot", needs: []string{"initial"}, bins: []string{"docker-registry"}, after: afterPull},
-	{name: "push-1", label: "push to 1 mirror", needs: []string{"incremental"}, bins: []string{"docker-registry"}, after: afterPush(1)},
-	{name: "push-4", label: "push to 4 mirrors", needs: []string{"incremental"}, bins: []string{"docker-registry"}, after: afterPush(registryMirrors)},
+	{name: "push-1", label: "push to 1 mirror", needs: []string{"incremental"}, bins: []string{"docker-registry"}, registries: []int{push1Registry}, after: afterPush(1)},
+	{name: "push-4", label: "push to 4 mirrors", needs: []string{"incremental"}, bins: []string{"docker-registry"}, registries: push4Registries(), after: afterPush(registryMirrors)},
 	{name: "pull-week", label: "pull of the week", needs: []string{"incremental", "pull-initial"}, bins: []string{"docker-registry"}, after: afterPull},
 }
 
@@ -126,7 +134,8 @@ var stages = []stage{
 
 // limit is a reference command that bounds what any tool can do on this
 // machine, or that does what a step of dvpc does with a common tool. The
-// stage named stage runs it.
+// stage named stage runs it. A limit with a figure instead is computed
+// from dvpc's steps and runs nothing.
 type limit struct {
 	name  string
 	label string
@@ -144,6 +153,8 @@ type limit struct {
 	// set, prints a second line under it.
 	bytes  func(b *bench) int64
 	detail func(b *bench) string
+	// figure is the text printed after the label of a computed limit.
+	figure func(b *bench) string
 }
 
 var limits = []limit{
@@ -195,6 +206,13 @@ var limits = []limit{
 		cleanup: cleanupISO,
 		bytes:   func(b *bench) int64 { return b.iso.FileBytes },
 		detail:  (*bench).isoDetail,
+	},
+	{
+		// What the registries of the push-4 step leave of the CPUs (see
+		// mirror.go).
+		name:   "push-4-cpu-floor",
+		label:  "push to 4 mirrors: machine CPU floor",
+		figure: (*bench).push4FloorText,
 	},
 }
 
@@ -393,7 +411,11 @@ func (b *bench) runStep(s *step, t *tool) {
 		return
 	}
 	c.Env = append(c.Env, t.env...)
-	r, _ := b.exec(s.name+"-"+t.name, c, t.okExit)
+	var pids []int // started by mk
+	for _, i := range s.registries {
+		pids = append(pids, b.registries[i].cmd.Process.Pid)
+	}
+	r, _ := b.execWatching(s.name+"-"+t.name, c, t.okExit, pids)
 	tr.Steps[s.name] = r
 	if r.ok() && t.name == "dvpc" && (s.name == "initial" || s.name == "incremental") {
 		var rep struct {
@@ -422,6 +444,13 @@ func (b *bench) runStep(s *step, t *tool) {
 // flushed to disk first (untimed), and logs its output to logs/NAME.log.
 // okExit nil means only 0 is a success.
 func (b *bench) exec(name string, c *exec.Cmd, okExit func(int) bool) (*result, error) {
+	return b.execWatching(name, c, okExit, nil)
+}
+
+// execWatching is exec that also records, as RegistriesCPU, the CPU time
+// that the processes registryPIDs (the registries a push talks to) spend
+// during the command, and leaves it out of OtherCPU.
+func (b *bench) execWatching(name string, c *exec.Cmd, okExit func(int) bool, registryPIDs []int) (*result, error) {
 	logName := b.path("logs", name+".log")
 	r := &result{Log: logName}
 	fail := func(err error) (*result, error) {
@@ -455,6 +484,7 @@ func (b *bench) exec(name string, c *exec.Cmd, okExit func(int) bool) (*result, 
 	cc.Stderr = io.MultiWriter(lf, &stderr)
 	syscall.Sync()
 	busy0 := busyCPU()
+	reg0, regErr := procsCPU(registryPIDs)
 	err = cc.Start()
 	repW.Close()
 	if err != nil {
@@ -463,8 +493,21 @@ func (b *bench) exec(name string, c *exec.Cmd, okExit func(int) bool) (*result, 
 	var w wrapped
 	derr := json.NewDecoder(rep).Decode(&w)
 	err = cc.Wait()
+	var regCPU float64
+	if registryPIDs != nil {
+		reg1, rerr := procsCPU(registryPIDs)
+		if regErr == nil {
+			regErr = rerr
+		}
+		if regErr == nil {
+			regCPU = reg1 - reg0
+			r.RegistriesCPU = &regCPU
+		} else {
+			r.Warning = "registries' CPU time: " + regErr.Error()
+		}
+	}
 	if busy0 >= 0 {
-		r.OtherCPU = max(0, busyCPU()-busy0-w.UserS-w.SysS)
+		r.OtherCPU = max(0, busyCPU()-busy0-w.UserS-w.SysS-regCPU)
 	}
 	r.stdout = stdout.Bytes()
 	r.Seconds, r.UserS, r.SysS, r.MaxRSSKiB, r.ExitCode = w.Seconds, w.UserS, w.SysS, w.MaxRSSKiB, w.ExitCode
@@ -679,7 +722,63 @@ func busyCPU() float64 {
 			busy += n
 		}
 	}
-	return busy / 100 // USER_HZ
+	return busy / userHZ
+}
+
+// userHZ is the unit of the clock ticks in /proc: sysconf(_SC_CLK_TCK),
+// which Linux fixes at 100 on every architecture Go runs on.
+const userHZ = 100
+
+// procCPU is the CPU time, in seconds, that process pid has spent in user
+// and system mode, all its threads together (utime and stime, fields 14
+// and 15 of /proc/PID/stat).
+func procCPU(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	ticks, err := parseProcStat(data)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return float64(ticks) / userHZ, nil
+}
+
+// parseProcStat is utime+stime, in clock ticks, of the content of a
+// /proc/PID/stat file.
+func parseProcStat(data []byte) (uint64, error) {
+	// Field 2, the command name, is in parentheses and may hold spaces
+	// and parentheses itself; no other field does.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("no command name")
+	}
+	f := strings.Fields(string(data[i+1:])) // from field 3, the state
+	if len(f) < 15-2 {
+		return 0, fmt.Errorf("%d fields, want at least 15", len(f)+2)
+	}
+	var ticks uint64
+	for _, field := range f[14-3 : 15-2] {
+		n, err := strconv.ParseUint(field, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("utime or stime: %w", err)
+		}
+		ticks += n
+	}
+	return ticks, nil
+}
+
+// procsCPU is the sum of procCPU of pids.
+func procsCPU(pids []int) (float64, error) {
+	var sum float64
+	for _, pid := range pids {
+		s, err := procCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += s
+	}
+	return sum, nil
 }
 
 // Peak RSS comes from the rusage of wait4, but on Linux a child's
