@@ -36,6 +36,9 @@ type PullOptions struct {
 	// earlier pull or push), 0 when unknown. Within a rank, the fastest
 	// mirror is asked first.
 	Speed []float64
+	// Progress, when set, counts the blobs the pull needs and their bytes,
+	// as fetched (BytesNew) or found in the store.
+	Progress *image.Progress
 }
 
 // MirrorFailure is one thing a mirror could not serve.
@@ -488,11 +491,20 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 				mu.Lock()
 				rep.BlobsPresent++
 				mu.Unlock()
+				if p := opts.Progress; p != nil {
+					p.Files.Add(1)
+					p.Bytes.Add(n)
+				}
 				return nil
 			}
 			n, err := copyBlob(gctx, fo, dst, b)
 			if err != nil {
 				return err
+			}
+			if p := opts.Progress; p != nil {
+				p.Files.Add(1)
+				p.Bytes.Add(n)
+				p.BytesNew.Add(n)
 			}
 			mu.Lock()
 			rep.BlobsFetched++
@@ -618,7 +630,6 @@ func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (i
 			errs = append(errs, err)
 			continue
 		}
-		fo.served(m, blob.Size(), time.Since(start))
 		n, err := writeBlob(ctx, dst, b, io.NewSectionReader(blob, 0, blob.Size()))
 		blob.Close()
 		if err != nil {
@@ -630,6 +641,9 @@ func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (i
 			errs = append(errs, err)
 			continue
 		}
+		// Timed to the blob's arrival in the store: a local mirror's
+		// blob is read only as it is written.
+		fo.served(m, n, time.Since(start))
 		return n, nil
 	}
 	return 0, fmt.Errorf("blob %s: no mirror serves it intact: %w", b.digest, errors.Join(errs...))

@@ -301,22 +301,48 @@ func PushAll(ctx context.Context, src image.Source, mirrors []*Registry, opts Pu
 	return PushTo(ctx, src, eps, opts)
 }
 
-// PushTo is [PushAll] to any mirrors: registries and local layouts.
+// PushTo is [PushAll] to any mirrors: registries and local layouts. Of
+// several repositories on one registry, the first is pushed to as usual
+// and the others after it, mounting from it what it received instead of
+// uploading the bytes again; a blob that cannot be mounted is uploaded.
 func PushTo(ctx context.Context, src image.Source, mirrors []Endpoint, opts PushOptions) []MirrorResult {
 	res := make([]MirrorResult, len(mirrors))
+	lead := map[string]*Registry{}         // by host: the first repository
+	leadDone := map[string]chan struct{}{} // closed when its push ends
 	var wg sync.WaitGroup
 	for i, m := range mirrors {
+		var wait chan struct{}
+		o := opts
+		var done chan struct{}
+		if r, ok := m.(*Registry); ok {
+			if l, ok := lead[r.Host()]; ok && opts.MountFrom == "" {
+				wait, o.MountFrom = leadDone[r.Host()], l.Repository()
+			} else if !ok {
+				lead[r.Host()] = r
+				done = make(chan struct{})
+				leadDone[r.Host()] = done
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if done != nil {
+				defer close(done)
+			}
+			if wait != nil {
+				select {
+				case <-wait:
+				case <-ctx.Done():
+				}
+			}
 			start := time.Now()
 			var rep PushReport
 			var err error
 			switch m := m.(type) {
 			case *Registry:
-				rep, err = Push(ctx, src, m, opts)
+				rep, err = Push(ctx, src, m, o)
 			case *LocalMirror:
-				rep, err = CopyTo(ctx, src, m, opts)
+				rep, err = CopyTo(ctx, src, m, o)
 			default:
 				err = fmt.Errorf("mirrors of type %T cannot be pushed to", m)
 			}

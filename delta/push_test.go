@@ -242,4 +242,22 @@ func TestPushResumeAndMount(t *testing.T) {
 		t.Fatalf("push with mounts: %+v", rep)
 	}
 	restoreEqual(t, mirrorsOf(t, regs, "dvpc/b")[0], "latest", s.home)
+
+	// Three repositories of one registry pushed together: the first
+	// receives the bytes, the other two mount every blob from it.
+	var three []*Registry
+	for _, p := range []string{"dvpc/c", "dvpc/d", "dvpc/e"} {
+		three = append(three, mirrorsOf(t, regs, p)[0])
+	}
+	res := PushAll(ctx, s.lay, three, PushOptions{})
+	checkAllOK(t, res)
+	if r := res[0].Report; r.BlobsUploaded != len(plain) || r.BlobsMounted != 0 {
+		t.Fatalf("first repository of the registry: %+v", r)
+	}
+	for _, r := range res[1:] {
+		if r.Report.BlobsMounted != len(plain) || r.Report.BlobsUploaded != 0 || r.Report.Manifests != res[0].Report.Manifests {
+			t.Fatalf("%s should mount every blob from dvpc/c: %+v", r.Mirror, r.Report)
+		}
+	}
+	restoreEqual(t, mirrorsOf(t, regs, "dvpc/e")[0], "latest", s.home)
 }

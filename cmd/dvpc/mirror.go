@@ -272,7 +272,7 @@ func runPush(ctx context.Context, g *globals) error {
 	}
 	newest := delta.NewestSnapshot(refs)
 	var prog image.Progress
-	stop := startProgress(g.stderr, "push:", &prog)
+	stop := startProgressOf(g.stderr, "push:", "blobs", "sent", &prog)
 	results := delta.PushTo(ctx, lay, regs, delta.PushOptions{Progress: &prog})
 	stop()
 	var failed []string
@@ -390,7 +390,11 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 			}
 		}
 	}
+	var prog image.Progress
+	opts.Progress = &prog
+	stop := startProgressOf(g.stderr, "pull:", "blobs", "fetched", &prog)
 	rep, err := delta.PullFrom(ctx, regs, lay, opts)
+	stop()
 	bad := map[string]bool{}
 	for _, b := range rep.BadMirrors() {
 		bad[b] = true
