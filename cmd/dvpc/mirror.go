@@ -53,9 +53,34 @@ func mirrorCommand(g *globals) *cli.Command {
 				},
 			},
 			{
-				Name:   "list",
-				Usage:  "list the mirrors",
-				Action: func(c *cli.Context) error { return runMirrorStatus(c.Context, g, false) },
+				Name:  "list",
+				Usage: "list the mirrors and the snapshots each still waits for (no network needed); on a medium, the mirrors its newest snapshot records",
+				Action: func(c *cli.Context) error {
+					if isMedium(g.store) {
+						return listRecordedMirrors(c.Context, g)
+					}
+					return runMirrorStatus(c.Context, g, false)
+				},
+			},
+			{
+				Name:  "adopt",
+				Usage: "add the mirrors recorded in the newest snapshot to the store's list (asks for the passphrase)",
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return usageError{errors.New("mirror adopt takes no arguments")}
+					}
+					added, err := adoptMirrors(c.Context, g)
+					if err != nil {
+						return err
+					}
+					if len(added) == 0 {
+						fmt.Fprintln(g.stdout, "the store already lists every mirror its newest snapshot records")
+					}
+					for _, u := range added {
+						fmt.Fprintf(g.stdout, "added %s\n", u)
+					}
+					return nil
+				},
 			},
 			{
 				Name:  "heal",
@@ -77,6 +102,47 @@ func mirrorCommand(g *globals) *cli.Command {
 			},
 		},
 	}
+}
+
+// isMedium reports whether the store named is a medium (an image file, a
+// device, a mounted medium, a set of discs) rather than a store directory.
+func isMedium(store string) bool {
+	if strings.Contains(store, ",") {
+		return true
+	}
+	fi, err := os.Stat(store)
+	if err != nil {
+		return false
+	}
+	if !fi.IsDir() {
+		return true
+	}
+	_, err = os.Stat(filepath.Join(store, "oci-layout"))
+	return err != nil
+}
+
+// listRecordedMirrors prints the mirrors recorded in a medium's newest
+// snapshot: where a PC that has only the medium finds the newer state.
+func listRecordedMirrors(ctx context.Context, g *globals) error {
+	urls, snap, err := recordedMirrors(ctx, g)
+	if err != nil {
+		return err
+	}
+	if g.json {
+		if urls == nil {
+			urls = []string{}
+		}
+		return json.NewEncoder(g.stdout).Encode(map[string]any{"snapshot": snap.ID, "mirrors": urls})
+	}
+	if len(urls) == 0 {
+		fmt.Fprintf(g.stdout, "snapshot %s records no mirrors\n", snap.ID)
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "mirrors recorded in snapshot %s (`dvpc pull --store DIR URL...` makes a store from them):\n", snap.ID)
+	for _, u := range urls {
+		fmt.Fprintf(g.stdout, "  %s\n", u)
+	}
+	return nil
 }
 
 func (g *globals) editMirrors(fn func(*delta.Mirrors) error) error {
@@ -340,10 +406,12 @@ func pullCommand(g *globals) *cli.Command {
 func runPull(ctx context.Context, g *globals, urls []string, insecure bool) error {
 	var lay *image.Layout
 	var err error
-	if _, serr := os.Stat(filepath.Join(g.store, "oci-layout")); serr == nil {
-		lay, err = image.OpenLayout(g.store)
-	} else {
+	_, serr := os.Stat(filepath.Join(g.store, "oci-layout"))
+	created := serr != nil
+	if created {
 		lay, err = image.InitLayout(g.store) // a new PC: the store comes from the mirrors
+	} else {
+		lay, err = image.OpenLayout(g.store)
 	}
 	if err != nil {
 		return err
@@ -419,6 +487,14 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 	if err != nil {
 		return err
 	}
+	// On a new PC, the passphrase unlocks what arrived, and the mirror list
+	// comes from the newest snapshot.
+	var adopted []string
+	if created && len(rep.Snapshots) > 0 {
+		if adopted, err = adoptMirrors(ctx, g); err != nil {
+			return fmt.Errorf("the snapshots are in %s, but: %w", g.store, err)
+		}
+	}
 	if g.json {
 		type use struct {
 			Mirror    string  `json:"mirror"`
@@ -434,7 +510,7 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 		}
 		return json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
 			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "bad_mirrors": rep.BadMirrors(),
-			"behind": rep.Behind, "mirrors": uses})
+			"behind": rep.Behind, "mirrors": uses, "mirrors_adopted": adopted})
 	}
 	fmt.Fprintf(g.stdout, "pulled %d snapshots: %d blobs (%s) fetched, %d already here\n", len(rep.Snapshots), rep.BlobsFetched,
 		humanBytes(rep.BytesFetched), rep.BlobsPresent)
@@ -449,5 +525,51 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 	if len(rep.Behind) > 0 {
 		fmt.Fprintf(g.stdout, "mirrors behind this store (`dvpc push` catches them up): %s\n", strings.Join(rep.Behind, ", "))
 	}
+	if len(adopted) > 0 {
+		fmt.Fprintf(g.stdout, "mirrors recorded in the newest snapshot, now this store's too: %s\n", strings.Join(adopted, ", "))
+	}
 	return nil
+}
+
+// recordedMirrors unlocks the store and returns the mirror list recorded
+// in its newest snapshot, and that snapshot.
+func recordedMirrors(ctx context.Context, g *globals) ([]string, *image.Snapshot, error) {
+	repo, snaps, err := g.loadSnapshots(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer repo.Close()
+	if len(snaps) == 0 {
+		return nil, nil, fmt.Errorf("the store has no snapshot: %w", image.ErrNoSnapshot)
+	}
+	newest := snaps[len(snaps)-1]
+	return newest.Config.Mirrors, newest, nil
+}
+
+// adoptMirrors adds to the store's mirror list the mirrors recorded in its
+// newest snapshot, and returns the URLs it added.
+func adoptMirrors(ctx context.Context, g *globals) ([]string, error) {
+	urls, _, err := recordedMirrors(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := delta.LoadMirrors(g.store)
+	if err != nil {
+		return nil, err
+	}
+	var added []string
+	for _, u := range urls {
+		if ms.Find(u) != nil {
+			continue
+		}
+		if err := ms.Add(delta.Mirror{URL: u}); err != nil {
+			fmt.Fprintf(g.stderr, "dvpc: not adding the recorded mirror %s: %v\n", u, err)
+			continue
+		}
+		added = append(added, u)
+	}
+	if len(added) == 0 {
+		return nil, nil
+	}
+	return added, ms.Save(g.store)
 }

@@ -70,10 +70,19 @@ func TestMirrors(t *testing.T) {
 			defer c.Close()
 		}
 	}()
+	// Mirror b is not named: the new store takes it from the mirror list
+	// recorded in the newest snapshot.
 	fresh := cli.onStore(filepath.Join(dir, "new-pc"))
-	r = fresh.must("--timeout", "500ms", "pull", mute.Addr().String()+"/dvpc/home", urls[0], urls[1])
+	r = fresh.must("--timeout", "500ms", "pull", mute.Addr().String()+"/dvpc/home", urls[0])
 	if !strings.Contains(r.stderr, mute.Addr().String()) || !strings.Contains(r.stderr, "mirror stalled") {
 		t.Errorf("pull with a mute mirror should name it as stalled:\n%s", r)
+	}
+	if !strings.Contains(r.stdout, "now this store's too: "+urls[1]) {
+		t.Errorf("the new store should adopt mirror b from the snapshot:\n%s", r)
+	}
+	r = fresh.must("mirror", "adopt")
+	if !strings.Contains(r.stdout, "already lists every mirror") {
+		t.Errorf("mirror adopt after adoption:\n%s", r)
 	}
 	fresh.must("mirror", "remove", mute.Addr().String()+"/dvpc/home")
 	var rates []struct {
@@ -161,6 +170,15 @@ func TestMirrors(t *testing.T) {
 	if st[0].Missing != 0 || st[1].Missing != 0 {
 		t.Errorf("after heal: %+v\n%s", st, r)
 	}
+	// A PC that has only the weekly disc learns from it where the mirrors
+	// are.
+	iso := filepath.Join(dir, "weekly.iso")
+	cli.must("media", "iso", "--out", iso, "--no-clients")
+	r = cli.onStore(iso).must("mirror", "list")
+	if !strings.Contains(r.stdout, urls[0]) || !strings.Contains(r.stdout, urls[1]) {
+		t.Errorf("mirror list of the disc should show both recorded mirrors:\n%s", r)
+	}
+
 	again := cli.onStore(filepath.Join(dir, "third-pc"))
 	again.must("pull", urls[0])
 	got3 := filepath.Join(dir, "restored3")
