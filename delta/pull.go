@@ -26,7 +26,9 @@ var ErrRollback = errors.New("snapshot sequence is lower than the minimum accept
 // PullOptions tune [Pull].
 type PullOptions struct {
 	// MinSeq refuses snapshots whose signed sequence number is lower, so a
-	// mirror cannot roll the store back to an older state.
+	// mirror cannot roll the store back to an older state by calling an old
+	// snapshot its latest. With [WantLatest], the pull stops at the first
+	// such snapshot.
 	MinSeq uint64
 	// Health ranks the mirrors, in the order given: a lower rank is asked
 	// first (say 0 healthy, 1 failed last time, 2 served bad data). Nil
@@ -36,9 +38,51 @@ type PullOptions struct {
 	// earlier pull or push), 0 when unknown. Within a rank, the fastest
 	// mirror is asked first.
 	Speed []float64
+	// Want picks the snapshots: "" or [WantAll] every one the store lacks,
+	// [WantLatest] the newest that verifies, or one snapshot by tag, ID or
+	// manifest digest prefix.
+	Want string
 	// Progress, when set, counts the blobs the pull needs and their bytes,
 	// as fetched (BytesNew) or found in the store.
 	Progress *image.Progress
+}
+
+// Values of [PullOptions.Want].
+const (
+	WantAll    = "all"
+	WantLatest = "latest"
+)
+
+// selectSnapshots returns the snapshot tags among refs that want names, in
+// the order to try them: for [WantLatest], newest first.
+func selectSnapshots(refs []image.Ref, want string) ([]string, error) {
+	var names []string
+	for _, r := range refs {
+		if !strings.HasPrefix(r.Name, "snap-") {
+			continue
+		}
+		switch want {
+		case "", WantAll, WantLatest:
+			names = append(names, r.Name)
+		default:
+			_, id, _ := strings.Cut(strings.TrimPrefix(r.Name, "snap-"), "-")
+			if r.Name == want || len(want) >= 4 && (strings.HasPrefix(id, want) ||
+				strings.HasPrefix(r.Desc.Digest.Hex, strings.TrimPrefix(want, "sha256:"))) {
+				names = append(names, r.Name)
+			}
+		}
+	}
+	slices.Sort(names)
+	if want == WantLatest {
+		slices.Reverse(names)
+	}
+	switch {
+	case len(names) == 0 && want != "" && want != WantAll && want != WantLatest:
+		return nil, fmt.Errorf("no mirror holds snapshot %q: %w", want, image.ErrNoSnapshot)
+	case len(names) > 1 && want != "" && want != WantAll && want != WantLatest:
+		return nil, fmt.Errorf("snapshot %q is ambiguous (%s); give more digits: %w", want, strings.Join(names, ", "), image.ErrNoSnapshot)
+	}
+	return names, nil
 }
 
 // MirrorFailure is one thing a mirror could not serve.
@@ -390,17 +434,15 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	// so a hostile mirror listed first cannot hide an honest one's.
 	type accepted struct{ snap, sig image.Ref }
 	var acc []accepted
-	var names []string
-	for _, r := range fo.refs {
-		if strings.HasPrefix(r.Name, "snap-") {
-			names = append(names, r.Name)
-		}
+	names, err := selectSnapshots(fo.refs, opts.Want)
+	if err != nil {
+		return rep, err
 	}
 	for _, name := range names {
 		var errs []error
 		var lastMD image.Digest
 		tried := map[string]bool{}
-		var done bool
+		var done, rolledBack bool
 		for _, mr := range byMirror {
 			refs := mr.refs
 			r, found := findRef(refs, name)
@@ -447,6 +489,7 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 			}
 			if seq < opts.MinSeq {
 				errs = append(errs, fmt.Errorf("sequence %d < %d: %w", seq, opts.MinSeq, ErrRollback))
+				rolledBack = true
 				continue
 			}
 			want = append(want, blobs...)
@@ -456,6 +499,11 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 		}
 		if !done && len(errs) > 0 {
 			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: name, Manifest: lastMD, Err: errors.Join(errs...)})
+		}
+		if opts.Want == WantLatest && (done || rolledBack) {
+			// The newest that verifies, or the store has it already, or
+			// what is left is older than the store's newest.
+			break
 		}
 	}
 	defer func() {

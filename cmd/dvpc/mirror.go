@@ -89,7 +89,7 @@ func mirrorCommand(g *globals) *cli.Command {
 					if c.NArg() > 0 {
 						return usageError{errors.New("mirror heal takes no arguments")}
 					}
-					if err := runPull(c.Context, g, nil, false); err != nil {
+					if err := runPull(c.Context, g, nil, false, delta.WantAll); err != nil {
 						return fmt.Errorf("heal: gather from the mirrors: %w", err)
 					}
 					return runPush(c.Context, g)
@@ -391,19 +391,44 @@ func mirrorHealth(m delta.Mirror) int {
 }
 
 func pullCommand(g *globals) *cli.Command {
-	var insecure bool
+	var insecure, all bool
 	return &cli.Command{
-		Name:      "pull",
-		Usage:     "bring into the store the signed snapshots the mirrors hold and it lacks (on a new PC: name the mirrors)",
-		ArgsUsage: "[URL...]",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to non-loopback registries", Destination: &insecure}},
+		Name: "pull",
+		Usage: "bring into the store the newest snapshot that verifies on the mirrors (or SNAP, or --all the store lacks), " +
+			"fetching only the blobs it lacks; on a new PC, name the mirrors",
+		ArgsUsage: "[SNAP|latest] [URL...]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to non-loopback registries", Destination: &insecure},
+			&cli.BoolFlag{Name: "all", Usage: "every snapshot the mirrors hold and the store lacks, not only the newest", Destination: &all},
+		},
 		Action: func(c *cli.Context) error {
-			return runPull(c.Context, g, c.Args().Slice(), insecure)
+			want := delta.WantLatest
+			if all {
+				want = delta.WantAll
+			}
+			var urls []string
+			var spec string
+			for _, a := range c.Args().Slice() {
+				if strings.Contains(a, "/") || strings.HasPrefix(a, delta.LocalPrefix) {
+					urls = append(urls, a)
+					continue
+				}
+				if spec != "" || all {
+					return usageError{fmt.Errorf("pull takes one SNAP (or --all); %q is not a mirror URL (host[:port]/path or oci:DIR)", a)}
+				}
+				spec = a
+			}
+			if spec != "" {
+				want = spec
+			}
+			return runPull(c.Context, g, urls, insecure, want)
 		},
 	}
 }
 
-func runPull(ctx context.Context, g *globals, urls []string, insecure bool) error {
+// runPull pulls the snapshots want names (see [delta.PullOptions.Want])
+// from the store's mirrors and those named by urls, which it adds.
+func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want string) error {
 	var lay *image.Layout
 	var err error
 	_, serr := os.Stat(filepath.Join(g.store, "oci-layout"))
@@ -443,14 +468,16 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool) erro
 	if err != nil {
 		return err
 	}
-	opts := delta.PullOptions{}
+	opts := delta.PullOptions{Want: want}
 	for _, m := range ms.Mirrors {
 		opts.Health = append(opts.Health, mirrorHealth(m))
 		opts.Speed = append(opts.Speed, m.Rate())
 	}
 	// Rollback protection: nothing older than the newest snapshot this
 	// store already holds is accepted, whatever a mirror calls latest.
-	if refs, err := lay.Refs(ctx); err == nil {
+	// A snapshot named, or the history --all fills in, can be older: it
+	// does not change which snapshot is the store's newest.
+	if refs, err := lay.Refs(ctx); err == nil && want == delta.WantLatest {
 		for _, r := range refs {
 			var seq uint64
 			if _, err := fmt.Sscanf(r.Name, "snap-%d-", &seq); err == nil && seq > opts.MinSeq {

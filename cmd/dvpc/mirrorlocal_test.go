@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,4 +35,48 @@ func TestLocalMirror(t *testing.T) {
 	got := filepath.Join(dir, "restored")
 	fresh.must("restore", id, "--to", got)
 	requireSameTree(t, home, got)
+
+	// Three more snapshots on the mirror. A plain pull takes the newest
+	// only; pull SNAP takes the one named; pull --all the rest; and each
+	// restores identically.
+	var ids []string
+	var want []string
+	if err := os.MkdirAll(filepath.Join(dir, "want"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		randomFile(t, filepath.Join(home, "docs", "more.bin"), uint64(40+i), 300<<10)
+		ids = append(ids, cli.snapshot(home))
+		w := filepath.Join(dir, "want", ids[i])
+		copyTree(t, home, w)
+		want = append(want, w)
+	}
+	cli.must("push")
+	snapshots := func() int {
+		t.Helper()
+		var list []map[string]any
+		r := fresh.must("--json", "log")
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+			t.Fatalf("log: %v\n%s", err, r)
+		}
+		return len(list)
+	}
+	r = fresh.must("pull")
+	if !strings.Contains(r.stdout, "pulled 1 snapshots") || snapshots() != 2 {
+		t.Fatalf("pull of the newest:\n%s", r)
+	}
+	fresh.must("pull", ids[1])
+	if n := snapshots(); n != 3 {
+		t.Fatalf("after pull %s: %d snapshots, want 3", ids[1], n)
+	}
+	fresh.expect(exitNotFound, "pull", "ffffffffff")
+	r = fresh.must("pull", "--all")
+	if !strings.Contains(r.stdout, "pulled 1 snapshots") || snapshots() != 4 {
+		t.Fatalf("pull --all should bring the one snapshot still missing:\n%s", r)
+	}
+	for i, id := range ids {
+		got := filepath.Join(dir, "restored-"+id)
+		fresh.must("restore", id, "--to", got)
+		requireSameTree(t, want[i], got)
+	}
 }
