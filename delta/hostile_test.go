@@ -216,6 +216,27 @@ func TestHostileMirrors(t *testing.T) {
 		t.Fatalf("the 404 proxy: %v", err)
 	}
 
+	// What mirror status shows: the newest snapshot that verifies.
+	kf, err := image.ReadKeyFile(ctx, h.s.lay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		addr    string
+		newest  string
+		badSigs int
+	}{{h.honest, h.s2.Ref, 0}, {h.stale, h.s1.Ref, 0}, {h.sigForg, "", 2}} {
+		newest, probs, err := NewestVerified(ctx, mirrorAt(t, tc.addr, "dvpc/home"), kf)
+		if err != nil || newest != tc.newest || len(probs) != tc.badSigs {
+			t.Fatalf("newest verified on %s: %q, %v, %v; want %q and %d problems", tc.addr, newest, probs, err, tc.newest, tc.badSigs)
+		}
+		for _, p := range probs {
+			if !errors.Is(p.Err, image.ErrBadSignature) {
+				t.Fatalf("newest verified on %s: %v, want a bad signature", tc.addr, p)
+			}
+		}
+	}
+
 	// All mirrors, ranked in the order listed so that the hostile ones
 	// are asked first: the pull succeeds from the honest one, and the bad
 	// ones are named.

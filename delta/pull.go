@@ -588,6 +588,44 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	return rep, nil
 }
 
+// NewestVerified returns the newest snapshot tag of a mirror whose
+// signature verifies against kf and that belongs to kf's store ("" if
+// none does), and the problems of the newer tags that do not.
+func NewestVerified(ctx context.Context, m Endpoint, kf *image.KeyFile) (string, []image.SnapshotProblem, error) {
+	refs, err := m.Refs(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	names, err := selectSnapshots(refs, WantLatest)
+	if err != nil {
+		return "", nil, err
+	}
+	var probs []image.SnapshotProblem
+	for _, name := range names {
+		r, _ := findRef(refs, name)
+		md, err := image.DigestFromHash(r.Desc.Digest)
+		if err != nil {
+			probs = append(probs, image.SnapshotProblem{Ref: name, Err: err})
+			continue
+		}
+		sig, ok := findRef(refs, image.SignatureRef(md))
+		if !ok {
+			probs = append(probs, image.SnapshotProblem{Ref: name, Manifest: md,
+				Err: fmt.Errorf("no signature (tag %s): %w", image.SignatureRef(md), image.ErrBadSignature)})
+			continue
+		}
+		if _, _, err := verifySnapshot(ctx, m, kf, r, sig); err != nil {
+			if ctx.Err() != nil {
+				return "", probs, ctx.Err()
+			}
+			probs = append(probs, image.SnapshotProblem{Ref: name, Manifest: md, Err: err})
+			continue
+		}
+		return name, probs, nil
+	}
+	return "", probs, nil
+}
+
 // verifySnapshot reads a snapshot manifest and its signature, checks the
 // signature against the key file and the store ID, and returns the blobs
 // both manifests need.

@@ -187,10 +187,18 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 		LastPush  time.Time `json:"last_push,omitempty"`
 		LastError string    `json:"last_error,omitempty"`
 		BadData   string    `json:"bad_data,omitempty"`
+		// Unverified lists the snapshot tags newer than Newest whose
+		// signature does not verify.
+		Unverified []string `json:"unverified,omitempty"`
 	}
 	var localBlobs []image.BlobRef
+	var kf *image.KeyFile
 	if probe {
 		if localBlobs, err = image.BlobsOf(ctx, lay, local); err != nil {
+			return err
+		}
+		// The public signing key, in the clear: no passphrase needed.
+		if kf, err = image.ReadKeyFile(ctx, lay); err != nil {
 			return err
 		}
 	}
@@ -211,9 +219,14 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 				have := map[string]bool{}
 				for _, t := range tags {
 					have[t] = true
-					if strings.HasPrefix(t, "snap-") && t > r.Newest {
-						r.Newest = t
-					}
+				}
+				newest, probs, err := delta.NewestVerified(ctx, reg, kf)
+				if err != nil {
+					r.LastError = err.Error()
+				}
+				r.Newest = newest
+				for _, p := range probs {
+					r.Unverified = append(r.Unverified, p.Error())
 				}
 				r.Missing = 0
 				for _, l := range local {
@@ -244,7 +257,7 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	if probe {
-		fmt.Fprintln(tw, "NAME\tURL\tREACHABLE\tNEWEST\tMISSING SNAPSHOTS\tMISSING BLOBS\tSPEED\tLAST PUSH\tLAST ERROR")
+		fmt.Fprintln(tw, "NAME\tURL\tREACHABLE\tNEWEST VERIFIED\tMISSING SNAPSHOTS\tMISSING BLOBS\tSPEED\tLAST PUSH\tLAST ERROR")
 	} else {
 		fmt.Fprintln(tw, "NAME\tURL\tPENDING\tLAST PUSH")
 	}
@@ -261,6 +274,9 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 			errText := r.LastError
 			if r.BadData != "" {
 				errText = strings.TrimSpace(errText + " " + r.BadData)
+			}
+			if len(r.Unverified) > 0 {
+				errText = strings.TrimSpace(fmt.Sprintf("%s %d newer snapshots do not verify: %s", errText, len(r.Unverified), r.Unverified[0]))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d (%s)\t%s\t%s\t%s\n", r.Name, r.URL, reach, r.Newest, r.Missing, r.BlobsMiss,
 				humanBytes(r.BytesMiss), speeds(r.PullRate, r.PushRate), last, errText)
