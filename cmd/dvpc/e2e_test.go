@@ -179,6 +179,24 @@ func (d *dvpcCLI) snapshot(dir string) string {
 	return id
 }
 
+// snapshotRefs lists the tags of the store's snapshots, oldest first, as
+// `dvpc --json log` gives them.
+func (d *dvpcCLI) snapshotRefs() []string {
+	d.t.Helper()
+	var list []struct {
+		Ref string `json:"ref"`
+	}
+	r := d.must("--json", "log")
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		d.t.Fatalf("log: %v\n%s", err, r)
+	}
+	var refs []string
+	for _, l := range list {
+		refs = append(refs, l.Ref)
+	}
+	return refs
+}
+
 // logEntry is one snapshot as `dvpc --json log` lists it.
 type logEntry struct {
 	ID   string    `json:"id"`

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,15 +51,7 @@ func TestLocalMirror(t *testing.T) {
 		want = append(want, w)
 	}
 	cli.must("push")
-	snapshots := func() int {
-		t.Helper()
-		var list []map[string]any
-		r := fresh.must("--json", "log")
-		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
-			t.Fatalf("log: %v\n%s", err, r)
-		}
-		return len(list)
-	}
+	snapshots := func() int { return len(fresh.snapshotRefs()) }
 	r = fresh.must("pull")
 	if !strings.Contains(r.stdout, "pulled 1 snapshots") || snapshots() != 2 {
 		t.Fatalf("pull of the newest:\n%s", r)

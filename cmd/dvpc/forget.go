@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+func forgetCommand(g *globals) *cli.Command {
+	var p image.KeepPolicy
+	var dryRun, prune bool
+	return &cli.Command{
+		Name: "forget",
+		Usage: "remove snapshots from the store: those named, or those a --keep policy does not keep " +
+			"(the newest is always kept); their data goes with --prune or `dvpc prune`",
+		ArgsUsage: "[SNAP...]",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "keep-last", Usage: "keep the `N` newest snapshots", Destination: &p.Last},
+			&cli.IntFlag{Name: "keep-hourly", Usage: "keep the newest snapshot of each of the last `N` hours that have one", Destination: &p.Hourly},
+			&cli.IntFlag{Name: "keep-daily", Usage: "... of the last `N` days", Destination: &p.Daily},
+			&cli.IntFlag{Name: "keep-weekly", Usage: "... of the last `N` ISO weeks", Destination: &p.Weekly},
+			&cli.IntFlag{Name: "keep-monthly", Usage: "... of the last `N` months", Destination: &p.Monthly},
+			&cli.IntFlag{Name: "keep-yearly", Usage: "... of the last `N` years", Destination: &p.Yearly},
+			&cli.DurationFlag{Name: "keep-within", Usage: "keep every snapshot taken within `DURATION` (such as 720h) of the newest", Destination: &p.Within},
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only say what would be removed", Destination: &dryRun},
+			&cli.BoolFlag{Name: "prune", Usage: "then delete the data no snapshot needs any more", Destination: &prune},
+		},
+		Action: func(c *cli.Context) error {
+			for _, n := range []int{p.Last, p.Hourly, p.Daily, p.Weekly, p.Monthly, p.Yearly} {
+				if n < 0 {
+					return usageError{errors.New("--keep-* counts cannot be negative")}
+				}
+			}
+			if p.Within < 0 {
+				return usageError{errors.New("--keep-within cannot be negative")}
+			}
+			if c.NArg() == 0 && p.IsZero() {
+				return usageError{errors.New("forget needs the snapshots to remove, or a policy such as --keep-daily 7 --keep-weekly 5")}
+			}
+			if c.NArg() > 0 && !p.IsZero() {
+				return usageError{errors.New("forget takes either SNAP... or --keep-* flags, not both")}
+			}
+			return runForget(c.Context, g, c.Args().Slice(), p, dryRun, prune)
+		},
+	}
+}
+
+func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPolicy, dryRun, prune bool) error {
+	lay, err := image.OpenLayout(g.store)
+	if err != nil {
+		if isMedium(g.store) {
+			return usageError{fmt.Errorf("%s is a medium, which is read-only: forget works on a store directory", g.store)}
+		}
+		return err
+	}
+	repo, snaps, err := g.loadSnapshots(ctx)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	var remove []*image.Snapshot
+	reasons := map[*image.Snapshot][]string{}
+	if len(specs) > 0 {
+		for _, spec := range specs {
+			s, err := image.FindSnapshot(snaps, spec)
+			if err != nil {
+				return err
+			}
+			if !containsSnap(remove, s) {
+				remove = append(remove, s)
+			}
+		}
+	} else {
+		reasons, remove = p.Apply(snaps, time.Local)
+	}
+	type line struct {
+		ID     string    `json:"id"`
+		Ref    string    `json:"ref"`
+		Time   time.Time `json:"time"`
+		Action string    `json:"action"` // keep or remove
+		Why    []string  `json:"why,omitempty"`
+	}
+	var lines []line
+	for _, s := range snaps {
+		l := line{ID: s.ID, Ref: s.Ref, Time: s.Time(), Action: "keep", Why: reasons[s]}
+		if containsSnap(remove, s) {
+			l.Action, l.Why = "remove", nil
+		}
+		lines = append(lines, l)
+	}
+	if !dryRun {
+		if err := image.Forget(ctx, lay, snaps, remove); err != nil {
+			return usageError{err}
+		}
+	}
+	var pst *image.PruneStats
+	if prune {
+		st, err := image.Prune(ctx, lay, dryRun)
+		if err != nil {
+			return err
+		}
+		pst = &st
+	}
+	if g.json {
+		out := map[string]any{"snapshots": lines, "removed": len(remove), "dry_run": dryRun}
+		if pst != nil {
+			out["prune"] = pruneJSON(*pst)
+		}
+		return json.NewEncoder(g.stdout).Encode(out)
+	}
+	for _, l := range lines {
+		why := ""
+		if len(l.Why) > 0 {
+			why = " (" + strings.Join(l.Why, ", ") + ")"
+		}
+		fmt.Fprintf(g.stdout, "%-6s %s  %s%s\n", l.Action, l.ID, l.Time.Local().Format("2006-01-02 15:04:05"), why)
+	}
+	verb := "removed"
+	if dryRun {
+		verb = "would remove"
+	}
+	fmt.Fprintf(g.stdout, "%s %d of %d snapshots\n", verb, len(remove), len(snaps))
+	if pst != nil {
+		printPrune(g, *pst, dryRun)
+	} else if len(remove) > 0 && !dryRun {
+		fmt.Fprintln(g.stdout, "their data stays until `dvpc prune`; mirrors keep their copies")
+	}
+	return nil
+}
+
+func containsSnap(list []*image.Snapshot, s *image.Snapshot) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func pruneCommand(g *globals) *cli.Command {
+	var dryRun bool
+	return &cli.Command{
+		Name:  "prune",
+		Usage: "delete the data no snapshot needs: what forgotten snapshots and interrupted runs left (needs no passphrase)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only count what would be deleted", Destination: &dryRun},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{errors.New("prune takes no arguments")}
+			}
+			lay, err := image.OpenLayout(g.store)
+			if err != nil {
+				return err
+			}
+			st, err := image.Prune(c.Context, lay, dryRun)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return json.NewEncoder(g.stdout).Encode(pruneJSON(st))
+			}
+			printPrune(g, st, dryRun)
+			return nil
+		},
+	}
+}
+
+func pruneJSON(st image.PruneStats) map[string]any {
+	return map[string]any{"blobs_removed": st.Removed, "bytes_removed": st.RemovedBytes, "blobs_kept": st.Kept, "bytes_kept": st.KeptBytes}
+}
+
+func printPrune(g *globals, st image.PruneStats, dryRun bool) {
+	verb := "deleted"
+	if dryRun {
+		verb = "would delete"
+	}
+	fmt.Fprintf(g.stdout, "prune: %s %d blobs (%s); %d blobs (%s) are still needed\n", verb, st.Removed,
+		humanBytes(st.RemovedBytes), st.Kept, humanBytes(st.KeptBytes))
+}
