@@ -8,14 +8,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
+
+// ErrAuth means a registry refused access: no credentials for it, or the
+// ones found were refused.
+var ErrAuth = errors.New("the registry refused access")
+
+// authHint tells the person where credentials come from.
+func authHint(host string) string {
+	return fmt.Sprintf("log in with `docker login %s`, or check the credential helper in the Docker config", host)
+}
 
 // Credentials are a user name and secret for one registry host. An empty
 // User with a Secret is an identity token.
@@ -70,10 +81,21 @@ func DockerKeychain(ctx context.Context, host string) (Credentials, error) {
 			return c, err
 		}
 	}
-	for k, a := range cfg.Auths {
-		if k != host && strings.TrimPrefix(strings.TrimPrefix(k, "https://"), "http://") != host {
+	// As the Docker client does: the entry for the host itself, else one
+	// whose key is a URL of the host ("https://host/v1/" in old files).
+	keys := slices.Sorted(maps.Keys(cfg.Auths))
+	if _, ok := cfg.Auths[host]; ok {
+		keys = []string{host}
+	}
+	for _, k := range keys {
+		h, ok := strings.CutPrefix(k, "https://")
+		if !ok {
+			h = strings.TrimPrefix(k, "http://")
+		}
+		if h, _, _ = strings.Cut(h, "/"); h != host {
 			continue
 		}
+		a := cfg.Auths[k]
 		if a.IdentityToken != "" {
 			return Credentials{Secret: a.IdentityToken}, nil
 		}
@@ -158,7 +180,7 @@ func (r *Registry) authorize(ctx context.Context, ch challenge, scopes []string)
 	switch ch.scheme {
 	case "basic":
 		if creds.Secret == "" {
-			return "", fmt.Errorf("%s asks for credentials and none are configured", r.host)
+			return "", fmt.Errorf("%s asks for credentials and none are configured; %s: %w", r.host, authHint(r.host), ErrAuth)
 		}
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(creds.User+":"+creds.Secret)), nil
 	case "bearer":
@@ -194,6 +216,9 @@ func (r *Registry) authorize(ctx context.Context, ch challenge, scopes []string)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return "", fmt.Errorf("%s: token: %s: %s; %s: %w", r.host, resp.Status, strings.TrimSpace(string(body)), authHint(r.host), ErrAuth)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("%s: token: %s: %s", r.host, resp.Status, strings.TrimSpace(string(body)))
 	}

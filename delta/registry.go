@@ -232,8 +232,11 @@ func (r *Registry) do(ctx context.Context, scopes []string, method, u string, bo
 		if method == http.MethodHead {
 			herr.Body = ""
 		}
-		if resp.StatusCode == http.StatusNotFound {
+		switch resp.StatusCode {
+		case http.StatusNotFound:
 			return nil, fmt.Errorf("%s: %w: %w", r, image.ErrNotFound, herr)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return nil, fmt.Errorf("%s: %w: the credentials were refused; %s: %w", r, ErrAuth, authHint(r.host), herr)
 		}
 		return nil, fmt.Errorf("%s: %w", r, herr)
 	}

@@ -41,14 +41,7 @@ func TestMirrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || len(res) != 2 || res[0].BlobsUploaded != 0 || res[1].BlobsUploaded != 0 {
 		t.Fatalf("a second push should send nothing: %v %+v\n%s", err, res, r)
 	}
-	var st []struct {
-		Name      string `json:"name"`
-		Reachable *bool  `json:"reachable"`
-		Newest    string `json:"newest_snapshot"`
-		Missing   int    `json:"snapshots_missing"`
-		BlobsMiss int    `json:"blobs_missing"`
-		BytesMiss int64  `json:"bytes_missing"`
-	}
+	var st []statusRow
 	r = cli.must("--json", "mirror", "status")
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st) != 2 || !*st[0].Reachable || st[0].Missing != 0 || st[1].Missing != 0 {
 		t.Fatalf("mirror status: %v %+v\n%s", err, st, r)
@@ -188,4 +181,15 @@ func TestMirrors(t *testing.T) {
 	got3 := filepath.Join(dir, "restored3")
 	again.must("restore", "latest", "--to", got3)
 	requireSameTree(t, home, got3)
+}
+
+// statusRow is one mirror in `dvpc --json mirror status`.
+type statusRow struct {
+	Name      string `json:"name"`
+	Reachable *bool  `json:"reachable"`
+	Newest    string `json:"newest_snapshot"`
+	Missing   int    `json:"snapshots_missing"`
+	BlobsMiss int    `json:"blobs_missing"`
+	BytesMiss int64  `json:"bytes_missing"`
+	LastError string `json:"last_error"`
 }

@@ -7,6 +7,12 @@
 // the distribution HTTP API at [Registry.Addr], exactly as dvpc talks to a
 // remote store.
 //
+// [WithBasicAuth] makes a registry require HTTP Basic authentication, with
+// distribution's htpasswd access controller and a bcrypt password file.
+// The 2.8 registry accepts it over plain HTTP, and says nothing about it in
+// its log; a request without the right credentials is answered 401
+// UNAUTHORIZED with WWW-Authenticate: Basic realm="regtest".
+//
 // The binary must be installed (apt-get install -y docker-registry); when it
 // is missing the test fails rather than being skipped, so a machine without
 // it cannot pass silently.

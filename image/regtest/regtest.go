@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Binary is the name of the registry program looked up in PATH.
@@ -53,6 +55,7 @@ type Registry struct {
 	logPath string // stdout and stderr of every run, appended
 	secret  string // http.secret, kept across restarts
 	addr    string // 127.0.0.1:port, fixed once the first start succeeds
+	opts    options
 
 	mu   sync.Mutex
 	log  *os.File
@@ -70,20 +73,28 @@ type process struct {
 // Start launches a docker-registry on 127.0.0.1 on a free port with its
 // storage, configuration and log under t.TempDir(), waits until GET /v2/
 // answers, and stops it (SIGTERM, then SIGKILL) when the test ends. It fails
-// the test if the program is not installed or does not come up.
-func Start(t testing.TB) *Registry {
+// the test if the program is not installed, an option is invalid, or the
+// registry does not come up.
+func Start(t testing.TB, opts ...Option) *Registry {
 	t.Helper()
-	rs := StartN(t, 1)
+	rs := StartN(t, 1, opts...)
 	return rs[0]
 }
 
-// StartN starts n independent registries, like [Start], concurrently.
-func StartN(t testing.TB, n int) []*Registry {
+// StartN starts n independent registries, like [Start], concurrently. Each
+// has the given options.
+func StartN(t testing.TB, n int, opts ...Option) []*Registry {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			t.Fatalf("regtest: %v", err)
+		}
+	}
 	bin := lookBinary(t)
 	rs := make([]*Registry, n)
 	for i := range rs {
-		r, err := newRegistry(bin, t.TempDir())
+		r, err := newRegistry(bin, t.TempDir(), o)
 		if err != nil {
 			t.Fatalf("regtest: %v", err)
 		}
@@ -106,6 +117,39 @@ func StartN(t testing.TB, n int) []*Registry {
 	return rs
 }
 
+// Option configures the registries [Start] and [StartN] launch.
+type Option func(*options) error
+
+type options struct {
+	user, pass string // Basic authentication, when user is set
+}
+
+// AuthRealm is the realm of the Basic challenge a registry started
+// [WithBasicAuth] answers with.
+const AuthRealm = "regtest"
+
+// WithBasicAuth makes the registry require HTTP Basic authentication of user
+// with password pass on every request, with distribution's htpasswd access
+// controller: a request without them, or with others, is answered
+// 401 UNAUTHORIZED with the challenge WWW-Authenticate: Basic
+// realm="regtest". The password is stored only as a bcrypt hash (of the
+// lowest cost, since the registry checks it on every request) in the
+// registry's directory.
+func WithBasicAuth(user, pass string) Option {
+	return func(o *options) error {
+		switch {
+		case user == "" || strings.ContainsAny(user, ":\r\n"):
+			return fmt.Errorf("basic auth: user %q must be non-empty, without ':' or line breaks", user)
+		case pass == "" || strings.ContainsAny(pass, "\r\n"):
+			return errors.New("basic auth: the password must be non-empty, without line breaks")
+		case len(pass) > 72:
+			return errors.New("basic auth: bcrypt takes passwords of at most 72 bytes")
+		}
+		o.user, o.pass = user, pass
+		return nil
+	}
+}
+
 // lookBinary finds the registry program or fails the test.
 func lookBinary(t testing.TB) string {
 	t.Helper()
@@ -120,7 +164,7 @@ func lookBinary(t testing.TB) string {
 	return ""
 }
 
-func newRegistry(bin, dir string) (*Registry, error) {
+func newRegistry(bin, dir string, o options) (*Registry, error) {
 	var sec [16]byte
 	if _, err := rand.Read(sec[:]); err != nil {
 		return nil, err
@@ -132,9 +176,19 @@ func newRegistry(bin, dir string) (*Registry, error) {
 		config:  filepath.Join(dir, "config.yml"),
 		logPath: filepath.Join(dir, "registry.log"),
 		secret:  hex.EncodeToString(sec[:]),
+		opts:    o,
 	}
 	if err := os.MkdirAll(r.storage, 0o755); err != nil {
 		return nil, err
+	}
+	if o.user != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(o.pass), bcrypt.MinCost)
+		if err != nil {
+			return nil, fmt.Errorf("htpasswd: %w", err)
+		}
+		if err := os.WriteFile(r.htpasswd(), []byte(o.user+":"+string(hash)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	f, err := os.OpenFile(r.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -143,6 +197,10 @@ func newRegistry(bin, dir string) (*Registry, error) {
 	r.log = f
 	return r, nil
 }
+
+// htpasswd is the path of the password file of a registry with Basic
+// authentication.
+func (r *Registry) htpasswd() string { return filepath.Join(r.dir, "htpasswd") }
 
 // Addr returns the registry's host:port, such as "127.0.0.1:40123". It stays
 // the same across [Registry.Restart].
@@ -257,7 +315,7 @@ func freeAddr() (string, error) {
 
 // configFor returns the registry configuration for addr.
 func (r *Registry) configFor(addr string) string {
-	return fmt.Sprintf(`version: 0.1
+	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: info
   formatter: text
@@ -275,6 +333,14 @@ http:
   addr: %q
   secret: %q
 `, r.storage, addr, r.secret)
+	if r.opts.user != "" {
+		cfg += fmt.Sprintf(`auth:
+  htpasswd:
+    realm: %q
+    path: %q
+`, AuthRealm, r.htpasswd())
+	}
+	return cfg
 }
 
 // run starts one process listening on addr and waits until it serves
@@ -315,7 +381,7 @@ func (r *Registry) run(addr string, deadline time.Time) error {
 		if !listening {
 			listening = strings.Contains(r.logSince(from), "listening on "+addr)
 		}
-		if probe(client, addr) {
+		if r.probe(client, addr) {
 			if answered.IsZero() {
 				answered = time.Now()
 			}
@@ -336,9 +402,17 @@ func (r *Registry) run(addr string, deadline time.Time) error {
 	}
 }
 
-// probe reports whether GET /v2/ on addr answers 200.
-func probe(c *http.Client, addr string) bool {
-	resp, err := c.Get("http://" + addr + "/v2/")
+// probe reports whether GET /v2/ on addr answers 200, authenticating when
+// the registry requires it.
+func (r *Registry) probe(c *http.Client, addr string) bool {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/v2/", nil)
+	if err != nil {
+		return false
+	}
+	if r.opts.user != "" {
+		req.SetBasicAuth(r.opts.user, r.opts.pass)
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return false
 	}

@@ -5,6 +5,7 @@ package regtest
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"io"
 	"net/http"
@@ -179,5 +180,91 @@ func TestStartN(t *testing.T) {
 	dg := pushBlob(t, rs[0], "dvpc/a", blob)
 	if headBlob(t, rs[1], "dvpc/a", dg, len(blob)) {
 		t.Fatal("blob visible in another registry")
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	const user, pass = "dvpc", "regtest pass 9d41"
+	r := Start(t, WithBasicAuth(user, pass))
+	authz := func(u, p string) map[string]string {
+		return map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p))}
+	}
+	check := func(what string) {
+		t.Helper()
+		for _, c := range []struct {
+			name string
+			hdr  map[string]string
+		}{
+			{"no credentials", nil},
+			{"a wrong password", authz(user, pass+"x")},
+			{"an unknown user", authz("other", pass)},
+		} {
+			resp := do(t, http.MethodGet, r.URL()+"/v2/", nil, c.hdr)
+			wantStatus(t, resp, http.StatusUnauthorized)
+			if got, want := resp.Header.Get("WWW-Authenticate"), `Basic realm="`+AuthRealm+`"`; got != want {
+				t.Fatalf("%s, %s: WWW-Authenticate %q, want %q", what, c.name, got, want)
+			}
+		}
+		wantStatus(t, do(t, http.MethodGet, r.URL()+"/v2/", nil, authz(user, pass)), http.StatusOK)
+	}
+	check("first run")
+
+	// A blob pushed with the credentials is served only with them.
+	const repo = "dvpc/store"
+	blob := []byte("behind basic auth")
+	dg := digestOf(blob)
+	resp := do(t, http.MethodPost, r.URL()+"/v2/"+repo+"/blobs/uploads/", nil, nil)
+	wantStatus(t, resp, http.StatusUnauthorized)
+	resp = do(t, http.MethodPost, r.URL()+"/v2/"+repo+"/blobs/uploads/", nil, authz(user, pass))
+	wantStatus(t, resp, http.StatusAccepted)
+	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := loc.Query()
+	q.Set("digest", dg)
+	loc.RawQuery = q.Encode()
+	hdr := authz(user, pass)
+	hdr["Content-Type"] = "application/octet-stream"
+	wantStatus(t, do(t, http.MethodPut, loc.String(), blob, hdr), http.StatusCreated)
+	wantStatus(t, do(t, http.MethodHead, r.URL()+"/v2/"+repo+"/blobs/"+dg, nil, nil), http.StatusUnauthorized)
+	resp = do(t, http.MethodGet, r.URL()+"/v2/"+repo+"/blobs/"+dg, nil, authz(user, pass))
+	wantStatus(t, resp, http.StatusOK)
+	if got, err := io.ReadAll(resp.Body); err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("GET blob = %q, %v; want %q", got, err, blob)
+	}
+
+	// The password is kept only as a hash.
+	for _, p := range []string{r.LogPath(), filepath.Join(filepath.Dir(r.Storage()), "config.yml"), filepath.Join(filepath.Dir(r.Storage()), "htpasswd")} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(pass)) {
+			t.Fatalf("%s holds the password", p)
+		}
+	}
+
+	// Authentication is still required after a restart.
+	r.Restart(t)
+	check("after restart")
+}
+
+func TestWithBasicAuthRefuses(t *testing.T) {
+	for _, c := range []struct{ user, pass string }{
+		{"", "p"},
+		{"a:b", "p"},
+		{"a\nb", "p"},
+		{"a", ""},
+		{"a", "p\n"},
+		{"a", strings.Repeat("p", 73)},
+	} {
+		if err := WithBasicAuth(c.user, c.pass)(&options{}); err == nil {
+			t.Errorf("WithBasicAuth(%q, %q) accepted", c.user, c.pass)
+		}
+	}
+	var o options
+	if err := WithBasicAuth("a", strings.Repeat("p", 72))(&o); err != nil || o.user != "a" {
+		t.Errorf("WithBasicAuth with a 72-byte password: %v", err)
 	}
 }
