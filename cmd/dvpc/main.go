@@ -22,6 +22,9 @@ import (
 	"github.com/dvpc/dvpc/media"
 )
 
+// registryPrefix marks a --store that is a registry repository.
+const registryPrefix = "docker://"
+
 // Exit codes. They are documented in the README; change both together.
 const (
 	exitOK         = 0
@@ -181,8 +184,12 @@ func (g *globals) openRepo(ctx context.Context) (*image.Repo, error) {
 
 // openSource opens the store named by --store: a store directory, or media
 // (ISO or USB images, block devices, mounted or extracted media; several,
-// comma-separated, for the discs of a set), which are read-only.
+// comma-separated, for the discs of a set), or a mirror (docker://HOST/PATH,
+// read through the registry API), which are read-only.
 func (g *globals) openSource() (image.Source, error) {
+	if ref, ok := strings.CutPrefix(g.store, registryPrefix); ok {
+		return delta.NewRegistry(ref, delta.RegistryOptions{Timeout: g.timeout})
+	}
 	if !strings.Contains(g.store, ",") {
 		fi, err := os.Stat(g.store)
 		if err != nil {

@@ -37,7 +37,7 @@ func mirrorCommand(g *globals) *cli.Command {
 						return usageError{errors.New("mirror add takes one URL")}
 					}
 					return g.editMirrors(func(m *delta.Mirrors) error {
-						return m.Add(delta.Mirror{Name: name, URL: strings.TrimPrefix(c.Args().First(), "docker://"), Insecure: insecure})
+						return m.Add(delta.Mirror{Name: name, URL: strings.TrimPrefix(c.Args().First(), registryPrefix), Insecure: insecure})
 					})
 				},
 			},
@@ -105,9 +105,10 @@ func mirrorCommand(g *globals) *cli.Command {
 }
 
 // isMedium reports whether the store named is a medium (an image file, a
-// device, a mounted medium, a set of discs) rather than a store directory.
+// device, a mounted medium, a set of discs) or a mirror read as a store,
+// rather than a store directory.
 func isMedium(store string) bool {
-	if strings.Contains(store, ",") {
+	if strings.Contains(store, ",") || strings.HasPrefix(store, registryPrefix) {
 		return true
 	}
 	fi, err := os.Stat(store)
@@ -462,7 +463,7 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 		return err
 	}
 	for _, u := range urls {
-		u = strings.TrimPrefix(u, "docker://")
+		u = strings.TrimPrefix(u, registryPrefix)
 		if p, ok := strings.CutPrefix(u, delta.LocalPrefix); ok {
 			if abs, err := filepath.Abs(p); err == nil {
 				u = delta.LocalPrefix + abs

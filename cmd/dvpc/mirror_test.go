@@ -181,6 +181,47 @@ func TestMirrors(t *testing.T) {
 	got3 := filepath.Join(dir, "restored3")
 	again.must("restore", "latest", "--to", got3)
 	requireSameTree(t, home, got3)
+
+	// A mirror read as a store, with no local store at all: log, restore
+	// and verify straight from the registry; it is read-only.
+	remote := cli.onStore("docker://" + urls[1])
+	if refs := remote.snapshotRefs(); len(refs) != 2 {
+		t.Fatalf("log of the mirror: %v", refs)
+	}
+	got4 := filepath.Join(dir, "restored4")
+	remote.must("restore", "latest", "--to", got4)
+	requireSameTree(t, home, got4)
+	remote.must("verify", "--read-data")
+	remote.expect(exitError, "snapshot", home)
+	// A byte flipped in the largest blob on the registry's disk: verify of
+	// the mirror names that blob.
+	var big string
+	var bigSize int64
+	err = filepath.WalkDir(filepath.Join(regs[1].Storage(), "docker", "registry", "v2", "blobs"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "data" {
+			return err
+		}
+		fi, err := d.Info()
+		if err == nil && fi.Size() > bigSize {
+			big, bigSize = p, fi.Size()
+		}
+		return err
+	})
+	if err != nil || big == "" {
+		t.Fatalf("no blob in the registry's storage: %v", err)
+	}
+	b, err := os.ReadFile(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x10
+	if err := os.WriteFile(big, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = remote.expect(exitIntegrity, "verify", "--read-data")
+	if digest := filepath.Base(filepath.Dir(big)); !strings.Contains(r.String(), digest) {
+		t.Errorf("verify of the mirror should name blob %s:\n%s", digest, r)
+	}
 }
 
 // statusRow is one mirror in `dvpc --json mirror status`.
