@@ -73,7 +73,6 @@ type archiver struct {
 	nfile atomic.Int64
 }
 
-var dataPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunk); return &b }}
 var chunkerPool = sync.Pool{New: func() any { b := make([]byte, 2*MaxChunk); return &b }}
 
 // Snapshot records the directory root as a new snapshot.

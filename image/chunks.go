@@ -6,7 +6,11 @@ import (
 	"sync"
 )
 
-var sealPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunk+MaxChunk/8+64); return &b }}
+// Pooled buffers for a chunk's plain bytes and for its sealed bytes.
+var (
+	dataPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunk); return &b }}
+	sealPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunk+MaxChunk/8+64); return &b }}
+)
 
 func chunkAD(kind byte, id ChunkID) []byte {
 	ad := make([]byte, 0, 33)

@@ -203,11 +203,12 @@ func Open(ctx context.Context, src Source, secret []byte) (*Repo, OpenInfo, erro
 			}
 		}
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithWindowSize(MaxChunk), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, info, err
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxTreeBlob))
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxTreeBlob), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		return nil, info, err
 	}

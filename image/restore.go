@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 )
 
 // ErrTargetNotEmpty means a restore target holds files and --overwrite was
@@ -61,6 +62,7 @@ type restorer struct {
 	failed    atomic.Int64
 	first     atomic.Value
 	isRoot    bool
+	chunks    *semaphore.Weighted // bounds the chunks in flight
 }
 
 type dirMeta struct {
@@ -127,7 +129,8 @@ func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) er
 	if err != nil {
 		return err
 	}
-	rs := &restorer{r: r, opts: opts, jobs: make(chan restoreJob, 64), links: map[uint64]string{}, isRoot: os.Geteuid() == 0}
+	rs := &restorer{r: r, opts: opts, jobs: make(chan restoreJob, 64), links: map[uint64]string{}, isRoot: os.Geteuid() == 0,
+		chunks: semaphore.NewWeighted(restoreChunks())}
 	g, gctx := errgroup.WithContext(ctx)
 	var workers sync.WaitGroup
 	for range 4 * runtime.GOMAXPROCS(0) {
@@ -309,14 +312,13 @@ func (rs *restorer) clear(host string, wantDir bool) error {
 }
 
 func (rs *restorer) worker(ctx context.Context) error {
-	var buf []byte
 	for job := range rs.jobs {
 		f, err := createNoFollow(job.host)
 		if err != nil {
 			rs.fail(job.host, err)
 			continue
 		}
-		err = rs.writeFile(ctx, f, job.node, &buf)
+		err = rs.writeFile(ctx, f, job.node)
 		if err == nil {
 			err = rs.setMeta(job.host, job.node, f)
 		}
@@ -338,19 +340,31 @@ func (rs *restorer) worker(ctx context.Context) error {
 	return nil
 }
 
-func (rs *restorer) writeFile(ctx context.Context, f *os.File, n *Node, buf *[]byte) error {
+// restoreChunks bounds the chunks the restore workers hold at once, each
+// with its sealed and its plain bytes: the workers outnumber the cores so
+// that small files are written in parallel, but opening chunks is bound
+// by the cores, and each chunk in flight holds up to twice MaxChunk.
+func restoreChunks() int64 { return int64(runtime.GOMAXPROCS(0)) + 1 }
+
+func (rs *restorer) writeFile(ctx context.Context, f *os.File, n *Node) error {
 	var off int64
 	for _, p := range n.Parts {
 		if p.Hole > 0 {
 			off += int64(p.Hole)
 			continue
 		}
-		data, err := rs.r.loadChunk(ctx, KindData, p.Chunk, *buf)
-		if err != nil {
+		if err := rs.chunks.Acquire(ctx, 1); err != nil {
 			return err
 		}
-		*buf = data
-		if _, err := f.WriteAt(data, off); err != nil {
+		dp := dataPool.Get().(*[]byte)
+		data, err := rs.r.loadChunk(ctx, KindData, p.Chunk, (*dp)[:0])
+		if err == nil {
+			*dp = data[:0]
+			_, err = f.WriteAt(data, off)
+		}
+		dataPool.Put(dp)
+		rs.chunks.Release(1)
+		if err != nil {
 			return err
 		}
 		off += int64(len(data))
