@@ -17,6 +17,8 @@ deps:
 # The whole suite, external tools included; nothing is skipped.
 test: deps
 	$(GO) vet ./...
+	GOOS=windows $(GO) build -o /dev/null ./cmd/dvpc
+	GOOS=darwin $(GO) build -o /dev/null ./cmd/dvpc
 	$(GO) test -timeout 60m ./...
 
 test-short: build
