@@ -2,6 +2,14 @@
 # Installs the Debian packages that dvpc's tests call, when any is missing.
 # Used by `make test` and .ci/run; safe to run again.
 set -euo pipefail
+
+# crane, go-containerregistry's command, is not packaged in Debian: it comes
+# from the Go module proxy, into $(go env GOPATH)/bin.
+crane_version=v0.22.1
+if ! command -v crane >/dev/null && [ ! -x "$(go env GOPATH)/bin/crane" ]; then
+  go install "github.com/google/go-containerregistry/cmd/crane@${crane_version}"
+fi
+
 pkgs=(skopeo docker-registry openssh-client python3 attr git mount util-linux xorriso genisoimage gdisk dosfstools mtools chromium restic borgbackup)
 need=()
 for p in "${pkgs[@]}"; do

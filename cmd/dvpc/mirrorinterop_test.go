@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,12 +13,14 @@ import (
 )
 
 // TestMirrorInterop: what dvpc pushes is an ordinary OCI repository.
-// skopeo lists its tags and returns the signed manifest bytes unchanged, a
-// skopeo copy to another registry keeps the digests, and dvpc pulls from
-// that copy, verifies it and restores identically.
+// skopeo and crane list its tags and return the signed manifest bytes
+// unchanged, a skopeo copy and a crane copy to other registries keep the
+// digests, and dvpc pulls from each copy, verifies it and restores
+// identically.
 func TestMirrorInterop(t *testing.T) {
 	skopeo := requireTool(t, "skopeo", "skopeo")
-	regs := regtest.StartN(t, 2)
+	crane := requireCrane(t)
+	regs := regtest.StartN(t, 3)
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
 	mkhome(t, home)
@@ -63,4 +66,54 @@ func TestMirrorInterop(t *testing.T) {
 	other.must("restore", id, "--to", got)
 	requireSameTree(t, home, got)
 	other.must("verify", "--read-data")
+
+	// crane sees the same tags and manifest digests, and copies the whole
+	// repository.
+	craneOut := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(crane, append(args, "--insecure")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("crane %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	listed := strings.Fields(craneOut("ls", src))
+	slices.Sort(listed)
+	slices.Sort(tags)
+	if !slices.Equal(listed, tags) {
+		t.Fatalf("crane ls: %v, skopeo: %v", listed, tags)
+	}
+	for _, tag := range tags {
+		if d := craneOut("digest", src+":"+tag); strings.HasPrefix(tag, "snap-") && !strings.HasPrefix(d, "sha256:"+tag[len(tag)-12:]) {
+			t.Errorf("crane digest of %s: %s", tag, d)
+		}
+	}
+	craneDst := regs[2].Addr() + "/crane/home"
+	craneOut("copy", "--all-tags", src, craneDst)
+	third := cli.onStore(filepath.Join(dir, "from-crane"))
+	third.must("pull", craneDst)
+	got = filepath.Join(dir, "restored-crane")
+	third.must("restore", id, "--to", got)
+	requireSameTree(t, home, got)
+	third.must("verify", "--read-data")
+}
+
+// requireCrane finds crane, which `make deps` installs from the Go module
+// proxy: in PATH, or in $(go env GOPATH)/bin.
+func requireCrane(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("crane"); err == nil {
+		return p
+	}
+	out, err := exec.Command("go", "env", "GOPATH").Output()
+	if err == nil {
+		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			p := filepath.Join(dir, "bin", "crane")
+			if _, err := exec.LookPath(p); err == nil {
+				return p
+			}
+		}
+	}
+	t.Fatalf("crane is not installed; run `make deps` (go install github.com/google/go-containerregistry/cmd/crane)")
+	return ""
 }
