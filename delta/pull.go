@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,9 +223,10 @@ func (f *failover) served(m *mirrorState, n int64, d time.Duration) {
 // the time each would take: its answer time plus what it is already
 // sending and the blob, at its rate. A mirror whose rate is not known yet
 // is taken to be as fast as the fastest known one, and at least
-// assumedRate, so that it is tried before mirrors known to be slower. The
-// first mirror is counted as sending the blob until release is called, so
-// that transfers started together spread over mirrors of unknown speed.
+// assumedRate, so that it is tried before mirrors known to be slower, but
+// with one blob at a time until that blob has measured it. The first
+// mirror is counted as sending the blob until release is called, so that
+// transfers started together spread over the mirrors.
 func (f *failover) order(size int64) (ms []*mirrorState, release func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -243,10 +245,16 @@ func (f *failover) order(size int64) (ms []*mirrorState, release func()) {
 			k.rank++
 		}
 		r := m.rate()
-		if r <= 0 {
-			r = best
+		switch {
+		case r > 0:
+			k.cost += float64(m.inflight+size) / r
+		case m.inflight > 0:
+			// Not measured yet and already sending a blob: the one
+			// transfer measures it before it is sent more.
+			k.cost = math.Inf(1)
+		default:
+			k.cost += float64(size) / best
 		}
-		k.cost += float64(m.inflight+size) / r
 		keys[m] = k
 	}
 	out := slices.Clone(f.mirrors)
