@@ -73,8 +73,6 @@ type archiver struct {
 	nfile atomic.Int64
 }
 
-var chunkerPool = sync.Pool{New: func() any { b := make([]byte, 2*MaxChunk); return &b }}
-
 // Snapshot records the directory root as a new snapshot.
 func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) (*Snapshot, Stats, error) {
 	if r.st == nil {
@@ -167,7 +165,7 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 func (a *archiver) run(ctx context.Context, abs string, rst *unix.Stat_t, parentTop *Tree) (ChunkID, map[ChunkID]bool, error) {
 	workers := runtime.GOMAXPROCS(0)
 	a.files = make(chan fileJob, 256)
-	a.seals = make(chan sealJob, workers)
+	a.seals = make(chan sealJob) // a reader hands a chunk straight to a free sealer
 	g, gctx := errgroup.WithContext(ctx)
 	var readers sync.WaitGroup
 	for i := range workers {
@@ -416,7 +414,7 @@ func (a *archiver) progress(n int64) {
 }
 
 func (a *archiver) reader(ctx context.Context) error {
-	bp := chunkerPool.Get().(*[]byte)
+	bp := chunkerPool.Get()
 	defer chunkerPool.Put(bp)
 	for job := range a.files {
 		err := a.readFile(ctx, job, *bp)
@@ -485,7 +483,7 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, buf []byte) error 
 			if !a.r.idx.reserve(id) {
 				continue
 			}
-			dp := dataPool.Get().(*[]byte)
+			dp := dataPool.Get()
 			*dp = append((*dp)[:0], data...)
 			select {
 			case a.seals <- sealJob{id: id, data: dp}:
@@ -530,9 +528,9 @@ func (a *archiver) progressBytes(n int64) {
 }
 
 func (a *archiver) sealer(ctx context.Context, writer int) error {
-	bp := sealPool.Get().(*[]byte)
+	bp := sealPool.Get()
 	defer sealPool.Put(bp)
-	op := sealPool.Get().(*[]byte)
+	op := sealPool.Get()
 	defer sealPool.Put(op)
 	for job := range a.seals {
 		sealed := a.r.sealChunk(KindData, job.id, *job.data, bp, (*op)[:0])
@@ -580,7 +578,7 @@ func (a *archiver) finishDir(ctx context.Context, db *dirBuild, used map[ChunkID
 	id := a.r.keys.ChunkID(enc)
 	used[id] = true
 	if a.r.idx.reserve(id) {
-		bp := sealPool.Get().(*[]byte)
+		bp := sealPool.Get()
 		sealed := a.r.sealChunk(KindTree, id, enc, bp, nil)
 		sealPool.Put(bp)
 		if err := a.trees.add(ctx, 0, id, sealed, len(enc)); err != nil {

@@ -3,13 +3,15 @@ package image
 import (
 	"context"
 	"fmt"
-	"sync"
 )
 
-// Pooled buffers for a chunk's plain bytes and for its sealed bytes.
+// Reused buffers for a chunk's plain bytes, for its sealed bytes, and for
+// the chunkers. Each list keeps as many as a snapshot or a restore has in
+// use at once on a machine of up to 8 cores; more are made when needed.
 var (
-	dataPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunk); return &b }}
-	sealPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxChunk+MaxChunk/8+64); return &b }}
+	dataPool    = newBufList(16, MaxChunk, false)
+	sealPool    = newBufList(16, MaxChunk+MaxChunk/8+64, false)
+	chunkerPool = newBufList(8, 2*MaxChunk, true)
 )
 
 func chunkAD(kind byte, id ChunkID) []byte {
@@ -69,7 +71,7 @@ func (r *Repo) loadChunk(ctx context.Context, kind byte, id ChunkID, dst []byte)
 	if err != nil {
 		return nil, &ChunkError{ID: id, Pack: loc.pack, Err: err}
 	}
-	bp := sealPool.Get().(*[]byte)
+	bp := sealPool.Get()
 	defer sealPool.Put(bp)
 	sealed := (*bp)[:0]
 	if int64(cap(sealed)) < loc.length {

@@ -106,7 +106,7 @@ func (l *Layout) CreateBlob(ctx context.Context) (BlobWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create blob: %w", err)
 	}
-	bw := bufio.NewWriterSize(f, 1<<20)
+	bw := bufio.NewWriterSize(f, 128<<10) // large writes (sealed chunks) pass straight through
 	return &layoutWriter{l: l, f: f, bw: bw, hw: &hashingWriter{w: bw, h: sha256.New()}}, nil
 }
 

@@ -356,7 +356,7 @@ func (rs *restorer) writeFile(ctx context.Context, f *os.File, n *Node) error {
 		if err := rs.chunks.Acquire(ctx, 1); err != nil {
 			return err
 		}
-		dp := dataPool.Get().(*[]byte)
+		dp := dataPool.Get()
 		data, err := rs.r.loadChunk(ctx, KindData, p.Chunk, (*dp)[:0])
 		if err == nil {
 			*dp = data[:0]

@@ -49,7 +49,16 @@ type globals struct {
 	closers []func()
 }
 
+// gcPercent is the collector's target unless GOGC says otherwise. dvpc's
+// large buffers are reused, so little garbage is made and collecting at a
+// quarter more than what is in use costs little CPU, while the default
+// (twice what is in use) lets the heap grow by the whole metadata of a run.
+const gcPercent = 25
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr))
