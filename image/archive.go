@@ -530,11 +530,8 @@ func (a *archiver) progressBytes(n int64) {
 func (a *archiver) sealer(ctx context.Context, writer int) error {
 	bp := sealPool.Get()
 	defer sealPool.Put(bp)
-	op := sealPool.Get()
-	defer sealPool.Put(op)
 	for job := range a.seals {
-		sealed := a.r.sealChunk(KindData, job.id, *job.data, bp, (*op)[:0])
-		*op = sealed
+		sealed := a.r.sealChunk(KindData, job.id, *job.data, bp)
 		raw := len(*job.data)
 		dataPool.Put(job.data)
 		if err := a.data.add(ctx, writer, job.id, sealed, raw); err != nil {
@@ -579,9 +576,10 @@ func (a *archiver) finishDir(ctx context.Context, db *dirBuild, used map[ChunkID
 	used[id] = true
 	if a.r.idx.reserve(id) {
 		bp := sealPool.Get()
-		sealed := a.r.sealChunk(KindTree, id, enc, bp, nil)
+		sealed := a.r.sealChunk(KindTree, id, enc, bp)
+		err := a.trees.add(ctx, 0, id, sealed, len(enc))
 		sealPool.Put(bp)
-		if err := a.trees.add(ctx, 0, id, sealed, len(enc)); err != nil {
+		if err != nil {
 			return ChunkID{}, err
 		}
 		a.newB.Add(int64(len(sealed)))

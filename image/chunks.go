@@ -3,6 +3,8 @@ package image
 import (
 	"context"
 	"fmt"
+
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // Reused buffers for a chunk's plain bytes, for its sealed bytes, and for
@@ -19,20 +21,26 @@ func chunkAD(kind byte, id ChunkID) []byte {
 	return append(append(ad, kind), id[:]...)
 }
 
-// sealChunk compresses (when that shrinks it) and seals one chunk, using
-// *buf as scratch and appending the sealed bytes to out.
-func (r *Repo) sealChunk(kind byte, id ChunkID, data []byte, buf *[]byte, out []byte) []byte {
-	pt := (*buf)[:0]
+// sealChunk compresses (when that shrinks it) and seals one chunk in
+// *buf, which it may grow, and returns the sealed bytes: nonce, then the
+// codec byte and payload sealed in place, then the tag. They alias *buf.
+func (r *Repo) sealChunk(kind byte, id ChunkID, data []byte, buf *[]byte) []byte {
+	const ns = chacha20poly1305.NonceSizeX
+	var room [ns]byte
+	pt := append((*buf)[:0], room[:]...) // for the nonce
 	pt = append(pt, codecZstd)
 	if worthCompressing(data) {
 		pt = r.zenc.EncodeAll(data, pt)
 	}
-	if len(pt) == 1 || len(pt)-1 >= len(data) {
-		pt = append(pt[:0], codecRaw)
+	if len(pt) == ns+1 || len(pt)-ns-1 >= len(data) {
+		pt = append(pt[:ns], codecRaw)
 		pt = append(pt, data...)
 	}
+	if cap(pt) < len(pt)+chacha20poly1305.Overhead {
+		pt = append(pt, make([]byte, chacha20poly1305.Overhead)...)[:len(pt)]
+	}
 	*buf = pt
-	return seal(r.keys.blob, out, pt, chunkAD(kind, id))
+	return sealInPlace(r.keys.blob, pt, chunkAD(kind, id))
 }
 
 // worthCompressing guesses from a sample whether zstd will shrink data;

@@ -136,7 +136,7 @@ func sfForge(t *testing.T, r *Repo, children []*Node, subtrees map[string][]*Nod
 		used[id] = true
 		if r.idx.reserve(id) {
 			var buf []byte
-			if err := pk.add(ctx, 0, id, r.sealChunk(KindTree, id, enc, &buf, nil), len(enc)); err != nil {
+			if err := pk.add(ctx, 0, id, r.sealChunk(KindTree, id, enc, &buf), len(enc)); err != nil {
 				t.Fatal(err)
 			}
 		}

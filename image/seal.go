@@ -32,6 +32,19 @@ func seal(aead cipher.AEAD, dst, plaintext, ad []byte) []byte {
 	return aead.Seal(dst, nonce[:], plaintext, ad)
 }
 
+// sealInPlace seals b[NonceSizeX:] over itself and writes the nonce into
+// b[:NonceSizeX], giving the same bytes as seal: nonce || ciphertext ||
+// tag. Nothing is allocated when cap(b) holds the tag.
+func sealInPlace(aead cipher.AEAD, b, ad []byte) []byte {
+	const ns = chacha20poly1305.NonceSizeX
+	var nonce [ns]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		panic("dvpc: no randomness: " + err.Error())
+	}
+	copy(b[:ns], nonce[:])
+	return aead.Seal(b[:ns], nonce[:], b[ns:], ad)
+}
+
 // open reverses seal, appending the plaintext to dst.
 func open(aead cipher.AEAD, dst, sealed, ad []byte) ([]byte, error) {
 	if len(sealed) < sealOverhead {
