@@ -71,12 +71,16 @@ func DockerKeychain(ctx context.Context, host string) (Credentials, error) {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return Credentials{}, fmt.Errorf("docker config %s: %w", filepath.Join(dir, "config.json"), err)
 	}
+	server := host // what the credential helpers are asked for
+	if host == hubHost {
+		server, host = hubCredentialsKey, "index.docker.io"
+	}
 	helper := cfg.CredHelpers[host]
 	if helper == "" {
 		helper = cfg.CredsStore
 	}
 	if helper != "" {
-		c, err := credentialHelper(ctx, helper, host)
+		c, err := credentialHelper(ctx, helper, server)
 		if err != nil || c != (Credentials{}) {
 			return c, err
 		}

@@ -530,3 +530,39 @@ func readLog(t *testing.T, reg *regtest.Registry) string {
 	}
 	return string(b)
 }
+
+// TestDockerHub: a mirror on Docker Hub, named docker.io (or its other
+// names), talks to registry-1.docker.io, and its credentials are those the
+// Docker client keeps for Hub: the auths key https://index.docker.io/v1/,
+// or what a credential helper answers for that server.
+func TestDockerHub(t *testing.T) {
+	for _, name := range []string{"docker.io", "index.docker.io", "registry-1.docker.io"} {
+		r, err := NewRegistry(name+"/alice/home", RegistryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := r.url("/tags/list"), "https://registry-1.docker.io/v2/alice/home/tags/list"; got != want {
+			t.Errorf("%s: API at %s, want %s", name, got, want)
+		}
+		if r.String() != "docker.io/alice/home" || r.Host() != "docker.io" {
+			t.Errorf("%s: named %s on %s", name, r, r.Host())
+		}
+	}
+
+	right := map[string]string{"auth": basicAuth(authUser, authPass)}
+	useDockerConfig(t, map[string]any{"auths": map[string]any{hubCredentialsKey: right}})
+	got, err := DockerKeychain(context.Background(), hubHost)
+	if err != nil || got != (Credentials{authUser, authPass}) {
+		t.Fatalf("Hub credentials from auths: user %q, %v", got.User, err)
+	}
+
+	asked := installCredHelper(t, hubCredentialsKey, authUser, authPass)
+	useDockerConfig(t, map[string]any{"credsStore": "dvpctest"})
+	got, err = DockerKeychain(context.Background(), hubHost)
+	if err != nil || got != (Credentials{authUser, authPass}) {
+		t.Fatalf("Hub credentials from the helper: user %q, %v", got.User, err)
+	}
+	if a := helperAsked(t, asked); !slices.Equal(a, []string{hubCredentialsKey}) {
+		t.Fatalf("the helper was asked for %v, want %s", a, hubCredentialsKey)
+	}
+}

@@ -55,7 +55,8 @@ type RegistryOptions struct {
 // Registry is one repository of an OCI registry used as a mirror. It is a
 // read-only [image.Source]; [Push] writes to it.
 type Registry struct {
-	host    string // host[:port]
+	host    string // host[:port], as named
+	apiHost string // where the registry API answers: host, but for Docker Hub
 	path    string // repository path
 	scheme  string
 	kc      Keychain
@@ -96,8 +97,11 @@ func NewRegistry(ref string, opts RegistryOptions) (*Registry, error) {
 			return nil, fmt.Errorf("mirror %q: bad repository path component %q", ref, c)
 		}
 	}
-	r := &Registry{host: host, path: path, scheme: "https", kc: opts.Keychain,
+	r := &Registry{host: host, apiHost: host, path: path, scheme: "https", kc: opts.Keychain,
 		authz: map[string]string{}, manifests: map[image.Digest]manifest{}}
+	if slices.Contains(hubNames, host) {
+		r.host, r.apiHost = hubHost, hubAPIHost
+	}
 	if opts.Insecure || isLoopback(host) {
 		r.scheme = "http"
 	}
@@ -115,6 +119,17 @@ func NewRegistry(ref string, opts RegistryOptions) (*Registry, error) {
 	r.hc = &http.Client{Transport: rt}
 	return r, nil
 }
+
+// Docker Hub is named docker.io (or index.docker.io); its API answers at
+// registry-1.docker.io, and the Docker client keeps its credentials under
+// hubCredentialsKey.
+const (
+	hubHost           = "docker.io"
+	hubAPIHost        = "registry-1.docker.io"
+	hubCredentialsKey = "https://index.docker.io/v1/"
+)
+
+var hubNames = []string{hubHost, "index.docker.io", hubAPIHost}
 
 // isLoopback reports whether host[:port] names the local machine.
 func isLoopback(host string) bool {
@@ -151,7 +166,7 @@ func scopesFor(path string, push bool, mountFrom string) []string {
 }
 
 func (r *Registry) url(path string) string {
-	return r.scheme + "://" + r.host + "/v2/" + r.path + path
+	return r.scheme + "://" + r.apiHost + "/v2/" + r.path + path
 }
 
 // HTTPError is a registry's answer with an unexpected status.
