@@ -226,7 +226,12 @@ func TestHostileMirrors(t *testing.T) {
 		newest  string
 		badSigs int
 	}{{h.honest, h.s2.Ref, 0}, {h.stale, h.s1.Ref, 0}, {h.sigForg, "", 2}} {
-		newest, probs, err := NewestVerified(ctx, mirrorAt(t, tc.addr, "dvpc/home"), kf)
+		m := mirrorAt(t, tc.addr, "dvpc/home")
+		refs, err := m.Refs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newest, probs, err := NewestVerified(ctx, m, refs, kf)
 		if err != nil || newest != tc.newest || len(probs) != tc.badSigs {
 			t.Fatalf("newest verified on %s: %q, %v, %v; want %q and %d problems", tc.addr, newest, probs, err, tc.newest, tc.badSigs)
 		}

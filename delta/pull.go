@@ -596,14 +596,10 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	return rep, nil
 }
 
-// NewestVerified returns the newest snapshot tag of a mirror whose
-// signature verifies against kf and that belongs to kf's store ("" if
-// none does), and the problems of the newer tags that do not.
-func NewestVerified(ctx context.Context, m Endpoint, kf *image.KeyFile) (string, []image.SnapshotProblem, error) {
-	refs, err := m.Refs(ctx)
-	if err != nil {
-		return "", nil, err
-	}
+// NewestVerified returns the newest snapshot tag among refs, a mirror's,
+// whose signature verifies against kf and that belongs to kf's store (""
+// if none does), and the problems of the newer tags that do not.
+func NewestVerified(ctx context.Context, m image.Source, refs []image.Ref, kf *image.KeyFile) (string, []image.SnapshotProblem, error) {
 	names, err := selectSnapshots(refs, WantLatest)
 	if err != nil {
 		return "", nil, err

@@ -210,18 +210,18 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 		if probe {
 			reg, err := delta.OpenEndpoint(m.URL, delta.RegistryOptions{Insecure: m.Insecure, Timeout: g.timeout})
 			ok := err == nil
-			var tags []string
+			var refs []image.Ref
 			if ok {
-				tags, err = reg.Tags(ctx)
+				refs, err = reg.Refs(ctx)
 				ok = err == nil
 			}
 			r.Reachable = &ok
 			if ok {
 				have := map[string]bool{}
-				for _, t := range tags {
-					have[t] = true
+				for _, ref := range refs {
+					have[ref.Name] = true
 				}
-				newest, probs, err := delta.NewestVerified(ctx, reg, kf)
+				newest, probs, err := delta.NewestVerified(ctx, reg, refs, kf)
 				if err != nil {
 					r.LastError = err.Error()
 				}
