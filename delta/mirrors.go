@@ -36,6 +36,13 @@ type Mirror struct {
 	Pushed string `json:"pushed,omitempty"`
 }
 
+// Waits reports whether the snapshot tagged tag waits for a push to the
+// mirror: it is newer than the newest one the last completed push left
+// there. Tags carry the zero-padded sequence number, so they sort by it.
+func (m Mirror) Waits(tag string) bool {
+	return strings.HasPrefix(tag, "snap-") && tag > m.Pushed
+}
+
 // Rate is the mirror's best-known read throughput in bytes/s: what the
 // last pull measured, else what the last push did, else 0.
 func (m Mirror) Rate() float64 {

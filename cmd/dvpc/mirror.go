@@ -313,7 +313,7 @@ func speeds(pull, push float64) string {
 func pendingFor(local []image.Ref, m delta.Mirror) int {
 	n := 0
 	for _, r := range local {
-		if strings.HasPrefix(r.Name, "snap-") && r.Name > m.Pushed {
+		if m.Waits(r.Name) {
 			n++
 		}
 	}

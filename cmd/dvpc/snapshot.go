@@ -82,7 +82,7 @@ func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) e
 	// delivers it; the mirror list knows what each last received.
 	queued := []string{}
 	for _, m := range mirrors.Mirrors {
-		if m.Pushed < snap.Ref {
+		if m.Waits(snap.Ref) {
 			queued = append(queued, m.Name)
 		}
 	}
