@@ -196,19 +196,11 @@ func (g *globals) openRepo(ctx context.Context) (*image.Repo, error) {
 // comma-separated, for the discs of a set), or a mirror (docker://HOST/PATH,
 // read through the registry API), which are read-only.
 func (g *globals) openSource() (image.Source, error) {
-	if ref, ok := strings.CutPrefix(g.store, registryPrefix); ok {
-		return delta.NewRegistry(ref, delta.RegistryOptions{Timeout: g.timeout})
-	}
-	if !strings.Contains(g.store, ",") {
-		fi, err := os.Stat(g.store)
-		if err != nil {
-			return image.OpenLayout(g.store) // says what is missing and what to do
-		}
-		if fi.IsDir() {
-			if _, err := os.Stat(filepath.Join(g.store, media.StoreDir, "oci-layout")); err != nil {
-				return image.OpenLayout(g.store)
-			}
-		}
+	switch storeKind(g.store) {
+	case kindRegistry:
+		return delta.NewRegistry(strings.TrimPrefix(g.store, registryPrefix), delta.RegistryOptions{Timeout: g.timeout})
+	case kindDir:
+		return image.OpenLayout(g.store) // when it is none, it says what is missing and what to do
 	}
 	src, ms, err := media.OpenSet(strings.Split(g.store, ","))
 	if err != nil {
@@ -220,6 +212,35 @@ func (g *globals) openSource() (image.Source, error) {
 		}
 	})
 	return src, nil
+}
+
+// What --store names.
+const (
+	kindDir      = iota // a store directory (or nothing yet)
+	kindMedia           // image files, devices, mounted or extracted media
+	kindRegistry        // a mirror, docker://HOST/PATH
+)
+
+// storeKind tells what --store names: a mirror, media (several are
+// comma-separated; a directory is a medium when it holds store/oci-layout),
+// or else a store directory.
+func storeKind(store string) int {
+	if strings.HasPrefix(store, registryPrefix) {
+		return kindRegistry
+	}
+	if strings.Contains(store, ",") {
+		return kindMedia
+	}
+	fi, err := os.Stat(store)
+	if err != nil {
+		return kindDir
+	}
+	if fi.IsDir() {
+		if _, err := os.Stat(filepath.Join(store, media.StoreDir, "oci-layout")); err != nil {
+			return kindDir
+		}
+	}
+	return kindMedia
 }
 
 // flagsFirst moves a command's flags before its arguments, so that

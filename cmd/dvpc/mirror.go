@@ -104,23 +104,9 @@ func mirrorCommand(g *globals) *cli.Command {
 	}
 }
 
-// isMedium reports whether the store named is a medium (an image file, a
-// device, a mounted medium, a set of discs) or a mirror read as a store,
-// rather than a store directory.
-func isMedium(store string) bool {
-	if strings.Contains(store, ",") || strings.HasPrefix(store, registryPrefix) {
-		return true
-	}
-	fi, err := os.Stat(store)
-	if err != nil {
-		return false
-	}
-	if !fi.IsDir() {
-		return true
-	}
-	_, err = os.Stat(filepath.Join(store, "oci-layout"))
-	return err != nil
-}
+// isMedium reports whether the store named is read-only: media or a
+// mirror rather than a store directory.
+func isMedium(store string) bool { return storeKind(store) != kindDir }
 
 // listRecordedMirrors prints the mirrors recorded in a medium's newest
 // snapshot: where a PC that has only the medium finds the newer state.
