@@ -90,9 +90,7 @@ func TestAuthMirror(t *testing.T) {
 		t.Fatalf("pull:\n%s", r)
 	}
 	noSecret("pull", r.String())
-	got := filepath.Join(dir, "restored")
-	fresh.must("restore", "latest", "--to", got)
-	requireSameTree(t, home, got)
+	fresh.requireRestores("latest", home)
 
 	// A wrong password: the push fails for that mirror, and the password
 	// shows nowhere.
@@ -150,7 +148,5 @@ func TestAuthMirror(t *testing.T) {
 	if !strings.Contains(r.stdout, "pulled 1 snapshots") {
 		t.Fatalf("second pull:\n%s", r)
 	}
-	got2 := filepath.Join(dir, "restored2")
-	fresh.must("restore", "latest", "--to", got2)
-	requireSameTree(t, home, got2)
+	fresh.requireRestores("latest", home)
 }

@@ -179,6 +179,15 @@ func (d *dvpcCLI) snapshot(dir string) string {
 	return id
 }
 
+// requireRestores restores snap into a new directory and requires it to
+// be identical to want: contents, types, modes, times and links.
+func (d *dvpcCLI) requireRestores(snap, want string) {
+	d.t.Helper()
+	got := filepath.Join(d.t.TempDir(), "restored")
+	d.must("restore", snap, "--to", got)
+	requireSameTree(d.t, want, got)
+}
+
 // snapshotRefs lists the tags of the store's snapshots, oldest first, as
 // `dvpc --json log` gives them.
 func (d *dvpcCLI) snapshotRefs() []string {
@@ -931,9 +940,7 @@ func testKeyPasswd(t *testing.T, f *e2eFixture) {
 		}
 	}
 	nd.must("verify", "--read-data")
-	dir := filepath.Join(t.TempDir(), "restored")
-	nd.must("restore", "latest", "--to", dir)
-	requireSameTree(t, f.refs[2], dir)
+	nd.requireRestores("latest", f.refs[2])
 	// Recovery codes still open the store after a passphrase change.
 	d.with("DVPC_PASSPHRASE", f.codes[0]).must("log")
 }
@@ -1041,9 +1048,7 @@ func testCorruptPack(t *testing.T, f *e2eFixture) {
 		t.Errorf("file2 restored from %s: %d bytes, %v; want its %d bytes", idB, len(got), err, len(file2))
 	}
 	// Snapshots that do not use the pack restore whole.
-	dir3 := filepath.Join(t.TempDir(), "r3")
-	d.must("restore", f.ids[2], "--to", dir3)
-	requireSameTree(t, f.refs[2], dir3)
+	d.requireRestores(f.ids[2], f.refs[2])
 }
 
 // testAlteredManifest rewrites the blob of snapshot 2's manifest in place.
@@ -1076,9 +1081,7 @@ func testAlteredManifest(t *testing.T, f *e2eFixture) {
 	}
 	d.expect(exitNotFound, "restore", f.ids[1], "--to", filepath.Join(t.TempDir(), "r"))
 	// The others still restore.
-	dir := filepath.Join(t.TempDir(), "r3")
-	d.must("restore", f.ids[2], "--to", dir)
-	requireSameTree(t, f.refs[2], dir)
+	d.requireRestores(f.ids[2], f.refs[2])
 }
 
 // replaceSignature points the signature tag of a snapshot at a new

@@ -68,9 +68,7 @@ func TestForgetPrune(t *testing.T) {
 		t.Errorf("prune freed %d bytes of %d; the second snapshot had 2 MiB of its own", before-after, before)
 	}
 	cli.must("verify", "--read-data")
-	got := filepath.Join(dir, "restored")
-	cli.must("restore", ids[2], "--to", got)
-	requireSameTree(t, home, got)
+	cli.requireRestores(ids[2], home)
 	r = cli.must("prune")
 	if !strings.Contains(r.stdout, "deleted 0 blobs") {
 		t.Errorf("second prune:\n%s", r)

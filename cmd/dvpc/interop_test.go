@@ -117,12 +117,8 @@ func TestInterop(t *testing.T) {
 		if ids := logIDs(bd.log()); !slices.Equal(ids, []string{id1, id2}) {
 			t.Errorf("the copy lists snapshots %v, want %v", ids, []string{id1, id2})
 		}
-		dir := filepath.Join(t.TempDir(), "latest")
-		bd.must("restore", "latest", "--to", dir)
-		requireSameTree(t, home, dir)
-		dir = filepath.Join(t.TempDir(), "first")
-		bd.must("restore", id1, "--to", dir)
-		requireSameTree(t, ref1, dir)
+		bd.requireRestores("latest", home)
+		bd.requireRestores(id1, ref1)
 	})
 
 	t.Run("ssh-keygen", func(t *testing.T) {

@@ -98,14 +98,10 @@ func TestMediaISO(t *testing.T) {
 	if out, err := exec.Command(osirrox, "-indev", iso, "-extract", "/", ext).CombinedOutput(); err != nil {
 		t.Fatalf("osirrox: %v\n%s", err, out)
 	}
-	got := filepath.Join(dir, "from-extract")
-	f.cli.onStore(filepath.Join(ext, "store")).must("restore", "latest", "--to", got)
-	requireSameTree(t, f.home, got)
+	f.cli.onStore(filepath.Join(ext, "store")).requireRestores("latest", f.home)
 
 	// Straight from the image file, without mounting.
-	got2 := filepath.Join(dir, "from-iso")
-	f.cli.onStore(iso).must("restore", "latest", "--to", got2)
-	requireSameTree(t, f.home, got2)
+	f.cli.onStore(iso).requireRestores("latest", f.home)
 	f.cli.onStore(iso).must("verify", "--read-data")
 	r := f.cli.must("attach", iso)
 	if !strings.Contains(r.stdout, "DVPC_") || strings.Count(r.stdout, "good") != 2 {
@@ -155,9 +151,7 @@ func TestMediaISOSpan(t *testing.T) {
 		}
 	}
 	all := strings.Join(discs, ",")
-	got := filepath.Join(dir, "restored")
-	f.cli.onStore(all).must("restore", "latest", "--to", got)
-	requireSameTree(t, f.home, got)
+	f.cli.onStore(all).requireRestores("latest", f.home)
 	f.cli.onStore(all).must("verify", "--read-data")
 
 	// One disc missing: attach and restore name it.
@@ -207,13 +201,9 @@ func TestMediaUSB(t *testing.T) {
 	if out, err := exec.Command(mcopy, "-s", "-n", "-i", filepath.Join(dir, "part2"), "::store", ext).CombinedOutput(); err != nil {
 		t.Fatalf("mcopy: %v\n%s", err, out)
 	}
-	got := filepath.Join(dir, "from-mcopy")
-	f.cli.onStore(filepath.Join(ext, "store")).must("restore", "latest", "--to", got)
-	requireSameTree(t, f.home, got)
+	f.cli.onStore(filepath.Join(ext, "store")).requireRestores("latest", f.home)
 
-	got2 := filepath.Join(dir, "from-image")
-	f.cli.onStore(img).must("restore", "latest", "--to", got2)
-	requireSameTree(t, f.home, got2)
+	f.cli.onStore(img).requireRestores("latest", f.home)
 	f.cli.onStore(img).must("verify", "--read-data")
 	f.cli.must("attach", img)
 

@@ -90,9 +90,7 @@ func TestMirrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rates); err != nil || len(rates) != 2 || rates[0].PullRate+rates[1].PullRate <= 0 {
 		t.Errorf("the pull measured no mirror's speed: %v %+v\n%s", err, rates, r)
 	}
-	got := filepath.Join(dir, "restored")
-	fresh.must("restore", "latest", "--to", got)
-	requireSameTree(t, home, got)
+	fresh.requireRestores("latest", home)
 	fresh.must("verify", "--read-data")
 
 	// One mirror down: the new snapshot is queued for both (the list says
@@ -178,9 +176,7 @@ func TestMirrors(t *testing.T) {
 
 	again := cli.onStore(filepath.Join(dir, "third-pc"))
 	again.must("pull", urls[0])
-	got3 := filepath.Join(dir, "restored3")
-	again.must("restore", "latest", "--to", got3)
-	requireSameTree(t, home, got3)
+	again.requireRestores("latest", home)
 
 	// A mirror read as a store, with no local store at all: log, restore
 	// and verify straight from the registry; it is read-only.
@@ -188,9 +184,7 @@ func TestMirrors(t *testing.T) {
 	if refs := remote.snapshotRefs(); len(refs) != 2 {
 		t.Fatalf("log of the mirror: %v", refs)
 	}
-	got4 := filepath.Join(dir, "restored4")
-	remote.must("restore", "latest", "--to", got4)
-	requireSameTree(t, home, got4)
+	remote.requireRestores("latest", home)
 	remote.must("verify", "--read-data")
 	remote.expect(exitError, "snapshot", home)
 	// A byte flipped in the largest blob on the registry's disk: verify of

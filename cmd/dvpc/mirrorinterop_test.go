@@ -62,9 +62,7 @@ func TestMirrorInterop(t *testing.T) {
 	}
 	other := cli.onStore(filepath.Join(dir, "from-copy"))
 	other.must("pull", regs[1].Addr()+"/copied/home")
-	got := filepath.Join(dir, "restored")
-	other.must("restore", id, "--to", got)
-	requireSameTree(t, home, got)
+	other.requireRestores(id, home)
 	other.must("verify", "--read-data")
 
 	// crane sees the same tags and manifest digests, and copies the whole
@@ -92,9 +90,7 @@ func TestMirrorInterop(t *testing.T) {
 	craneOut("copy", "--all-tags", src, craneDst)
 	third := cli.onStore(filepath.Join(dir, "from-crane"))
 	third.must("pull", craneDst)
-	got = filepath.Join(dir, "restored-crane")
-	third.must("restore", id, "--to", got)
-	requireSameTree(t, home, got)
+	third.requireRestores(id, home)
 	third.must("verify", "--read-data")
 }
 

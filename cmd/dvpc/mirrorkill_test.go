@@ -85,9 +85,7 @@ func TestPushSurvivesDyingMirrors(t *testing.T) {
 	}
 	fresh := cli.onStore(filepath.Join(dir, "from-m3"))
 	fresh.must("pull", regs[3].Addr()+"/dvpc/home")
-	got := filepath.Join(dir, "restored")
-	fresh.must("restore", "latest", "--to", got)
-	requireSameTree(t, home, got)
+	fresh.requireRestores("latest", home)
 }
 
 // hasBlob reports whether a registry's storage holds any blob data yet.

@@ -31,9 +31,7 @@ func TestLocalMirror(t *testing.T) {
 	cli.onStore(mirror).must("verify", "--read-data")
 	fresh := cli.onStore(filepath.Join(dir, "new-pc"))
 	fresh.must("pull", "oci:"+mirror)
-	got := filepath.Join(dir, "restored")
-	fresh.must("restore", id, "--to", got)
-	requireSameTree(t, home, got)
+	fresh.requireRestores(id, home)
 
 	// Three more snapshots on the mirror. A plain pull takes the newest
 	// only; pull SNAP takes the one named; pull --all the rest; and each
@@ -66,8 +64,6 @@ func TestLocalMirror(t *testing.T) {
 		t.Fatalf("pull --all should bring the one snapshot still missing:\n%s", r)
 	}
 	for i, id := range ids {
-		got := filepath.Join(dir, "restored-"+id)
-		fresh.must("restore", id, "--to", got)
-		requireSameTree(t, want[i], got)
+		fresh.requireRestores(id, want[i])
 	}
 }

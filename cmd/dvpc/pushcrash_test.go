@@ -259,8 +259,6 @@ func TestPushCrash(t *testing.T) {
 	// A new PC pulls from the mirror and restores identically.
 	fresh := cli.onStore(filepath.Join(dir, "new-pc"))
 	fresh.must("pull", url)
-	got := filepath.Join(dir, "restored")
-	fresh.must("restore", "latest", "--to", got)
-	requireSameTree(t, home, got)
+	fresh.requireRestores("latest", home)
 	fresh.must("verify", "--read-data")
 }
