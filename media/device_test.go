@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/dvpc/dvpc/image"
 )
 
 // fakeSys builds a sysfs and proc tree from a list of "path=content" lines
@@ -244,16 +242,7 @@ func TestWriteUSBDeviceLoop(t *testing.T) {
 	if err := WriteUSBDevice(ctx, link, esp, data, true, &msg); err != nil {
 		t.Fatal(err)
 	}
-	u, err := OpenUSB(loop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	src, err := image.OpenFSSource(u.FS(), "store")
-	if err != nil {
-		t.Fatal(err)
-	}
-	restoreEqual(t, src, home)
+	requireUSBRestores(t, loop, home)
 	checkUSBImage(t, backing, home)
 	// The old partition tables are gone; free space is left as it was.
 	for _, off := range []int64{0, size - 1<<20} {

@@ -254,16 +254,7 @@ func checkUSBImage(t *testing.T, img, home string) {
 	}
 
 	// OpenUSB, without mounting.
-	u, err := OpenUSB(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	src, err := image.OpenFSSource(u.FS(), "store")
-	if err != nil {
-		t.Fatal(err)
-	}
-	restoreEqual(t, src, home)
+	u := requireUSBRestores(t, img, home)
 	b, err := fs.ReadFile(u.ESPFS(), "index.html")
 	if err != nil || !bytes.Contains(b, []byte("A dvpc store.")) {
 		t.Fatalf("index.html on the ESP: %q %v", b, err)
@@ -1031,4 +1022,22 @@ func TestFATReaderInterop(t *testing.T) {
 			t.Errorf("%s written by mtools: %d bytes (%v)", p, len(got), err)
 		}
 	}
+}
+
+// requireUSBRestores opens the USB image or device at path without
+// mounting, requires its store to restore identically to home, and
+// returns it, closed when the test ends.
+func requireUSBRestores(t *testing.T, path, home string) *USB {
+	t.Helper()
+	u, err := OpenUSB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	src, err := image.OpenFSSource(u.FS(), "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restoreEqual(t, src, home)
+	return u
 }
