@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,9 @@ type sealJob struct {
 type archiver struct {
 	r       *Repo
 	opts    SnapshotOptions
+	store   devIno          // the store's directory, when it has one
+	caches  map[devIno]bool // cache directories left out
+	du      duCounter
 	excl    *ignore.Matcher // --exclude: always wins
 	ign     *ignore.Matcher // .dvpcignore files
 	cutoff  time.Time
@@ -89,6 +93,10 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	if rst.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, Stats{}, fmt.Errorf("snapshot %s: not a directory", abs)
 	}
+	store, err := storeDir(r.st, abs)
+	if err != nil {
+		return nil, Stats{}, err
+	}
 	unlock, err := r.st.Lock(ctx)
 	if err != nil {
 		return nil, Stats{}, err
@@ -105,11 +113,24 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		return nil, Stats{}, err
 	}
 	var seq uint64
+	named := map[Digest]bool{}
 	for _, s := range snaps {
 		if err := r.LoadIndex(ctx, s); err != nil {
 			return nil, Stats{}, fmt.Errorf("load index of snapshot %s: %w", s.ID, err)
 		}
 		seq = max(seq, s.Config.Seq)
+		for _, l := range s.Layers {
+			if d, err := DigestFromHash(l.Digest); err == nil {
+				named[d] = true
+			}
+		}
+	}
+	adopted, err := r.adoptPacks(ctx, named)
+	if err != nil {
+		return nil, Stats{}, fmt.Errorf("read the packs of an interrupted snapshot: %w", err)
+	}
+	if opts.Report != nil {
+		opts.Report.Adopted = adopted
 	}
 	parent := opts.Parent
 	if parent == nil && !opts.NoParent {
@@ -124,6 +145,15 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		links: map[[2]uint64]*linkGroup{}, skipped: map[*Node]bool{},
 		data:  newPacker(r.st, r.keys, r.idx, KindData, runtime.GOMAXPROCS(0)),
 		trees: newPacker(r.st, r.keys, r.idx, KindTree, 1),
+		store: store, caches: map[devIno]bool{}, du: duCounter{budget: maxCacheCount},
+	}
+	if !opts.IncludeCaches {
+		for _, d := range opts.CacheDirs {
+			var st unix.Stat_t
+			if unix.Stat(d, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				a.caches[devInoOf(&st)] = true
+			}
+		}
 	}
 	a.excl.AddPatterns("", opts.Excludes)
 	var parentTop *Tree
@@ -134,13 +164,11 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	}
 	rootID, used, err := a.run(ctx, abs, &rst, parentTop)
 	if err != nil {
-		a.data.abort()
-		a.trees.abort()
-		return nil, Stats{}, err
+		return nil, Stats{}, a.stopped(ctx, err)
 	}
 	layers, err := r.layersFor(ctx, used)
 	if err != nil {
-		return nil, Stats{}, err
+		return nil, Stats{}, a.stopped(ctx, err)
 	}
 	a.stats.BytesRead = a.read.Load()
 	a.stats.BytesNew = a.newB.Load()
@@ -157,8 +185,79 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		cfg.Parent = parent.Manifest.String()
 	}
 	snap, err := r.commitSnapshot(ctx, cfg, layers)
-	return snap, a.stats, err
+	if err != nil {
+		return nil, a.stats, a.stopped(ctx, err)
+	}
+	return snap, a.stats, nil
 }
+
+// stopped ends a run that failed or was interrupted before its snapshot
+// was committed: the packs it was filling are finished, so that they and
+// the ones it finished before are kept for the next run to adopt.
+func (a *archiver) stopped(ctx context.Context, err error) error {
+	dp, dn := a.data.checkpoint(ctx)
+	tp, tn := a.trees.checkpoint(ctx)
+	a.r.idx.dropUnstored()
+	return &StoppedError{Packs: dp + tp, Bytes: dn + tn, Err: err}
+}
+
+// devIno names a file by device and inode, as the walk meets it, whatever
+// path led there.
+type devIno struct{ dev, ino uint64 }
+
+func devInoOf(st *unix.Stat_t) devIno { return devIno{uint64(st.Dev), st.Ino} } //nolint:unconvert // Dev is 32-bit on some systems
+
+// storeDir returns the device and inode of the directory of st, when it has
+// one, so that the walk leaves it out. It refuses a root inside the store.
+func storeDir(st Store, root string) (devIno, error) {
+	rs, ok := st.(interface{ Root() string })
+	if !ok {
+		return devIno{}, nil
+	}
+	var sst unix.Stat_t
+	if err := unix.Stat(rs.Root(), &sst); err != nil {
+		return devIno{}, fmt.Errorf("snapshot: stat the store: %w", err)
+	}
+	id := devInoOf(&sst)
+	for p := root; ; p = filepath.Dir(p) {
+		var pst unix.Stat_t
+		if unix.Stat(p, &pst) == nil && devInoOf(&pst) == id {
+			return devIno{}, fmt.Errorf("snapshot %s: it lies inside the store %s, which snapshots leave out", root, rs.Root())
+		}
+		if filepath.Dir(p) == p {
+			return id, nil
+		}
+	}
+}
+
+// leaveOutDir reports whether the directory abs, whose entries are names,
+// is one a snapshot leaves out, and records it: the store being written
+// to, another dvpc store, or (unless caches are kept) the user's cache
+// directory or one tagged with CACHEDIR.TAG.
+func (a *archiver) leaveOutDir(abs string, st *unix.Stat_t, names []string) bool {
+	lo := LeftOut{Path: abs}
+	id := devInoOf(st)
+	switch {
+	case a.store != (devIno{}) && id == a.store:
+		lo.Kind, lo.ThisStore = LeftOutStore, true
+	case slices.Contains(names, "oci-layout") && IsStoreDir(abs):
+		lo.Kind = LeftOutStore
+	case a.opts.IncludeCaches:
+		return false
+	case a.caches[id], slices.Contains(names, CacheDirTag) && isCacheDirTag(filepath.Join(abs, CacheDirTag)):
+		lo.Kind = LeftOutCache
+		lo.Exact = a.du.count(abs, &lo)
+	default:
+		return false
+	}
+	if a.opts.Report != nil {
+		a.opts.Report.LeftOut = append(a.opts.Report.LeftOut, lo)
+	}
+	return true
+}
+
+// errLeftOut tells the walk that a directory was left out by rule.
+var errLeftOut = errors.New("left out")
 
 // run walks and stores the tree; it returns the top tree and every chunk the
 // snapshot uses.
@@ -194,7 +293,7 @@ func (a *archiver) run(ctx context.Context, abs string, rst *unix.Stat_t, parent
 		}
 		node := a.newNode(abs, filepath.Base(abs), rst)
 		node.Type = TypeDir
-		child, err := a.walkDir(gctx, abs, "", parent)
+		child, err := a.walkDir(gctx, abs, "", rst, parent)
 		if err != nil {
 			return err
 		}
@@ -229,7 +328,7 @@ func (a *archiver) run(ctx context.Context, abs string, rst *unix.Stat_t, parent
 	if err := a.trees.flush(ctx); err != nil {
 		return ChunkID{}, nil, err
 	}
-	if err := a.r.writeIndexBlob(ctx); err != nil {
+	if err := a.r.writeIndexBlob(ctx, used); err != nil {
 		return ChunkID{}, nil, err
 	}
 	return id, used, nil
@@ -271,7 +370,7 @@ func (a *archiver) statNode(name string, st *unix.Stat_t) *Node {
 	return n
 }
 
-func (a *archiver) walkDir(ctx context.Context, abs, rel string, parent *Tree) (*dirBuild, error) {
+func (a *archiver) walkDir(ctx context.Context, abs, rel string, st *unix.Stat_t, parent *Tree) (*dirBuild, error) {
 	f, err := os.Open(abs)
 	if err != nil {
 		return nil, err
@@ -282,6 +381,9 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, parent *Tree) (
 		return nil, err
 	}
 	slicesSortStrings(names)
+	if rel != "" && a.leaveOutDir(abs, st, names) {
+		return nil, errLeftOut
+	}
 	db := &dirBuild{}
 	for _, name := range names {
 		if name == IgnoreFile {
@@ -348,7 +450,10 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, parent *Tree) (
 					return nil, fmt.Errorf("parent snapshot: %w", err)
 				}
 			}
-			child, err := a.walkDir(ctx, cabs, crel, ptree)
+			child, err := a.walkDir(ctx, cabs, crel, &st, ptree)
+			if errors.Is(err, errLeftOut) {
+				continue
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()

@@ -180,9 +180,10 @@ func (r *Repo) loadIndexBlob(ctx context.Context, d Digest, size int64) error {
 	return nil
 }
 
-// writeIndexBlob stores an index blob for the packs written in this run.
-func (r *Repo) writeIndexBlob(ctx context.Context) error {
-	packs := r.idx.unlistedPacks()
+// writeIndexBlob stores an index blob for the packs written or adopted in
+// this run that hold chunks in used.
+func (r *Repo) writeIndexBlob(ctx context.Context, used map[ChunkID]bool) error {
+	packs := r.idx.unlistedPacks(used)
 	if len(packs) == 0 {
 		return nil
 	}

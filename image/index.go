@@ -1,7 +1,9 @@
 package image
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -148,31 +150,82 @@ func (x *Index) addBlob(blob Digest, packs []indexPack) {
 	}
 }
 
-// newPacks returns the packs written since the index was loaded, with their
-// entries, for the run's index blob; and marks them as listed by blob later.
-func (x *Index) unlistedPacks() []indexPack {
+// unlistedPacks returns the packs that no index blob lists yet (written
+// or adopted in this run) and that hold a chunk in used, with their
+// entries, for the run's index blob. A pack no chunk of the snapshot needs
+// stays unlisted: an index blob names only packs its snapshot keeps, so a
+// prune never leaves an index pointing at a deleted pack.
+func (x *Index) unlistedPacks(used map[ChunkID]bool) []indexPack {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	bySlot := map[uint32]*indexPack{}
-	var out []*indexPack
 	for i, p := range x.packs {
 		if p.index.IsZero() && !p.digest.IsZero() {
-			ip := &indexPack{Digest: p.digest, Size: p.size}
-			bySlot[uint32(i)] = ip
-			out = append(out, ip)
+			bySlot[uint32(i)] = &indexPack{Digest: p.digest, Size: p.size}
 		}
 	}
+	needed := map[uint32]bool{}
 	for id, l := range x.chunks {
 		if ip, ok := bySlot[l.slot]; ok {
 			ip.Entries = append(ip.Entries, packEntry{Kind: l.kind, ID: id, Offset: l.off, Length: l.length, Raw: l.raw})
+			if used[id] {
+				needed[l.slot] = true
+			}
 		}
 	}
-	res := make([]indexPack, len(out))
-	for i, ip := range out {
-		sortEntries(ip.Entries)
-		res[i] = *ip
+	var res []indexPack
+	for slot, ip := range bySlot {
+		if needed[slot] {
+			sortEntries(ip.Entries)
+			res = append(res, *ip)
+		}
 	}
+	slices.SortFunc(res, func(a, b indexPack) int { return bytes.Compare(a.Digest[:], b.Digest[:]) })
 	return res
+}
+
+// adoptPack adds a stored pack that no loaded index blob lists, so that its
+// chunks dedup; the next index blob lists it if the snapshot uses it. It
+// returns how many of its chunks were new to the index.
+func (x *Index) adoptPack(d Digest, size int64, entries []packEntry) int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.bySlot[d]; ok {
+		return 0
+	}
+	x.packs = append(x.packs, packSlot{digest: d, size: size})
+	slot := uint32(len(x.packs) - 1)
+	x.bySlot[d] = slot
+	n := 0
+	for _, en := range entries {
+		if _, dup := x.chunks[en.ID]; !dup {
+			x.chunks[en.ID] = chunkLoc{slot: slot, kind: en.Kind, off: en.Offset, length: en.Length, raw: en.Raw}
+			n++
+		}
+	}
+	return n
+}
+
+// hasPack reports whether pack d is known: listed by a loaded index blob,
+// written or adopted.
+func (x *Index) hasPack(d Digest) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.bySlot[d]
+	return ok
+}
+
+// dropUnstored forgets the chunks that a stopped run claimed or placed in
+// packs that were never committed, so a later run on this index stores
+// them again.
+func (x *Index) dropUnstored() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for id, l := range x.chunks {
+		if l.slot == reservedSlot || x.packs[l.slot].digest.IsZero() {
+			delete(x.chunks, id)
+		}
+	}
 }
 
 func (x *Index) setListed(blob Digest, packs []indexPack) {

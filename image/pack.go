@@ -123,6 +123,7 @@ type openPack struct {
 	slot    uint32
 	size    int64
 	entries []packEntry
+	broken  bool // a write failed: the pack may hold a torn chunk
 }
 
 // packer gathers sealed chunks of one kind into packs.
@@ -137,8 +138,9 @@ type packer struct {
 	// parallel; slot i is used by writer i.
 	slots []packSlotW
 
-	doneMu   sync.Mutex
-	finished []Digest
+	doneMu        sync.Mutex
+	finished      []Digest
+	finishedBytes int64
 
 	// Full packs are synced and renamed in the background, so sealing goes
 	// on while the disk catches up.
@@ -170,6 +172,7 @@ func (p *packer) add(ctx context.Context, writer int, id ChunkID, sealed []byte,
 	}
 	cur := sl.cur
 	if _, err := cur.w.Write(sealed); err != nil {
+		cur.broken = true
 		sl.mu.Unlock()
 		return fmt.Errorf("write pack: %w", err)
 	}
@@ -208,18 +211,32 @@ func (p *packer) flush(ctx context.Context) error {
 	return err
 }
 
-// abort drops an open pack.
-func (p *packer) abort() {
+// checkpoint ends the packs of a run that stopped before its snapshot was
+// committed. Each open pack holds whole sealed chunks, so it is finished
+// like a full one rather than dropped: the next run adopts every committed
+// pack (see [Repo.adoptPacks]) instead of storing its chunks again. A pack
+// whose writes failed is dropped. It returns the packs and bytes the run
+// committed in all. No add may run meanwhile.
+func (p *packer) checkpoint(ctx context.Context) (packs int, bytes int64) {
+	ctx = context.WithoutCancel(ctx)
 	for i := range p.slots {
 		sl := &p.slots[i]
 		sl.mu.Lock()
-		if sl.cur != nil {
-			sl.cur.w.Abort()
-			sl.cur = nil
-		}
+		cur := sl.cur
+		sl.cur = nil
 		sl.mu.Unlock()
+		switch {
+		case cur == nil:
+		case cur.broken || len(cur.entries) == 0:
+			cur.w.Abort()
+		default:
+			_ = p.finish(ctx, cur) // a pack that cannot be finished is dropped
+		}
 	}
-	p.fin.Wait()
+	_ = p.fin.Wait()
+	p.doneMu.Lock()
+	defer p.doneMu.Unlock()
+	return len(p.finished), p.finishedBytes
 }
 
 func (p *packer) finish(ctx context.Context, op *openPack) error {
@@ -241,6 +258,7 @@ func (p *packer) finish(ctx context.Context, op *openPack) error {
 	p.idx.packDone(op.slot, d, n)
 	p.doneMu.Lock()
 	p.finished = append(p.finished, d)
+	p.finishedBytes += n
 	p.doneMu.Unlock()
 	return nil
 }

@@ -153,7 +153,7 @@ func sfForge(t *testing.T, r *Repo, children []*Node, subtrees map[string][]*Nod
 	if err := pk.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.writeIndexBlob(ctx); err != nil {
+	if err := r.writeIndexBlob(ctx, used); err != nil {
 		t.Fatal(err)
 	}
 	layers, err := r.layersFor(ctx, used)

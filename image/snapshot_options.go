@@ -32,6 +32,22 @@ type SnapshotOptions struct {
 	OnWarning func(path string, msg string)
 	// Progress, when set, is updated as the snapshot runs.
 	Progress *Progress
+	// Report, when set, receives what the run left out and took over.
+	Report *SnapshotReport
+
+	// A snapshot always leaves out the store it is written to and any
+	// other dvpc store it meets ([IsStoreDir]). It also leaves out cache
+	// directories: CacheDirs (see [UserCacheDirs]) and every directory
+	// holding a CACHEDIR.TAG file, unless IncludeCaches is set.
+	CacheDirs     []string
+	IncludeCaches bool
+}
+
+// SnapshotReport says what a snapshot run left out of the tree, and which
+// packs of earlier, interrupted runs it found and reused.
+type SnapshotReport struct {
+	LeftOut []LeftOut
+	Adopted Adopted
 }
 
 // Progress counts a running snapshot or restore; read it from any goroutine.
