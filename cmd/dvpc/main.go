@@ -139,7 +139,7 @@ func classify(ctx context.Context, err error) (int, string) {
 	var rp *image.PartialError
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
-		return exitInterrupt, "interrupted; the snapshots already made are intact, and the next run starts cleanly"
+		return exitInterrupt, "interrupted; the snapshots already made are intact"
 	case errors.As(err, &ue):
 		return exitUsage, "see `dvpc help` or `dvpc COMMAND --help`"
 	case errors.Is(err, image.ErrWrongPassphrase):
