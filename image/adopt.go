@@ -59,18 +59,28 @@ type Adopted struct {
 	Chunks int
 }
 
-// adoptPacks reads the headers of the stored blobs that are in none of
-// skip and no pack the index knows, and adopts the packs of this store
-// among them. The caller holds the store's lock.
-func (r *Repo) adoptPacks(ctx context.Context, skip map[Digest]bool) (Adopted, error) {
+// adoptPacks reads the headers of the stored blobs that none of snaps
+// names and that are no pack the index knows, and adopts the packs of this
+// store among them. The caller holds the store's lock and has loaded the
+// index blobs of snaps.
+func (r *Repo) adoptPacks(ctx context.Context, snaps []*Snapshot) (Adopted, error) {
 	var ad Adopted
 	bl, ok := r.st.(blobLister)
 	if !ok {
 		return ad, nil
 	}
+	skip := map[Digest]bool{}
+	for _, s := range snaps {
+		skip[s.Manifest] = true
+		for _, l := range s.Layers {
+			if d, err := DigestFromHash(l.Digest); err == nil {
+				skip[d] = true
+			}
+		}
+	}
 	blobs, err := bl.listBlobs(ctx)
 	if err != nil {
-		return ad, err
+		return ad, fmt.Errorf("look for the packs of an interrupted snapshot: %w", err)
 	}
 	for _, b := range blobs {
 		if err := ctx.Err(); err != nil {

@@ -113,21 +113,15 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		return nil, Stats{}, err
 	}
 	var seq uint64
-	named := map[Digest]bool{}
 	for _, s := range snaps {
 		if err := r.LoadIndex(ctx, s); err != nil {
 			return nil, Stats{}, fmt.Errorf("load index of snapshot %s: %w", s.ID, err)
 		}
 		seq = max(seq, s.Config.Seq)
-		for _, l := range s.Layers {
-			if d, err := DigestFromHash(l.Digest); err == nil {
-				named[d] = true
-			}
-		}
 	}
-	adopted, err := r.adoptPacks(ctx, named)
+	adopted, err := r.adoptPacks(ctx, snaps)
 	if err != nil {
-		return nil, Stats{}, fmt.Errorf("read the packs of an interrupted snapshot: %w", err)
+		return nil, Stats{}, err
 	}
 	if opts.Report != nil {
 		opts.Report.Adopted = adopted
