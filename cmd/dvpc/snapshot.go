@@ -170,22 +170,30 @@ func leftOutJSON(los []image.LeftOut) []map[string]any {
 	return out
 }
 
-// explainStopped says, for an interrupted snapshot, what it leaves behind
-// for the next one.
+// explainStopped says, for a snapshot that was interrupted or failed, what
+// it leaves behind for the next one.
 func explainStopped(ctx context.Context, err error) error {
 	var se *image.StoppedError
-	if !errors.As(err, &se) || ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+	if !errors.As(err, &se) {
 		return err
 	}
+	interrupted := ctx.Err() != nil || errors.Is(err, context.Canceled)
 	if se.Packs == 0 {
-		return stoppedError{msg: "interrupted before any data was stored", err: err}
+		if interrupted {
+			return stoppedError{msg: "interrupted before any data was stored", err: err}
+		}
+		return err
 	}
 	verb := "are"
 	if se.Packs == 1 {
 		verb = "is"
 	}
-	return stoppedError{err: err, msg: fmt.Sprintf("interrupted: %s (%s) already written %s kept; the next snapshot reuses them",
-		snapPlural(se.Packs, "pack", "packs"), humanBytes(se.Bytes), verb)}
+	kept := fmt.Sprintf("%s (%s) already written %s kept; the next snapshot reuses them",
+		snapPlural(se.Packs, "pack", "packs"), humanBytes(se.Bytes), verb)
+	if interrupted {
+		return stoppedError{msg: "interrupted: " + kept, err: err}
+	}
+	return stoppedError{msg: fmt.Sprintf("%v; %s", se.Err, kept), err: err}
 }
 
 // stoppedError replaces the message of an error it keeps for classify.

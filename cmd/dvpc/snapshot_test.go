@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dvpc/dvpc/image"
 	"github.com/dvpc/dvpc/image/treecmp"
 )
 
@@ -247,4 +248,34 @@ wait:
 	}
 	d.requireRestores(strings.TrimSpace(r.stdout), home)
 	d.must("verify", "--read-data")
+}
+
+func TestExplainStopped(t *testing.T) {
+	live := context.Background()
+	gone, cancel := context.WithCancel(live)
+	cancel()
+	disk := errors.New("write blob: no space left on device")
+	for _, c := range []struct {
+		ctx  context.Context
+		err  error
+		want string
+		code int
+	}{
+		{gone, &image.StoppedError{Packs: 4, Bytes: 131 << 20, Err: context.Canceled},
+			"interrupted: 4 packs (131.0 MiB) already written are kept; the next snapshot reuses them", exitInterrupt},
+		{gone, &image.StoppedError{Packs: 1, Bytes: 3 << 20, Err: context.Canceled},
+			"interrupted: 1 pack (3.0 MiB) already written is kept; the next snapshot reuses them", exitInterrupt},
+		{gone, &image.StoppedError{Err: context.Canceled}, "interrupted before any data was stored", exitInterrupt},
+		{live, &image.StoppedError{Packs: 2, Bytes: 64 << 20, Err: disk},
+			"write blob: no space left on device; 2 packs (64.0 MiB) already written are kept; the next snapshot reuses them", exitError},
+		{live, disk, disk.Error(), exitError},
+	} {
+		err := explainStopped(c.ctx, c.err)
+		if err.Error() != c.want {
+			t.Errorf("%v: says %q, want %q", c.err, err, c.want)
+		}
+		if code, _ := classify(c.ctx, err); code != c.code {
+			t.Errorf("%v: exit %d, want %d", c.err, code, c.code)
+		}
+	}
 }
