@@ -199,7 +199,8 @@ func (a *archiver) stopped(ctx context.Context, err error) error {
 // path led there.
 type devIno struct{ dev, ino uint64 }
 
-func devInoOf(st *unix.Stat_t) devIno { return devIno{uint64(st.Dev), st.Ino} } //nolint:unconvert // Dev is 32-bit on some systems
+// devInoOf converts Dev, which is 32-bit on some systems.
+func devInoOf(st *unix.Stat_t) devIno { return devIno{uint64(st.Dev), st.Ino} }
 
 // storeDir returns the device and inode of the directory of st, when it has
 // one, so that the walk leaves it out. It refuses a root inside the store.
@@ -224,10 +225,10 @@ func storeDir(st Store, root string) (devIno, error) {
 	}
 }
 
-// leaveOutDir reports whether the directory abs, whose entries are names,
-// is one a snapshot leaves out, and records it: the store being written
-// to, another dvpc store, or (unless caches are kept) the user's cache
-// directory or one tagged with CACHEDIR.TAG.
+// leaveOutDir reports whether the directory abs, whose entries are names
+// (nil before it is read), is one a snapshot leaves out, and records it:
+// the store being written to, another dvpc store, or (unless caches are
+// kept) the user's cache directory or one tagged with CACHEDIR.TAG.
 func (a *archiver) leaveOutDir(abs string, st *unix.Stat_t, names []string) bool {
 	lo := LeftOut{Path: abs}
 	id := devInoOf(st)
@@ -365,6 +366,9 @@ func (a *archiver) statNode(name string, st *unix.Stat_t) *Node {
 }
 
 func (a *archiver) walkDir(ctx context.Context, abs, rel string, st *unix.Stat_t, parent *Tree) (*dirBuild, error) {
+	if rel != "" && a.leaveOutDir(abs, st, nil) { // known by identity: not even read
+		return nil, errLeftOut
+	}
 	f, err := os.Open(abs)
 	if err != nil {
 		return nil, err
@@ -375,7 +379,7 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, st *unix.Stat_t
 		return nil, err
 	}
 	slicesSortStrings(names)
-	if rel != "" && a.leaveOutDir(abs, st, names) {
+	if rel != "" && a.leaveOutDir(abs, st, names) { // known by what it holds
 		return nil, errLeftOut
 	}
 	db := &dirBuild{}
