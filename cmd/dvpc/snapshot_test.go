@@ -168,6 +168,36 @@ func TestSnapshotOfHomeLeavesOutTheStore(t *testing.T) {
 			t.Errorf("with caches kept, the snapshot holds the store %s: %v", dir, hits)
 		}
 	}
+
+	r = d.must("--json", "snapshot")
+	var js struct {
+		LeftOut []struct {
+			Path      string `json:"path"`
+			Kind      string `json:"kind"`
+			ThisStore bool   `json:"this_store"`
+			Bytes     int64  `json:"bytes"`
+			Exact     bool   `json:"exact"`
+		} `json:"left_out"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil {
+		t.Fatalf("snapshot --json: %v\n%s", err, r)
+	}
+	var got []string
+	for _, lo := range js.LeftOut {
+		rel, _ := filepath.Rel(home, lo.Path)
+		got = append(got, fmt.Sprintf("%s %s %v %d %v", lo.Kind, rel, lo.ThisStore, lo.Bytes, lo.Exact))
+	}
+	slices.Sort(got)
+	tag := int64(len("Signature: 8a477f597d28d172789f06886806bc55\n# This directory is a cache.\n"))
+	want := []string{
+		fmt.Sprintf("cache .cache false %d true", 200<<10),
+		fmt.Sprintf("cache src/proj/target false %d true", 300<<10+tag),
+		"dvpc store .local/share/dvpc/store true 0 false",
+		"dvpc store old-pc/store false 0 false",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("snapshot --json lists left out %q, want %q", got, want)
+	}
 }
 
 // TestInterruptedSnapshotResumes sends SIGINT to `dvpc snapshot` once it
