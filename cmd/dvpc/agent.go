@@ -250,6 +250,9 @@ func agentIdleText(d time.Duration) string {
 // else with a passphrase or recovery code, whose keys it then hands to the
 // agent.
 func (g *globals) unlock(ctx context.Context, src image.Source) (*image.Repo, error) {
+	if g.agentIdle <= 0 {
+		return nil, usageError{errors.New("--agent-timeout must be positive")}
+	}
 	ag := g.agent()
 	if ag != nil {
 		if repo := ag.open(ctx, src); repo != nil {

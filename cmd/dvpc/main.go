@@ -42,15 +42,15 @@ type globals struct {
 	store   string
 	json    bool
 	timeout time.Duration // of a mirror that makes no progress
-	// noAgent keeps the keys out of the unlock agent; agentIdle is how long
-	// the agent keeps them unused.
-	noAgent   bool
-	agentIdle time.Duration
 	stdout  io.Writer
 	stderr  io.Writer
 	stdin   io.Reader
 	// closers release opened media when the command ends.
 	closers []func()
+	// noAgent keeps the keys out of the unlock agent; agentIdle is how long
+	// the agent keeps them unused.
+	noAgent   bool
+	agentIdle time.Duration
 }
 
 // gcPercent is the collector's target unless GOGC says otherwise. dvpc's
@@ -91,12 +91,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			restoreCommand(g), verifyCommand(g), keyCommand(g), catCommand(g), mediaCommand(g), attachCommand(g),
 			mirrorCommand(g), pushCommand(g), pullCommand(g), forgetCommand(g), pruneCommand(g),
 			lockCommand(g), agentCommand(),
-		},
-		Before: func(*cli.Context) error {
-			if g.agentIdle <= 0 {
-				return usageError{errors.New("--agent-timeout must be positive")}
-			}
-			return nil
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {
