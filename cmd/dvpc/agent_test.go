@@ -167,6 +167,17 @@ func TestAgentSession(t *testing.T) {
 
 	ag := newCLI(t, store, "").with("XDG_RUNTIME_DIR", rt).with("DVPC_NO_AGENT", "0")
 	t.Cleanup(func() { ag.run("lock") })
+	// A code with a wrong last character is refused as mistyped; it
+	// neither spends a code nor starts the agent.
+	i := strings.IndexByte("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", code[len(code)-1])
+	bad := code[:len(code)-1] + string("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[i^1])
+	r = ag.with("DVPC_PASSPHRASE", bad).expect(exitPassphrase, "log")
+	if !strings.Contains(r.stderr, "this recovery code is mistyped (checksum fails): check each group") {
+		t.Errorf("a mistyped code:\n%s", r)
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed unlock started the agent: %v", err)
+	}
 	r = ag.with("DVPC_PASSPHRASE", code).must("snapshot", home)
 	id := strings.TrimSpace(r.stdout)
 	if !strings.Contains(r.stderr, "7 recovery codes remain") || !strings.Contains(r.stderr, "stays unlocked") {
