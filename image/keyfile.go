@@ -12,6 +12,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
+	"unicode"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -20,8 +22,9 @@ import (
 )
 
 // ErrWrongPassphrase means neither the passphrase nor any recovery code
-// unlocked the store.
-var ErrWrongPassphrase = errors.New("wrong passphrase or recovery code")
+// unlocked the store. A recovery code that failed gives a [*CodeError],
+// which wraps it.
+var ErrWrongPassphrase = errors.New("wrong passphrase")
 
 // KeyFileMediaType is the media type of the key blob.
 const KeyFileMediaType = "application/vnd.dvpc.keys.v1+json"
@@ -62,6 +65,11 @@ type KeyFile struct {
 	Argon2        Argon2Params `json:"argon2"`
 	Passphrase    wrapper      `json:"passphrase"`
 	Recovery      []wrapper    `json:"recovery"`
+
+	// used records when each burnt recovery code was used. It is kept in
+	// the key manifest's annotations, not in the key blob, so that
+	// versions of dvpc that do not know it still read the blob.
+	used map[string]time.Time
 }
 
 // secrets is what every wrapper seals: the master key and the signing seed.
@@ -170,35 +178,179 @@ func (kf *KeyFile) setPassphrase(s *secrets, passphrase []byte) error {
 	return nil
 }
 
-// formatCode renders a recovery code as "<n>-XXXXX-XXXXX-…": the number says
-// which wrapper it opens, so unlocking tries one, not eight.
+// Recovery codes are written "<n>-XXXXX-XXXXX-XXXXX-XXXXX-XXXXX-XCCCC": the
+// number n says which wrapper the code opens, so unlocking tries one, not
+// eight; 26 base32 characters carry the 128-bit code and 4 more a checksum
+// of the number and the code, so a mistyped code is refused before any key
+// is derived. Codes printed before the checksum existed ("<n>-…-X", 26
+// characters) are still accepted.
+const (
+	codeChars   = 26 // base32 characters of the 16 code bytes
+	checkChars  = 4  // base32 characters of the checksum (20 bits)
+	codeGroup   = 5
+	codeBytes   = 16
+	checkDomain = "dvpc recovery code checksum v2"
+)
+
+const base32Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+// codeChecksum is the checksum of code n: the first 20 bits of SHA-256 over
+// a domain string, the number and the code bytes, in 4 base32 characters.
+func codeChecksum(n string, raw []byte) string {
+	h := sha256.New()
+	h.Write([]byte(checkDomain))
+	h.Write([]byte{0})
+	h.Write([]byte(n))
+	h.Write([]byte{0})
+	h.Write(raw)
+	sum := h.Sum(nil)
+	v := (uint32(sum[0])<<16 | uint32(sum[1])<<8 | uint32(sum[2])) >> 4
+	out := make([]byte, checkChars)
+	for i := range out {
+		out[i] = base32Alphabet[(v>>(5*(checkChars-1-i)))&31]
+	}
+	return string(out)
+}
+
+// formatCode renders recovery code n with its checksum.
 func formatCode(n int, raw []byte) string {
-	enc := codeEncoding.EncodeToString(raw)
+	id := strconv.Itoa(n)
+	enc := codeEncoding.EncodeToString(raw) + codeChecksum(id, raw)
 	var b strings.Builder
-	b.WriteString(strconv.Itoa(n))
-	for i := 0; i < len(enc); i += 5 {
+	b.WriteString(id)
+	for i := 0; i < len(enc); i += codeGroup {
 		b.WriteByte('-')
-		b.WriteString(enc[i:min(i+5, len(enc))])
+		b.WriteString(enc[i:min(i+codeGroup, len(enc))])
 	}
 	return b.String()
 }
 
-// parseCode recognises a recovery code typed in place of a passphrase.
-func parseCode(s string) (id string, raw []byte, ok bool) {
-	s = strings.ToUpper(strings.Join(strings.Fields(s), ""))
-	n, rest, found := strings.Cut(s, "-")
-	if !found || len(n) == 0 || len(n) > 2 {
-		return "", nil, false
-	}
-	if _, err := strconv.Atoi(n); err != nil {
-		return "", nil, false
-	}
-	raw, err := codeEncoding.DecodeString(strings.ReplaceAll(rest, "-", ""))
-	if err != nil || len(raw) != 16 {
-		return "", nil, false
-	}
-	return n, raw, true
+// recoveryCode is a recovery code as typed.
+type recoveryCode struct {
+	id      string
+	raw     []byte
+	checked bool // its checksum was there and matched
 }
+
+// How sure parseCode is that a secret is a recovery code.
+type codeShape int
+
+const (
+	notCode   codeShape = iota // a passphrase
+	maybeCode                  // shaped like a code, but a passphrase could be so too
+	isCode                     // a code as dvpc prints them
+)
+
+// fixCodeTypos reads the characters base32 leaves out as the letters they
+// are mistaken for; only checksummed codes get this, since the checksum
+// then says whether the guess was right.
+var fixCodeTypos = strings.NewReplacer("0", "O", "1", "I", "8", "B")
+
+// parseCode recognises a recovery code typed in place of a passphrase, in
+// any case, with dashes or spaces between the groups. For isCode and
+// maybeCode it returns, when the code cannot be right, a [*CodeError]
+// saying so: an isCode secret is then refused at once, while a maybeCode
+// one is tried as a passphrase first.
+func parseCode(s string) (*recoveryCode, codeShape, error) {
+	tokens := strings.FieldsFunc(strings.ToUpper(s), func(r rune) bool {
+		return r == '-' || unicode.IsSpace(r)
+	})
+	if len(tokens) < 2 || len(tokens[0]) > 2 || !allIn(tokens[0], "0123456789") || !strings.Contains(s, "-") {
+		return nil, notCode, nil
+	}
+	id := strings.TrimLeft(tokens[0], "0")
+	body := strings.Join(tokens[1:], "")
+	if !allIn(body, base32Alphabet+"0189") {
+		return nil, notCode, nil
+	}
+	// As printed, in groups of five, or typed without separators.
+	grouped := true
+	for _, t := range tokens[1:] {
+		grouped = grouped && (len(t) == codeGroup || len(tokens) == 2)
+	}
+	switch {
+	case len(body) == codeChars+checkChars && grouped:
+		body = fixCodeTypos.Replace(body)
+		raw, err := codeEncoding.DecodeString(body[:codeChars])
+		if err != nil || len(raw) != codeBytes || codeEncoding.EncodeToString(raw) != body[:codeChars] ||
+			codeChecksum(id, raw) != body[codeChars:] {
+			return nil, isCode, &CodeError{Reason: CodeMistyped}
+		}
+		return &recoveryCode{id: id, raw: raw, checked: true}, isCode, nil
+	case len(body) == codeChars:
+		raw, err := codeEncoding.DecodeString(body)
+		// The encoder leaves the last character's two spare bits zero:
+		// a code whose bits are not is mistyped.
+		if err != nil || len(raw) != codeBytes || codeEncoding.EncodeToString(raw) != body {
+			return nil, maybeCode, &CodeError{Reason: CodeMistyped, Detail: "its last group is not one a code can end with"}
+		}
+		return &recoveryCode{id: id, raw: raw}, isCode, nil
+	case len(body) >= 20 && len(body) <= 36:
+		return nil, maybeCode, &CodeError{Reason: CodeMistyped,
+			Detail: fmt.Sprintf("it has %d characters after its number, a code has %d", len(body), codeChars+checkChars)}
+	}
+	return nil, notCode, nil
+}
+
+func allIn(s, set string) bool {
+	for _, r := range s {
+		if !strings.ContainsRune(set, r) {
+			return false
+		}
+	}
+	return true
+}
+
+// CodeReason says why a recovery code did not unlock a store.
+type CodeReason int
+
+const (
+	// CodeMistyped: the code's checksum or shape fails; it was not tried.
+	CodeMistyped CodeReason = iota + 1
+	// CodeUsed: the code unlocked the store once and was then burnt.
+	CodeUsed
+	// CodeForeign: the code is well formed but does not open the store's
+	// wrapper of its number: another store's code, or, for codes without
+	// a checksum, a mistyped one.
+	CodeForeign
+)
+
+// CodeError says why a recovery code did not unlock a store. It wraps
+// [ErrWrongPassphrase], so callers that only ask whether unlocking failed
+// need not know it.
+type CodeError struct {
+	Reason CodeReason
+	// N is the code's number; "" for a mistyped code.
+	N string
+	// UsedAt is when a used code was used, zero when unknown.
+	UsedAt time.Time
+	// Unchecked is true for a code of the older form, without a checksum.
+	Unchecked bool
+	// Detail adds what was wrong with a mistyped code.
+	Detail string
+}
+
+func (e *CodeError) Error() string {
+	switch e.Reason {
+	case CodeUsed:
+		when := ""
+		if !e.UsedAt.IsZero() {
+			when = " on " + e.UsedAt.Local().Format("2006-01-02 15:04 MST")
+		}
+		return fmt.Sprintf("recovery code %s was already used%s; it no longer unlocks anything", e.N, when)
+	case CodeForeign:
+		if e.Unchecked {
+			return fmt.Sprintf("recovery code %s does not unlock this store: it is mistyped (codes of this older form carry no checksum) or belongs to another store", e.N)
+		}
+		return fmt.Sprintf("recovery code %s does not unlock this store: it belongs to another store", e.N)
+	}
+	if e.Detail != "" {
+		return "wrong passphrase, or a mistyped recovery code (" + e.Detail + "): check each group"
+	}
+	return "this recovery code is mistyped (checksum fails): check each group"
+}
+
+func (e *CodeError) Unwrap() error { return ErrWrongPassphrase }
 
 // Unlocked is the result of [KeyFile.Unlock].
 type Unlocked struct {
@@ -209,26 +361,36 @@ type Unlocked struct {
 	RecoveryID string
 }
 
-// Unlock opens the key file with a passphrase or a recovery code.
+// Unlock opens the key file with a passphrase or a recovery code. A
+// recovery code whose checksum fails is refused before any key is derived.
+// When unlocking fails, the error is [ErrWrongPassphrase] or a
+// [*CodeError] that wraps it.
 func (kf *KeyFile) Unlock(secret []byte) (*Unlocked, error) {
 	if err := kf.Argon2.validate(); err != nil {
 		return nil, fmt.Errorf("key blob: %w", err)
 	}
+	code, shape, codeErr := parseCode(string(secret))
+	if shape == isCode && codeErr != nil {
+		return nil, codeErr
+	}
 	var s *secrets
 	var recID string
-	if id, raw, ok := parseCode(string(secret)); ok {
-		for _, w := range kf.Recovery {
-			if w.ID != id {
-				continue
-			}
-			if got, err := openWrapper(recoveryKEK(raw, w.Salt), w.Sealed, kf.ad("recovery "+id)); err == nil {
-				s, recID = got, id
-			}
+	if code != nil {
+		s, codeErr = kf.openRecovery(code)
+		if s != nil {
+			recID = code.id
+		} else if code.checked {
+			return nil, codeErr
 		}
 	}
 	if s == nil {
+		// A passphrase, or something shaped like a code of the older
+		// form, which might be a passphrase.
 		got, err := openWrapper(passphraseKEK(secret, kf.Passphrase.Salt, kf.Argon2), kf.Passphrase.Sealed, kf.ad("passphrase"))
 		if err != nil {
+			if codeErr != nil {
+				return nil, codeErr
+			}
 			return nil, ErrWrongPassphrase
 		}
 		s = got
@@ -244,8 +406,35 @@ func (kf *KeyFile) Unlock(secret []byte) (*Unlocked, error) {
 	return &Unlocked{Keys: keys, RecoveryID: recID}, nil
 }
 
-// BurnRecovery removes a used recovery code and returns how many remain.
+// openRecovery opens the wrapper of a well-formed recovery code.
+func (kf *KeyFile) openRecovery(c *recoveryCode) (*secrets, error) {
+	for _, w := range kf.Recovery {
+		if w.ID != c.id {
+			continue
+		}
+		if s, err := openWrapper(recoveryKEK(c.raw, w.Salt), w.Sealed, kf.ad("recovery "+c.id)); err == nil {
+			return s, nil
+		}
+		return nil, &CodeError{Reason: CodeForeign, N: c.id, Unchecked: !c.checked}
+	}
+	// No wrapper of that number: init makes 1 to RecoveryCodes, and a
+	// used one is removed.
+	if at, ok := kf.used[c.id]; ok {
+		return nil, &CodeError{Reason: CodeUsed, N: c.id, UsedAt: at, Unchecked: !c.checked}
+	}
+	if n, err := strconv.Atoi(c.id); err == nil && n >= 1 && n <= RecoveryCodes {
+		return nil, &CodeError{Reason: CodeUsed, N: c.id, Unchecked: !c.checked}
+	}
+	return nil, &CodeError{Reason: CodeForeign, N: c.id, Unchecked: !c.checked}
+}
+
+// BurnRecovery removes a used recovery code, records when it was used, and
+// returns how many remain.
 func (kf *KeyFile) BurnRecovery(id string) int {
+	if kf.used == nil {
+		kf.used = map[string]time.Time{}
+	}
+	kf.used[id] = time.Now().UTC().Truncate(time.Second)
 	out := kf.Recovery[:0]
 	for _, w := range kf.Recovery {
 		if w.ID != id {
@@ -254,6 +443,37 @@ func (kf *KeyFile) BurnRecovery(id string) int {
 	}
 	kf.Recovery = out
 	return len(out)
+}
+
+// exportVersion is the first byte of [Keys.Export]'s form.
+const exportVersion = 1
+
+// Export returns the unlocked secrets of k (the master key and the signing
+// seed, after a version byte) so that another process of the same user, the
+// unlock agent, can keep them for [OpenUnlocked]. They unlock the store as
+// the passphrase does: keep them in memory only, never in arguments, the
+// environment, files or logs, and wipe them after use.
+func (k *Keys) Export() []byte {
+	b := make([]byte, 0, 1+len(k.secrets.master)+len(k.secrets.seed))
+	b = append(b, exportVersion)
+	b = append(b, k.secrets.master[:]...)
+	return append(b, k.secrets.seed[:]...)
+}
+
+// unlockExported checks secrets from [Keys.Export] against the key file and
+// derives the keys.
+func (kf *KeyFile) unlockExported(b []byte) (*Keys, error) {
+	var s secrets
+	if len(b) != 1+len(s.master)+len(s.seed) || b[0] != exportVersion {
+		return nil, errors.New("unlocked keys: not in the form this dvpc exports")
+	}
+	copy(s.master[:], b[1:])
+	copy(s.seed[:], b[1+len(s.master):])
+	sk := newSigningKey(s.seed[:])
+	if sk.authorizedKey() != kf.SigningPublic {
+		return nil, fmt.Errorf("unlocked keys: they are not the keys of store %s", kf.StoreID)
+	}
+	return deriveKeys(kf.StoreID, &s, sk)
 }
 
 // SetPassphrase rewraps the secrets of k under a new passphrase; data stays

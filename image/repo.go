@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -91,7 +93,7 @@ func saveKeyFile(ctx context.Context, st Store, kf *KeyFile) error {
 	if err != nil {
 		return err
 	}
-	md, _, err := putArtifact(ctx, st, KeysArtifactType, []v1.Descriptor{kd}, nil, nil)
+	md, _, err := putArtifact(ctx, st, KeysArtifactType, []v1.Descriptor{kd}, nil, kf.usedAnnotations())
 	if err != nil {
 		return err
 	}
@@ -164,7 +166,46 @@ func ReadKeyFile(ctx context.Context, src Source) (*KeyFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key blob: %w", err)
 	}
-	return ParseKeyFile(b)
+	kf, err := ParseKeyFile(b)
+	if err != nil {
+		return nil, err
+	}
+	kf.readUsedAnnotations(m.Annotations)
+	return kf, nil
+}
+
+// usedAnnotationPrefix, followed by a code's number, is the key manifest's
+// annotation that says when that recovery code was used (RFC 3339).
+const usedAnnotationPrefix = "dev.dvpc.recovery-used."
+
+func (kf *KeyFile) usedAnnotations() map[string]string {
+	if len(kf.used) == 0 {
+		return nil
+	}
+	ann := map[string]string{}
+	for id, t := range kf.used {
+		ann[usedAnnotationPrefix+id] = t.UTC().Format(time.RFC3339)
+	}
+	return ann
+}
+
+// readUsedAnnotations takes what the key manifest says about used codes.
+// It is a note for the person, not evidence: what it cannot parse, it skips.
+func (kf *KeyFile) readUsedAnnotations(ann map[string]string) {
+	for k, v := range ann {
+		id, ok := strings.CutPrefix(k, usedAnnotationPrefix)
+		if !ok {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			continue
+		}
+		if kf.used == nil {
+			kf.used = map[string]time.Time{}
+		}
+		kf.used[id] = t
+	}
 }
 
 // OpenInfo says how a store was unlocked.
@@ -203,17 +244,41 @@ func Open(ctx context.Context, src Source, secret []byte) (*Repo, OpenInfo, erro
 			}
 		}
 	}
+	r, err := newRepo(src, kf, u.Keys)
+	return r, info, err
+}
+
+// OpenUnlocked opens a store with secrets that unlocked it before, as
+// [Keys.Export] gave them (the unlock agent keeps them between commands).
+// kf is the store's key file as [ReadKeyFile] read it from src, or nil to
+// read it. Secrets that are not the store's are refused.
+func OpenUnlocked(ctx context.Context, src Source, kf *KeyFile, secret []byte) (*Repo, error) {
+	if kf == nil {
+		var err error
+		if kf, err = ReadKeyFile(ctx, src); err != nil {
+			return nil, err
+		}
+	}
+	keys, err := kf.unlockExported(secret)
+	if err != nil {
+		return nil, err
+	}
+	return newRepo(src, kf, keys)
+}
+
+func newRepo(src Source, kf *KeyFile, keys *Keys) (*Repo, error) {
+	st, _ := src.(Store)
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithWindowSize(MaxChunk), zstd.WithLowerEncoderMem(true))
 	if err != nil {
-		return nil, info, err
+		return nil, err
 	}
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxTreeBlob), zstd.WithDecoderLowmem(true))
 	if err != nil {
-		return nil, info, err
+		return nil, err
 	}
-	return &Repo{src: src, st: st, kf: kf, keys: u.Keys, idx: newIndex(), idxLoaded: map[Digest]bool{},
-		zenc: enc, zdec: dec, blobs: blobCache{src: src, open: map[Digest]Blob{}}}, info, nil
+	return &Repo{src: src, st: st, kf: kf, keys: keys, idx: newIndex(), idxLoaded: map[Digest]bool{},
+		zenc: enc, zdec: dec, blobs: blobCache{src: src, open: map[Digest]Blob{}}}, nil
 }
 
 // Close releases open blobs.

@@ -42,11 +42,7 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		return err
 	}
 	g.store = strings.Join(paths, ",")
-	pass, err := readPassphrase(g.stderr, "Passphrase for "+g.store+": ")
-	if err != nil {
-		return err
-	}
-	repo, _, err := image.Open(ctx, src, pass)
+	repo, err := g.unlock(ctx, src)
 	if err != nil {
 		return err
 	}

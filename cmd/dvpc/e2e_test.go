@@ -44,6 +44,12 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	if sock := os.Getenv("DVPC_TEST_AGENT_PROBE"); sock != "" {
+		return agentProbe(sock) // this binary runs as another user's client
+	}
+	// No command run in this process starts an unlock agent; the tests
+	// of the agent turn it on for their commands.
+	os.Setenv("DVPC_NO_AGENT", "1")
 	dir, err := os.MkdirTemp("", "dvpc-test-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dvpc tests:", err)
@@ -81,7 +87,8 @@ func (r result) String() string {
 }
 
 // dvpcCLI runs the dvpc binary on one store with a controlled environment:
-// PATH, a private HOME, TZ=UTC, LC_ALL=C and the variables in env, nothing
+// PATH, a private HOME, TZ=UTC, LC_ALL=C, DVPC_NO_AGENT=1 (no unlock agent
+// outlives the run) and the variables in env, which override them; nothing
 // else. The process runs in a new session, so it never has a terminal to
 // prompt on.
 type dvpcCLI struct {
@@ -123,7 +130,7 @@ func (d *dvpcCLI) command(ctx context.Context, args ...string) (*exec.Cmd, []str
 	full := append([]string{"--store", d.store}, args...)
 	cmd := exec.CommandContext(ctx, dvpcBin, full...)
 	cmd.Dir = d.dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + d.dir, "TZ=UTC", "LC_ALL=C"}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + d.dir, "TZ=UTC", "LC_ALL=C", "DVPC_NO_AGENT=1"}
 	for k, v := range d.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -653,7 +660,7 @@ func TestCLI(t *testing.T) {
 		{name: "unknown flag after the command", args: []string{"log", "--no-such-flag"}, code: exitUsage},
 		{name: "unknown command", args: []string{"no-such-command"}, code: exitUsage},
 		{name: "global --json after the command", args: []string{"log", "--json"}, stdoutHas: []string{`"id":"` + f.ids[2] + `"`}},
-		{name: "no passphrase", args: []string{"log"}, noPass: true, code: exitError, stderrHas: []string{"DVPC_PASSPHRASE"}},
+		{name: "no passphrase", args: []string{"log"}, noPass: true, code: exitPassphrase, stderrHas: []string{"DVPC_PASSPHRASE"}},
 	}
 	for _, c := range simple {
 		t.Run(c.name, func(t *testing.T) {
@@ -905,7 +912,7 @@ func testRecoveryCode(t *testing.T, f *e2eFixture) {
 		t.Errorf("log with a recovery code does not list the snapshots:\n%s", r)
 	}
 	r = rc.expect(exitPassphrase, "log")
-	if !strings.Contains(r.stderr, "wrong passphrase") {
+	if !strings.Contains(r.stderr, "recovery code 3 was already used on ") || !strings.Contains(r.stderr, "it no longer unlocks anything") {
 		t.Errorf("a used recovery code is refused without saying why:\n%s", r)
 	}
 	// A code typed in lower case with spaces is the same code.

@@ -47,6 +47,10 @@ type globals struct {
 	stdin   io.Reader
 	// closers release opened media when the command ends.
 	closers []func()
+	// noAgent keeps the keys out of the unlock agent; agentIdle is how long
+	// the agent keeps them unused.
+	noAgent   bool
+	agentIdle time.Duration
 }
 
 // gcPercent is the collector's target unless GOGC says otherwise. dvpc's
@@ -78,11 +82,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			&cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON", Destination: &g.json},
 			&cli.DurationFlag{Name: "timeout", EnvVars: []string{"DVPC_MIRROR_TIMEOUT"}, Value: delta.DefaultTimeout,
 				Usage: "how long a mirror may make no progress before it counts as failed and the next one is asked", Destination: &g.timeout},
+			&cli.BoolFlag{Name: "no-agent", EnvVars: []string{"DVPC_NO_AGENT"}, Usage: "neither use nor start the unlock agent that keeps a store unlocked for the session", Destination: &g.noAgent},
+			&cli.DurationFlag{Name: "agent-timeout", EnvVars: []string{"DVPC_AGENT_TIMEOUT"}, Value: defaultAgentIdle,
+				Usage: "how long the unlock agent keeps keys nobody uses", Destination: &g.agentIdle},
 		},
 		Commands: []*cli.Command{
 			initCommand(g), snapshotCommand(g), logCommand(g), lsCommand(g), diffCommand(g),
 			restoreCommand(g), verifyCommand(g), keyCommand(g), catCommand(g), mediaCommand(g), attachCommand(g),
 			mirrorCommand(g), pushCommand(g), pullCommand(g), forgetCommand(g), pruneCommand(g),
+			lockCommand(g), agentCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {
@@ -137,11 +145,16 @@ func classify(ctx context.Context, err error) (int, string) {
 	var de *image.DigestError
 	var ce *image.ChunkError
 	var rp *image.PartialError
+	var codeErr *image.CodeError
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return exitInterrupt, "interrupted; the snapshots already made are intact"
 	case errors.As(err, &ue):
 		return exitUsage, "see `dvpc help` or `dvpc COMMAND --help`"
+	case errors.Is(err, errNoPassphrase):
+		return exitPassphrase, ""
+	case errors.As(err, &codeErr):
+		return exitPassphrase, codeHints[codeErr.Reason]
 	case errors.Is(err, image.ErrWrongPassphrase):
 		return exitPassphrase, "check DVPC_PASSPHRASE_FILE / DVPC_PASSPHRASE, or type one of your recovery codes instead of the passphrase"
 	case errors.As(err, &pe), errors.As(err, &rp):
@@ -156,6 +169,13 @@ func classify(ctx context.Context, err error) (int, string) {
 		return exitError, ""
 	}
 	return exitError, ""
+}
+
+// codeHints say what to do about a recovery code that did not unlock.
+var codeHints = map[image.CodeReason]string{
+	image.CodeMistyped: "type the code as it was printed: its number, then groups of letters and the digits 2-7",
+	image.CodeUsed:     "each recovery code unlocks once: use your passphrase or another code",
+	image.CodeForeign:  "check that the code is this store's; use your passphrase or another code",
 }
 
 func defaultStore() string {
@@ -174,20 +194,13 @@ func (g *globals) openRepo(ctx context.Context) (*image.Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	pass, err := readPassphrase(g.stderr, "Passphrase for "+g.store+": ")
-	if err != nil {
-		return nil, err
-	}
-	repo, info, err := image.Open(ctx, src, pass)
+	repo, err := g.unlock(ctx, src)
 	if err != nil {
 		return nil, err
 	}
 	// The passphrase hash used tens of MiB that are garbage now: give them
 	// back before the real work, so they do not add to its peak.
 	debug.FreeOSMemory()
-	if info.RecoveryUsed {
-		fmt.Fprintf(g.stderr, "dvpc: unlocked with a recovery code; it is now used up. %d recovery codes remain. Set a new passphrase with `dvpc key passwd`.\n", info.RecoveryLeft)
-	}
 	return repo, nil
 }
 

@@ -10,6 +10,10 @@ import (
 	"golang.org/x/term"
 )
 
+// errNoPassphrase means no passphrase was given and there is no terminal
+// to ask for one.
+var errNoPassphrase = errors.New("no passphrase")
+
 // readPassphrase takes the passphrase from DVPC_PASSPHRASE_FILE,
 // DVPC_PASSPHRASE or the terminal, in that order.
 func readPassphrase(stderr io.Writer, prompt string) ([]byte, error) {
@@ -33,7 +37,7 @@ func readSecret(stderr io.Writer, prompt, fileVar, valueVar string) ([]byte, err
 	}
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
-		return nil, fmt.Errorf("no passphrase: set %s or %s, or run dvpc in a terminal", fileVar, valueVar)
+		return nil, fmt.Errorf("%w: set %s or %s, or run dvpc in a terminal", errNoPassphrase, fileVar, valueVar)
 	}
 	defer tty.Close()
 	fmt.Fprint(tty, prompt)

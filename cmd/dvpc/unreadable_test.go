@@ -49,7 +49,7 @@ func TestUnreadableFileIsSkipped(t *testing.T) {
 	run := func(args ...string) (int, string, string) {
 		argv := append(append(prefix, bin, "--store", store), args...)
 		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + work, "DVPC_PASSPHRASE=pw"}
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + work, "DVPC_PASSPHRASE=pw", "DVPC_NO_AGENT=1"}
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()
