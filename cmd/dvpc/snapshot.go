@@ -18,6 +18,7 @@ type snapshotOpts struct {
 	excludes []string
 	host     string
 	noParent bool
+	name     string
 }
 
 func snapshotCommand(g *globals) *cli.Command {
@@ -31,6 +32,7 @@ func snapshotCommand(g *globals) *cli.Command {
 			&cli.StringSliceFlag{Name: "exclude", Usage: "leave out paths matching PATTERN (gitignore syntax; repeatable); .dvpcignore files work too", Destination: &excl},
 			&cli.StringFlag{Name: "host", Usage: "host name to record (default: this computer's)", Destination: &o.host},
 			&cli.BoolFlag{Name: "no-parent", Usage: "read every file, trusting nothing from the previous snapshot", Destination: &o.noParent},
+			&cli.StringFlag{Name: "name", Usage: "the home the snapshot belongs to (default: \"home\" for your home directory, else the directory's name)", Destination: &o.name},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
@@ -63,7 +65,7 @@ func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) e
 	var prog image.Progress
 	var nerr int
 	opts := image.SnapshotOptions{
-		Host: o.host, Excludes: o.excludes, NoParent: o.noParent, Progress: &prog, Mirrors: mirrors.URLs(),
+		Host: o.host, Excludes: o.excludes, NoParent: o.noParent, Home: o.name, Progress: &prog, Mirrors: mirrors.URLs(),
 		OnError: func(p string, err error) {
 			nerr++
 			fmt.Fprintf(g.stderr, "dvpc: skipped %s: %v\n", p, err)
@@ -93,8 +95,8 @@ func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) e
 			"bytes_new": st.BytesNew, "errors": st.Errors, "duration_s": dur.Seconds(), "queued_for": queued,
 		})
 	} else {
-		fmt.Fprintf(g.stderr, "snapshot %s of %s: %d files, %d dirs, %s; read %s, added %s, in %.1fs\n",
-			snap.ID, snap.Config.Path, st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.BytesRead), humanBytes(st.BytesNew), dur.Seconds())
+		fmt.Fprintf(g.stderr, "snapshot %s of %s (home %s): %d files, %d dirs, %s; read %s, added %s, in %.1fs\n",
+			snap.ID, snap.Config.Path, snap.Home, st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.BytesRead), humanBytes(st.BytesNew), dur.Seconds())
 		if len(queued) > 0 {
 			fmt.Fprintf(g.stderr, "queued for %d mirrors (%s): `dvpc push` delivers it\n", len(queued), strings.Join(queued, ", "))
 		}
