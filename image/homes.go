@@ -68,7 +68,8 @@ func (r *Repo) state() (*State, error) {
 // Snapshots returns every snapshot, oldest first.
 func (h *History) Snapshots() []*Snapshot { return h.snaps }
 
-// Homes returns the names of the homes, sorted.
+// Homes returns the names of the homes: [DefaultHome] first, then the
+// others in alphabetical order.
 func (h *History) Homes() []string {
 	var out []string
 	for _, s := range h.snaps {
@@ -76,7 +77,20 @@ func (h *History) Homes() []string {
 			out = append(out, s.Home)
 		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b string) int {
+		switch {
+		case a == b:
+			return 0
+		case a == DefaultHome:
+			return -1
+		case b == DefaultHome:
+			return 1
+		}
+		if c := strings.Compare(strings.ToLower(a), strings.ToLower(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
 	return out
 }
 
