@@ -205,6 +205,9 @@ func parseParents(s string) ([]Digest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parents: %w: %w", ErrFormat, err)
 		}
+		if d.String() != p {
+			return nil, fmt.Errorf("parents: %q is not in lowercase: %w", p, ErrFormat)
+		}
 		if len(out) > 0 && slices.Compare(out[len(out)-1][:], d[:]) >= 0 {
 			return nil, fmt.Errorf("parents %q: not sorted and distinct: %w", s, ErrFormat)
 		}
