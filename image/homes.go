@@ -42,10 +42,9 @@ func (r *Repo) History(ctx context.Context) (*History, []SnapshotProblem, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := r.state()
-	if err != nil {
-		return nil, probs, err
-	}
+	// The state only adds forgotten snapshots to the lineage here: a
+	// damaged one must not stop reading; writes report it.
+	st, _ := r.state()
 	return NewHistory(snaps, st), probs, nil
 }
 
