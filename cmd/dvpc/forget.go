@@ -70,10 +70,10 @@ func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPoli
 	reasons := map[*image.Snapshot][]string{}
 	if len(specs) > 0 {
 		for _, spec := range specs {
-			if spec == "latest" || spec == "" {
-				return usageError{errors.New("forget takes snapshot IDs or tags, not \"latest\"; `dvpc log` lists them")}
-			}
-			s, err := hist.Find("", spec)
+			// "latest" is the newest head of the home the current
+			// directory is in (else "home"): an accidental snapshot
+			// is undone with `dvpc forget latest`.
+			s, err := g.pickSnapshot(hist, "", spec, "")
 			if err != nil {
 				return err
 			}
