@@ -67,9 +67,7 @@ func selectSnapshots(refs []image.Ref, want string) ([]string, error) {
 		case "", WantAll, WantLatest:
 			names = append(names, r.Name)
 		default:
-			_, id, _ := strings.Cut(strings.TrimPrefix(r.Name, "snap-"), "-")
-			if r.Name == want || len(want) >= 4 && (strings.HasPrefix(id, want) ||
-				strings.HasPrefix(r.Desc.Digest.Hex, strings.TrimPrefix(want, "sha256:"))) {
+			if md, err := image.DigestFromHash(r.Desc.Digest); err == nil && image.MatchesSnapshot(r.Name, md, want) {
 				names = append(names, r.Name)
 			}
 		}

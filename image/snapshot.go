@@ -278,7 +278,7 @@ func FindSnapshot(snaps []*Snapshot, spec string) (*Snapshot, error) {
 	}
 	var found *Snapshot
 	for _, s := range snaps {
-		if s.Ref == spec || s.Manifest.String() == spec || strings.HasPrefix(s.Manifest.Hex(), strings.ToLower(spec)) && len(spec) >= 4 {
+		if MatchesSnapshot(s.Ref, s.Manifest, spec) {
 			if found != nil && found != s {
 				return nil, fmt.Errorf("snapshot %q is ambiguous; give more digits: %w", spec, ErrNoSnapshot)
 			}
@@ -289,6 +289,18 @@ func FindSnapshot(snaps []*Snapshot, spec string) (*Snapshot, error) {
 		return nil, fmt.Errorf("snapshot %q: %w; `dvpc log` lists them", spec, ErrNoSnapshot)
 	}
 	return found, nil
+}
+
+// MatchesSnapshot reports whether spec names the snapshot with tag ref and
+// manifest md: the tag itself, or at least 4 leading hex digits of the
+// manifest digest (its ID), with or without "sha256:". The one rule for
+// naming a snapshot, in a store or on a mirror.
+func MatchesSnapshot(ref string, md Digest, spec string) bool {
+	if spec == ref || spec == md.String() {
+		return true
+	}
+	p := strings.TrimPrefix(strings.ToLower(spec), "sha256:")
+	return len(p) >= 4 && strings.HasPrefix(md.Hex(), p)
 }
 
 // SnapshotAt returns the newest snapshot taken at or before t.

@@ -158,7 +158,7 @@ func TestHomesOnANewPC(t *testing.T) {
 	pc2.expect(exitNotFound, "restore", "latest", "--home", "Pictures", "--to", filepath.Join(t.TempDir(), "x"))
 }
 
-// TestForgetNewest: the newest snapshot can be forgotten; the next one's
+// TestForgetNewest: the newest snapshot can be forgotten (as latest); the next one's
 // seq is still higher, its parent is the snapshot before, and neither a
 // pull nor a pull --all brings the forgotten one back from the mirror
 // that still holds it. Named, it comes back.
@@ -176,7 +176,11 @@ func TestForgetNewest(t *testing.T) {
 	cli.must("push")
 	seq2 := entryOf(t, homeLog(cli), s2).Seq
 
-	cli.must("forget", s2)
+	// An accidental snapshot: `forget latest` undoes it.
+	r := cli.must("forget", "latest")
+	if !strings.Contains(r.stdout, "remove "+s2) {
+		t.Fatalf("forget latest should remove %s:\n%s", s2, r)
+	}
 	if got := entryIDs(homeLog(cli)); !slices.Equal(got, []string{s1}) {
 		t.Fatalf("after forgetting %s the log lists %v", s2, got)
 	}
