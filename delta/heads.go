@@ -172,10 +172,10 @@ func (h *localHistory) newer(offers []offer) []offer {
 }
 
 // diverged lists the homes that have more than one head once taken are in
-// the store. Snapshots written before homes existed carry no lineage and
-// are not counted.
-func (h *localHistory) diverged(taken []offer) []Divergence {
-	lin := h.with(taken)
+// the store; ancestry walks through every snapshot offered. Snapshots
+// written before homes existed carry no lineage and are not counted.
+func (h *localHistory) diverged(offered, taken []offer) []Divergence {
+	lin := h.with(offered)
 	members := slices.Clone(h.members)
 	var homes []image.HomeID
 	for _, o := range taken {
@@ -203,11 +203,11 @@ func (h *localHistory) diverged(taken []offer) []Divergence {
 
 // record notes the taken snapshots, and the heads the store held, in its
 // trust state. Named ones (asked for by name) are no longer forgotten.
-func (h *localHistory) record(storeID string, taken []offer, named bool) error {
+func (h *localHistory) record(storeID string, offered, taken []offer, named bool) error {
 	if h.sf == nil {
 		return nil
 	}
-	lin := h.with(taken)
+	lin := h.with(offered)
 	var all []image.Signed
 	for _, home := range homesOf(lin, h.members) {
 		all = append(all, lin.Heads(home, h.members)...)

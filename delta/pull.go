@@ -539,7 +539,7 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	for _, a := range acc {
 		want = append(want, a.blobs...)
 	}
-	rep.Diverged = local.diverged(acc)
+	rep.Diverged = local.diverged(offered, acc)
 	defer func() {
 		if err != nil {
 			return
@@ -619,7 +619,7 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	for _, a := range acc {
 		rep.Snapshots = append(rep.Snapshots, a.snap.Name)
 	}
-	if err := local.record(kf.StoreID, acc, named); err != nil {
+	if err := local.record(kf.StoreID, offered, acc, named); err != nil {
 		return rep, fmt.Errorf("the snapshots are in the store, but: %w", err)
 	}
 	return rep, nil
