@@ -91,6 +91,7 @@ func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) e
 	if g.json {
 		err = json.NewEncoder(g.stdout).Encode(map[string]any{
 			"id": snap.ID, "ref": snap.Ref, "manifest": snap.Manifest.String(), "time": snap.Time(),
+			"home": snap.Home, "parents": snap.Parents, "seq": snap.Config.Seq,
 			"files": st.Files, "dirs": st.Dirs, "bytes": st.Bytes, "bytes_read": st.BytesRead,
 			"bytes_new": st.BytesNew, "errors": st.Errors, "duration_s": dur.Seconds(), "queued_for": queued,
 		})
