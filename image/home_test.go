@@ -171,8 +171,18 @@ func TestSnapshotHomes(t *testing.T) {
 	if _, err := hist.Choose("", "/elsewhere"); err == nil {
 		t.Fatal("several homes and none named or containing the path should be ambiguous")
 	}
-	if rel, err := hist.Rel("My-Docs", "todo.md", docs); err != nil || rel != "todo.md" {
-		t.Fatalf("rel: %q %v", rel, err)
+	for _, tc := range []struct{ p, cwd, want string }{
+		{"todo.md", docs, "todo.md"},
+		{"todo.md", filepath.Join(docs, "sub"), "sub/todo.md"},
+		{"../todo.md", filepath.Join(docs, "sub"), "todo.md"},
+		{"sub/todo.md", "/elsewhere", "sub/todo.md"},
+		{filepath.Join(docs, "a", "b"), "/elsewhere", "a/b"},
+		{"../x", docs, "!"},
+	} {
+		rel, err := hist.Rel("My-Docs", tc.p, tc.cwd)
+		if tc.want == "!" && err == nil || tc.want != "!" && (err != nil || rel != tc.want) {
+			t.Errorf("rel %q in %q: %q %v, want %q", tc.p, tc.cwd, rel, err, tc.want)
+		}
 	}
 
 	// Forget the newest of My-Docs: the next one is above it, on d1.

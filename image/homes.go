@@ -261,7 +261,10 @@ func (h *History) Rel(home, p, cwd string) (string, error) {
 	}
 	if cwd != "" && filepath.IsAbs(cwd) {
 		if _, ok := under(cwd); ok {
-			rest, _ := under(filepath.Join(cwd, p))
+			rest, ok := under(filepath.Join(cwd, p))
+			if !ok {
+				return "", fmt.Errorf("path %q leaves the home's directory", p)
+			}
 			return CleanPath(filepath.ToSlash(rest))
 		}
 	}
