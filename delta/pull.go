@@ -142,12 +142,13 @@ type PullReport struct {
 }
 
 // BadMirrors names the mirrors that served bytes that did not match their
-// digest, or snapshots whose signature does not verify.
+// digest, snapshots whose signature does not verify, or tags that misname
+// a snapshot.
 func (r PullReport) BadMirrors() []string {
 	var out []string
 	for _, f := range r.Failures {
 		var de *image.DigestError
-		if (errors.As(f.Err, &de) || errors.Is(f.Err, image.ErrBadSignature)) && !slices.Contains(out, f.Mirror) {
+		if (errors.As(f.Err, &de) || errors.Is(f.Err, image.ErrBadSignature) || errors.Is(f.Err, ErrTagMismatch)) && !slices.Contains(out, f.Mirror) {
 			out = append(out, f.Mirror)
 		}
 	}
@@ -471,7 +472,9 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 				// Held already, or offered under its own name: a tag
 				// that gives it another is refused, not kept.
 				if known.Manifest == md && known.Ref() != name {
-					errs = append(errs, fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), known.Ref(), ErrTagMismatch))
+					err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), known.Ref(), ErrTagMismatch)
+					fo.fail(mr.st, md, err)
+					errs = append(errs, err)
 					lastMD = md
 					break
 				}
@@ -510,7 +513,9 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 			if sg.Ref() != name {
 				// The tag is not what the signed manifest says: a mirror
 				// cannot reorder snapshots by naming them.
-				errs = append(errs, fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), sg.Ref(), ErrTagMismatch))
+				err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), sg.Ref(), ErrTagMismatch)
+				fo.fail(mr.st, md, err)
+				errs = append(errs, err)
 				continue
 			}
 			if sg.Seq < opts.MinSeq {

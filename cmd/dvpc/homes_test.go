@@ -317,8 +317,8 @@ func TestPullHostileTag(t *testing.T) {
 
 	pc2 := newCLI(t, filepath.Join(dir, "pc2", "store"), homesPass)
 	r := pc2.must("pull", "oci:"+mirror)
-	if !strings.Contains(r.stderr, "snap-99999999-"+s1) {
-		t.Errorf("pull should refuse the tag snap-99999999-%s:\n%s", s1, r)
+	if !strings.Contains(r.stderr, "snap-99999999-"+s1) || !strings.Contains(r.stdout, "served bad data") {
+		t.Errorf("pull should refuse the tag snap-99999999-%s and name the mirror:\n%s", s1, r)
 	}
 	pc2.requireRestores("latest", want2)
 	pc1.must("pull")
