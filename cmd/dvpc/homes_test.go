@@ -218,6 +218,8 @@ func TestPruneRefusesOldIndex(t *testing.T) {
 	store := filepath.Join(dir, "store")
 	cli := newCLI(t, store, homesPass)
 	cli.must("init", "--argon2-memory", "8")
+	mirror := filepath.Join(dir, "mirror")
+	cli.must("mirror", "add", "oci:"+mirror)
 	cli.snapshot(home)
 	old, err := os.ReadFile(filepath.Join(store, "index.json"))
 	if err != nil {
@@ -226,6 +228,7 @@ func TestPruneRefusesOldIndex(t *testing.T) {
 	randomFile(t, filepath.Join(home, "new.bin"), 4, 500<<10)
 	s2 := cli.snapshot(home)
 	ref2 := entryOf(t, homeLog(cli), s2).Ref
+	cli.must("push")
 	if err := os.WriteFile(filepath.Join(store, "index.json"), old, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -239,6 +242,14 @@ func TestPruneRefusesOldIndex(t *testing.T) {
 			t.Fatalf("%v deleted %d blobs", args, before-n)
 		}
 	}
+	// As the hint says: pull brings the lost snapshot back from the
+	// mirror, and prune works again.
+	cli.must("pull")
+	if got := entryIDs(homeLog(cli)); !slices.Contains(got, s2) {
+		t.Fatalf("pull did not bring back %s: %v", s2, got)
+	}
+	cli.must("prune")
+	cli.requireRestores(s2, home)
 }
 
 // TestPullDiverged: two PCs snapshot the same home from one base. Pull
