@@ -20,6 +20,10 @@
 // bytes already asked of it, and its throughput as measured in this pull or
 // known from before). A mirror that makes no progress for its timeout fails
 // with [ErrStalled], and the next one is asked. A snapshot
-// is named only after its signature verifies and all its blobs are stored;
-// snapshots older than [PullOptions.MinSeq] are refused as rollbacks.
+// is named only after its signature verifies and all its blobs are stored,
+// under the tag rebuilt from its signed manifest. Which snapshots are taken
+// is decided on the signed sequence numbers, home IDs and parents, never on
+// tag names: a home's head only moves to a descendant, a snapshot that
+// descends from no head is kept as a second head (the home diverged), and
+// snapshots below [PullOptions.MinSeq] are refused.
 package delta

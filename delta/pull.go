@@ -10,7 +10,6 @@ import (
 	"io"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +20,7 @@ import (
 	"github.com/dvpc/dvpc/image"
 )
 
-// ErrRollback means a mirror offered a snapshot older than one already seen.
+// ErrRollback means a mirror offered a snapshot below [PullOptions.MinSeq].
 var ErrRollback = errors.New("snapshot sequence is lower than the minimum accepted: possible rollback")
 
 // PullOptions tune [Pull].
@@ -40,8 +39,10 @@ type PullOptions struct {
 	// mirror is asked first.
 	Speed []float64
 	// Want picks the snapshots: "" or [WantAll] every one the store lacks,
-	// [WantLatest] the newest that verifies, or one snapshot by tag, ID or
-	// manifest digest prefix.
+	// [WantLatest] every one of each home newer than the store's heads (of
+	// a home the store lacks, its heads), or one snapshot by tag, ID or
+	// manifest digest prefix. Only a snapshot named is brought back once
+	// forgotten.
 	Want string
 	// Progress, when set, counts the blobs the pull needs and their bytes,
 	// as fetched (BytesNew) or found in the store.
@@ -66,9 +67,7 @@ func selectSnapshots(refs []image.Ref, want string) ([]string, error) {
 		case "", WantAll, WantLatest:
 			names = append(names, r.Name)
 		default:
-			_, id, _ := strings.Cut(strings.TrimPrefix(r.Name, "snap-"), "-")
-			if r.Name == want || len(want) >= 4 && (strings.HasPrefix(id, want) ||
-				strings.HasPrefix(r.Desc.Digest.Hex, strings.TrimPrefix(want, "sha256:"))) {
+			if md, err := image.DigestFromHash(r.Desc.Digest); err == nil && image.MatchesSnapshot(r.Name, md, want) {
 				names = append(names, r.Name)
 			}
 		}
@@ -138,15 +137,18 @@ type PullReport struct {
 	// Behind names the mirrors whose newest snapshot is older than the
 	// newest the store now holds: the next push catches them up.
 	Behind []string
+	// Diverged lists the homes that now have more than one head.
+	Diverged []Divergence
 }
 
 // BadMirrors names the mirrors that served bytes that did not match their
-// digest, or snapshots whose signature does not verify.
+// digest, snapshots whose signature does not verify, or tags that misname
+// a snapshot.
 func (r PullReport) BadMirrors() []string {
 	var out []string
 	for _, f := range r.Failures {
 		var de *image.DigestError
-		if (errors.As(f.Err, &de) || errors.Is(f.Err, image.ErrBadSignature)) && !slices.Contains(out, f.Mirror) {
+		if (errors.As(f.Err, &de) || errors.Is(f.Err, image.ErrBadSignature) || errors.Is(f.Err, ErrTagMismatch)) && !slices.Contains(out, f.Mirror) {
 			out = append(out, f.Mirror)
 		}
 	}
@@ -439,32 +441,45 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	// Snapshots the store lacks, verified before anything of them is kept.
 	// A name may point at different manifests on different mirrors: each
 	// mirror's version (with that mirror's signature tag) is tried in turn,
-	// so a hostile mirror listed first cannot hide an honest one's.
-	type accepted struct{ snap, sig image.Ref }
-	var acc []accepted
+	// so a hostile mirror listed first cannot hide an honest one's. Which
+	// of the verified ones are taken is decided on what is signed alone.
+	local, err := readLocalHistory(ctx, dst, dstRefs)
+	if err != nil {
+		return rep, err
+	}
 	names, err := selectSnapshots(fo.refs, opts.Want)
 	if err != nil {
 		return rep, err
 	}
+	var offered []offer
 	for _, name := range names {
 		var errs []error
 		var lastMD image.Digest
 		tried := map[string]bool{}
-		var done, rolledBack bool
+		var done bool
 		for _, mr := range byMirror {
 			refs := mr.refs
 			r, found := findRef(refs, name)
 			if !found {
 				continue
 			}
-			if have, held := findRef(dstRefs, r.Name); held && have.Desc.Digest == r.Desc.Digest {
-				done = true
-				break
-			}
 			md, err := image.DigestFromHash(r.Desc.Digest)
 			if err != nil {
 				errs = append(errs, err)
 				continue
+			}
+			if known, ok := local.signedOf(md, offered); ok {
+				// Held already, or offered under its own name: a tag
+				// that gives it another is refused, not kept.
+				if known.Manifest == md && known.Ref() != name {
+					err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), known.Ref(), ErrTagMismatch)
+					fo.fail(mr.st, md, err)
+					errs = append(errs, err)
+					lastMD = md
+					break
+				}
+				done = true
+				break
 			}
 			lastMD = md
 			sigRef, found := findRef(refs, image.SignatureRef(md))
@@ -490,30 +505,46 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 				errs = append(errs, err)
 				continue
 			}
-			seq, err := strconv.ParseUint(m.Annotations[image.AnnotationSeq], 10, 64)
+			sg, err := image.ParseSigned(md, m)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("sequence %q: %w", m.Annotations[image.AnnotationSeq], image.ErrFormat))
+				errs = append(errs, err)
 				continue
 			}
-			if seq < opts.MinSeq {
-				errs = append(errs, fmt.Errorf("sequence %d < %d: %w", seq, opts.MinSeq, ErrRollback))
-				rolledBack = true
+			if sg.Ref() != name {
+				// The tag is not what the signed manifest says: a mirror
+				// cannot reorder snapshots by naming them.
+				err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), sg.Ref(), ErrTagMismatch)
+				fo.fail(mr.st, md, err)
+				errs = append(errs, err)
 				continue
 			}
-			want = append(want, blobs...)
-			acc = append(acc, accepted{r, sigRef})
+			if sg.Seq < opts.MinSeq {
+				errs = append(errs, fmt.Errorf("sequence %d < %d: %w", sg.Seq, opts.MinSeq, ErrRollback))
+				continue
+			}
+			offered = append(offered, offer{signed: sg, snap: r, sig: sigRef, blobs: blobs})
 			done = true
 			break
 		}
 		if !done && len(errs) > 0 {
 			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: name, Manifest: lastMD, Err: errors.Join(errs...)})
 		}
-		if opts.Want == WantLatest && (done || rolledBack) {
-			// The newest that verifies, or the store has it already, or
-			// what is left is older than the store's newest.
-			break
-		}
 	}
+	named := opts.Want != "" && opts.Want != WantAll && opts.Want != WantLatest
+	var acc []offer
+	for _, o := range offered {
+		if !named && local.state != nil && local.state.IsForgotten(o.signed.Manifest) {
+			continue // forgotten on purpose: not brought back
+		}
+		acc = append(acc, o)
+	}
+	if opts.Want == WantLatest {
+		acc = local.newer(acc)
+	}
+	for _, a := range acc {
+		want = append(want, a.blobs...)
+	}
+	rep.Diverged = local.diverged(offered, acc)
 	defer func() {
 		if err != nil {
 			return
@@ -592,6 +623,9 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	rep.KeysAdded = keysRef != nil
 	for _, a := range acc {
 		rep.Snapshots = append(rep.Snapshots, a.snap.Name)
+	}
+	if err := local.record(kf.StoreID, offered, acc, named); err != nil {
+		return rep, fmt.Errorf("the snapshots are in the store, but: %w", err)
 	}
 	return rep, nil
 }

@@ -3,6 +3,7 @@ package delta
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -12,6 +13,7 @@ import (
 
 func TestSelectSnapshots(t *testing.T) {
 	ref := func(name, hex string) image.Ref {
+		hex += strings.Repeat("0", 64-len(hex))
 		return image.Ref{Name: name, Desc: v1.Descriptor{Digest: v1.Hash{Algorithm: "sha256", Hex: hex}}}
 	}
 	refs := []image.Ref{

@@ -112,12 +112,10 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	if err != nil {
 		return nil, Stats{}, err
 	}
-	var seq uint64
 	for _, s := range snaps {
 		if err := r.LoadIndex(ctx, s); err != nil {
 			return nil, Stats{}, fmt.Errorf("load index of snapshot %s: %w", s.ID, err)
 		}
-		seq = max(seq, s.Config.Seq)
 	}
 	adopted, err := r.adoptPacks(ctx, snaps)
 	if err != nil {
@@ -126,13 +124,17 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	if opts.Report != nil {
 		opts.Report.Adopted = adopted
 	}
-	parent := opts.Parent
-	if parent == nil && !opts.NoParent {
-		for _, s := range snaps {
-			if s.Config.Path == abs {
-				parent = s
-			}
-		}
+	hist, high, err := r.historyForWrite(snaps)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	home, parents, seq, err := hist.nextSnapshot(abs, opts.Home, opts.Parent, high)
+	if err != nil {
+		return nil, Stats{}, fmt.Errorf("snapshot %s: %w", abs, err)
+	}
+	var parent *Snapshot // its tree's unchanged files are not read again
+	if len(parents) > 0 && !opts.NoParent {
+		parent = parents[0]
 	}
 	a := &archiver{
 		r: r, opts: opts, excl: ignore.New(), ign: ignore.New(), cutoff: opts.Time.Add(-racyWindow),
@@ -173,12 +175,12 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	}
 	cfg := &SnapshotConfig{
 		Version: 1, Root: rootID, Time: opts.Time, Host: opts.Host, User: userName, Path: abs,
-		Seq: seq + 1, Mirrors: opts.Mirrors, Excludes: opts.Excludes, Stats: a.stats,
+		Home: home, Seq: seq, Mirrors: opts.Mirrors, Excludes: opts.Excludes, Stats: a.stats,
 	}
-	if parent != nil {
-		cfg.Parent = parent.Manifest.String()
+	for _, p := range parents {
+		cfg.Parents = append(cfg.Parents, p.Manifest)
 	}
-	snap, err := r.commitSnapshot(ctx, cfg, layers)
+	snap, err := r.commitSnapshot(ctx, cfg, layers, hist.AllHeads())
 	if err != nil {
 		return nil, a.stats, a.stopped(ctx, err)
 	}

@@ -31,6 +31,16 @@
 // difference of digests. Manifests are signed with the store's ed25519 key
 // in the SSHSIG format, so `ssh-keygen -Y verify` can check them too.
 //
+// # Homes, heads and the trust state
+//
+// Every snapshot belongs to a home, a named lineage, and names its parents;
+// the signed manifest carries the home's ID and the parents in the clear
+// ([Signed]). [History] resolves "latest", IDs and times within a home and
+// finds its heads; a [Lineage] decides ancestry, so a head only moves to a
+// descendant. A [Layout] keeps its [State] (dvpc-state.json) beside
+// index.json: the highest seq, each home's heads and the forgotten
+// snapshots, which an old index.json cannot lower (docs/design.md).
+//
 // The detailed byte formats are documented in FORMAT.md at the repository
 // root.
 package image

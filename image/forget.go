@@ -2,7 +2,6 @@ package image
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,7 +24,7 @@ func (p KeepPolicy) IsZero() bool { return p == KeepPolicy{} }
 
 // Apply splits snaps (any order) into those to keep, each with the rules
 // that keep it, and those to remove, both oldest first. Buckets (hours,
-// days...) are taken in loc.
+// days...) are taken in loc. Apply it to the snapshots of one home.
 func (p KeepPolicy) Apply(snaps []*Snapshot, loc *time.Location) (keep map[*Snapshot][]string, remove []*Snapshot) {
 	byNew := slices.Clone(snaps)
 	slices.SortStableFunc(byNew, func(a, b *Snapshot) int {
@@ -85,37 +84,42 @@ func (p KeepPolicy) Apply(snaps []*Snapshot, loc *time.Location) (keep map[*Snap
 	return keep, remove
 }
 
-// ErrKeepNewest refuses to forget a store's newest snapshot: the sequence
-// numbers that protect against rollback count from it.
-var ErrKeepNewest = errors.New("the newest snapshot is always kept")
-
 // Forget removes the snapshots' tags and their signatures' tags from the
-// store. Their blobs stay until [Prune]. all is every snapshot of the
-// store; the newest of them cannot be forgotten.
-func Forget(ctx context.Context, st Store, all, forget []*Snapshot) error {
-	var newest *Snapshot
-	for _, s := range all {
-		if newest == nil || s.Config.Seq > newest.Config.Seq {
-			newest = s
-		}
+// store, and records them in its trust state as forgotten. Any snapshot may
+// be forgotten, the newest included: the state keeps the highest seq, so
+// the next snapshot's is higher, and pull does not bring a forgotten one
+// back. Their blobs stay until [Prune].
+func (r *Repo) Forget(ctx context.Context, forget []*Snapshot) error {
+	if r.st == nil {
+		return ErrReadOnly
+	}
+	if len(forget) == 0 {
+		return nil
 	}
 	drop := map[string]bool{}
 	for _, s := range forget {
-		if s == newest || s.Config.Seq >= newest.Config.Seq {
-			return fmt.Errorf("forget %s: %w", s.ID, ErrKeepNewest)
-		}
 		drop[s.Ref] = true
 		drop[SignatureRef(s.Manifest)] = true
 	}
-	if len(drop) == 0 {
-		return nil
-	}
-	unlock, err := st.Lock(ctx)
+	unlock, err := r.st.Lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	return st.UpdateRefs(ctx, func(refs []Ref) ([]Ref, error) {
+	// The state first: should the index not be written, a snapshot still
+	// named and recorded as forgotten is only kept from coming back.
+	if sf, ok := r.st.(Stateful); ok {
+		err := sf.UpdateState(r.kf.StoreID, func(st *State) error {
+			for _, s := range forget {
+				st.Forget(s.Signed())
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("forget: %w", err)
+		}
+	}
+	return r.st.UpdateRefs(ctx, func(refs []Ref) ([]Ref, error) {
 		return slices.DeleteFunc(refs, func(r Ref) bool { return drop[r.Name] }), nil
 	})
 }
@@ -131,8 +135,10 @@ type PruneStats struct {
 // Prune deletes the blobs of the layout that no tag needs: the packs and
 // indexes of forgotten snapshots, and what an interrupted run left. It
 // holds the store's lock, so no snapshot is being written meanwhile, and
-// deletes nothing unless every manifest the tags name could be read. With
-// dryRun it only counts.
+// deletes nothing unless every manifest the tags name could be read, nor
+// when a head the trust state records is neither named nor forgotten
+// (index.json went backwards: a [*MissingHeadsError]). With dryRun it only
+// counts.
 func Prune(ctx context.Context, l *Layout, dryRun bool) (PruneStats, error) {
 	var st PruneStats
 	unlock, err := l.Lock(ctx)
@@ -142,6 +148,9 @@ func Prune(ctx context.Context, l *Layout, dryRun bool) (PruneStats, error) {
 	defer unlock()
 	refs, err := l.Refs(ctx)
 	if err != nil {
+		return st, err
+	}
+	if err := checkIndexNotBehind(ctx, l, refs); err != nil {
 		return st, err
 	}
 	need, err := BlobsOf(ctx, l, refs)
@@ -188,4 +197,33 @@ func Prune(ctx context.Context, l *Layout, dryRun bool) (PruneStats, error) {
 		}
 	}
 	return st, nil
+}
+
+// checkIndexNotBehind refuses when the trust state records a head that
+// refs neither name nor the owner forgot.
+func checkIndexNotBehind(ctx context.Context, l *Layout, refs []Ref) error {
+	st, err := l.LoadState()
+	if err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if len(st.Heads) == 0 {
+		return nil
+	}
+	kf, err := ReadKeyFile(ctx, l)
+	if err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if st.StoreID != kf.StoreID {
+		return nil // another store's evidence
+	}
+	present := map[Digest]bool{}
+	for _, r := range refs {
+		if d, err := DigestFromHash(r.Desc.Digest); err == nil {
+			present[d] = true
+		}
+	}
+	if missing := st.Missing(present); len(missing) > 0 {
+		return &MissingHeadsError{Op: "prune", Heads: missing}
+	}
+	return nil
 }

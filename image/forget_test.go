@@ -3,7 +3,6 @@ package image
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -89,8 +88,7 @@ func TestKeepPolicy(t *testing.T) {
 
 // TestForgetPrune: forgetting snapshots and pruning frees the blobs only
 // they needed, keeps every blob the others need (they restore identically
-// and verify, reading all data), never forgets the newest, and a dry run
-// deletes nothing. A stray blob left by an interrupted run goes too.
+// and verify, reading all data), and a dry run deletes nothing. A stray blob left by an interrupted run goes too.
 func TestForgetPrune(t *testing.T) {
 	ctx := context.Background()
 	r, lay := newTestRepo(t)
@@ -107,11 +105,7 @@ func TestForgetPrune(t *testing.T) {
 		wants = append(wants, mustRestoreEqual(t, r, s, home))
 	}
 
-	// The newest is refused, alone or with others; nothing changes.
 	before := blobSet(t, lay)
-	if err := Forget(ctx, lay, snaps, snaps[1:]); !errors.Is(err, ErrKeepNewest) {
-		t.Fatalf("forget of the newest: %v", err)
-	}
 	// A stray blob, as a killed run leaves it.
 	stray := DigestOf([]byte("stray"))
 	if err := os.WriteFile(lay.blobPath(stray), []byte("stray"), 0o600); err != nil {
@@ -126,7 +120,7 @@ func TestForgetPrune(t *testing.T) {
 	}
 
 	// Forget the middle snapshot: its 3 MiB pack goes, the others' stay.
-	if err := Forget(ctx, lay, snaps, snaps[1:2]); err != nil {
+	if err := r.Forget(ctx, snaps[1:2]); err != nil {
 		t.Fatal(err)
 	}
 	dry, err := Prune(ctx, lay, true)
@@ -161,7 +155,7 @@ func TestForgetPrune(t *testing.T) {
 	}
 
 	// A manifest that cannot be read stops the prune before it deletes.
-	if err := Forget(ctx, lay, left, left[:1]); err != nil {
+	if err := r2.Forget(ctx, left[:1]); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(lay.blobPath(left[1].Manifest)); err != nil {

@@ -168,7 +168,7 @@ func sfForge(t *testing.T, r *Repo, children []*Node, subtrees map[string][]*Nod
 	for _, s := range snaps {
 		seq = max(seq, s.Config.Seq)
 	}
-	s, err := r.commitSnapshot(ctx, &SnapshotConfig{Version: 1, Root: rootID, Time: now, Host: "forged", Path: "/forged", Seq: seq + 1}, layers)
+	s, err := r.commitSnapshot(ctx, &SnapshotConfig{Version: 1, Root: rootID, Time: now, Host: "forged", Path: "/forged", Seq: seq + 1}, layers, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,11 @@ const (
 	AnnotationCreated = "org.opencontainers.image.created"
 	AnnotationSeq     = "dev.dvpc.seq"
 	AnnotationStore   = "dev.dvpc.store"
+	// AnnotationHome is the snapshot's home ID ([HomeID]).
+	AnnotationHome = "dev.dvpc.home"
+	// AnnotationParents lists the parents' manifest digests, sorted and
+	// comma-separated.
+	AnnotationParents = "dev.dvpc.parents"
 )
 
 const snapRefPrefix = "snap-"
@@ -35,7 +40,9 @@ type SnapshotConfig struct {
 	Host     string    `json:"host"`
 	User     string    `json:"user"`
 	Path     string    `json:"path"`
-	Parent   string    `json:"parent,omitempty"` // manifest digest
+	Home     string    `json:"home,omitempty"`    // empty: written before homes existed
+	Parents  []Digest  `json:"parents,omitempty"` // manifest digests, sorted
+	Parent   string    `json:"parent,omitempty"`  // the one parent of a snapshot written before homes existed
 	Seq      uint64    `json:"seq"`
 	Mirrors  []string  `json:"mirrors,omitempty"`
 	Profile  string    `json:"profile,omitempty"`
@@ -61,7 +68,17 @@ type Snapshot struct {
 	Desc     v1.Descriptor
 	Config   *SnapshotConfig
 	Layers   []v1.Descriptor
-	raw      []byte
+	// Home is the name of the snapshot's home, HomeID its ID; for a
+	// snapshot written before homes existed, derived from its path.
+	Home    string
+	HomeID  HomeID
+	Parents []Digest // sorted
+	raw     []byte
+}
+
+// Signed returns the snapshot's place in the history.
+func (s *Snapshot) Signed() Signed {
+	return Signed{Manifest: s.Manifest, Seq: s.Config.Seq, Home: s.HomeID, Parents: s.Parents}
 }
 
 // Time returns when the snapshot was taken.
@@ -205,7 +222,49 @@ func (r *Repo) loadSnapshot(ctx context.Context, refs []Ref, ref Ref) (*Snapshot
 	if strconv.FormatUint(cfg.Seq, 10) != m.Annotations[AnnotationSeq] {
 		return nil, fmt.Errorf("config sequence %d does not match the signed manifest's %q: %w", cfg.Seq, m.Annotations[AnnotationSeq], ErrFormat)
 	}
-	return &Snapshot{ID: md.Short(), Ref: ref.Name, Manifest: md, Desc: ref.Desc, Config: &cfg, Layers: m.Layers, raw: raw}, nil
+	sg, err := ParseSigned(md, m)
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshot{ID: md.Short(), Ref: ref.Name, Manifest: md, Desc: ref.Desc, Config: &cfg, Layers: m.Layers, raw: raw}
+	if err := r.placeSnapshot(s, sg); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", md, err)
+	}
+	return s, nil
+}
+
+// placeSnapshot sets the home and parents of a loaded snapshot from its
+// config, checked against what the signed manifest says in the clear.
+func (r *Repo) placeSnapshot(s *Snapshot, sg Signed) error {
+	cfg := s.Config
+	if cfg.Home == "" {
+		// Written before homes existed: the home comes from the path.
+		if !sg.Home.IsZero() || len(sg.Parents) > 0 || len(cfg.Parents) > 0 {
+			return fmt.Errorf("config names no home but the manifest has home or parents: %w", ErrFormat)
+		}
+		s.Home = legacyHomeName(cfg)
+		s.HomeID = r.keys.HomeID(s.Home)
+		if cfg.Parent != "" {
+			p, err := ParseDigest(cfg.Parent)
+			if err != nil {
+				return fmt.Errorf("config parent: %w: %w", ErrFormat, err)
+			}
+			s.Parents = []Digest{p}
+		}
+		return nil
+	}
+	if err := CheckHomeName(cfg.Home); err != nil {
+		return fmt.Errorf("config: %w: %w", ErrFormat, err)
+	}
+	s.Home, s.HomeID = cfg.Home, r.keys.HomeID(cfg.Home)
+	if sg.Home != s.HomeID {
+		return fmt.Errorf("config home %q does not match the signed manifest's home id %s: %w", cfg.Home, sg.Home, ErrFormat)
+	}
+	if !slices.Equal(sortedParents(cfg.Parents), sg.Parents) {
+		return fmt.Errorf("config parents do not match the signed manifest's: %w", ErrFormat)
+	}
+	s.Parents = sg.Parents
+	return nil
 }
 
 // FindSnapshot resolves "latest", a snapshot ID or prefix, a manifest
@@ -219,7 +278,7 @@ func FindSnapshot(snaps []*Snapshot, spec string) (*Snapshot, error) {
 	}
 	var found *Snapshot
 	for _, s := range snaps {
-		if s.Ref == spec || s.Manifest.String() == spec || strings.HasPrefix(s.Manifest.Hex(), strings.ToLower(spec)) && len(spec) >= 4 {
+		if MatchesSnapshot(s.Ref, s.Manifest, spec) {
 			if found != nil && found != s {
 				return nil, fmt.Errorf("snapshot %q is ambiguous; give more digits: %w", spec, ErrNoSnapshot)
 			}
@@ -230,6 +289,18 @@ func FindSnapshot(snaps []*Snapshot, spec string) (*Snapshot, error) {
 		return nil, fmt.Errorf("snapshot %q: %w; `dvpc log` lists them", spec, ErrNoSnapshot)
 	}
 	return found, nil
+}
+
+// MatchesSnapshot reports whether spec names the snapshot with tag ref and
+// manifest md: the tag itself, or at least 4 leading hex digits of the
+// manifest digest (its ID), with or without "sha256:". The one rule for
+// naming a snapshot, in a store or on a mirror.
+func MatchesSnapshot(ref string, md Digest, spec string) bool {
+	if spec == ref || spec == md.String() {
+		return true
+	}
+	p := strings.TrimPrefix(strings.ToLower(spec), "sha256:")
+	return len(p) >= 4 && strings.HasPrefix(md.Hex(), p)
 }
 
 // SnapshotAt returns the newest snapshot taken at or before t.
@@ -246,9 +317,12 @@ func SnapshotAt(snaps []*Snapshot, t time.Time) (*Snapshot, error) {
 	return best, nil
 }
 
-// commitSnapshot writes the config, manifest and signature of a snapshot and
-// names it in the store. Every blob in layers must already be stored.
-func (r *Repo) commitSnapshot(ctx context.Context, cfg *SnapshotConfig, layers []v1.Descriptor) (*Snapshot, error) {
+// commitSnapshot writes the config, manifest and signature of a snapshot,
+// names it in the store and records it in the trust state with heads, the
+// heads of every home the store held. Every blob in layers must already be
+// stored.
+func (r *Repo) commitSnapshot(ctx context.Context, cfg *SnapshotConfig, layers []v1.Descriptor, heads []Signed) (*Snapshot, error) {
+	cfg.Parents = sortedParents(cfg.Parents)
 	pt, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -265,6 +339,13 @@ func (r *Repo) commitSnapshot(ctx context.Context, cfg *SnapshotConfig, layers [
 			AnnotationSeq:     strconv.FormatUint(cfg.Seq, 10),
 			AnnotationStore:   r.kf.StoreID,
 		},
+	}
+	homeID := r.keys.HomeID(cfg.Home)
+	if cfg.Home != "" {
+		m.Annotations[AnnotationHome] = homeID.String()
+		if len(cfg.Parents) > 0 {
+			m.Annotations[AnnotationParents] = formatParents(cfg.Parents)
+		}
 	}
 	mdesc, raw, err := putManifest(ctx, r.st, m)
 	if err != nil {
@@ -285,7 +366,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, cfg *SnapshotConfig, layers [
 	if err != nil {
 		return nil, err
 	}
-	name := fmt.Sprintf("%s%08d-%s", snapRefPrefix, cfg.Seq, md.Short())
+	name := SnapshotRef(cfg.Seq, md)
 	// The signature is named first: a snapshot is never visible unsigned.
 	err = r.st.UpdateRefs(ctx, func(refs []Ref) ([]Ref, error) {
 		refs = setRef(refs, Ref{Name: SignatureRef(md), Desc: sigDesc})
@@ -294,5 +375,24 @@ func (r *Repo) commitSnapshot(ctx context.Context, cfg *SnapshotConfig, layers [
 	if err != nil {
 		return nil, err
 	}
-	return &Snapshot{ID: md.Short(), Ref: name, Manifest: md, Desc: mdesc, Config: cfg, Layers: layers, raw: raw}, nil
+	snap := &Snapshot{ID: md.Short(), Ref: name, Manifest: md, Desc: mdesc, Config: cfg, Layers: layers,
+		Home: cfg.Home, HomeID: homeID, Parents: cfg.Parents, raw: raw}
+	if sf, ok := r.st.(Stateful); ok {
+		err = sf.UpdateState(r.kf.StoreID, func(st *State) error {
+			lin := Lineage{}
+			for _, h := range heads {
+				lin.Add(h)
+			}
+			lin.Add(snap.Signed())
+			for _, h := range heads {
+				st.Record(h, lin)
+			}
+			st.Record(snap.Signed(), lin)
+			return nil
+		})
+		if err != nil {
+			return snap, fmt.Errorf("snapshot %s is stored, but: %w", snap.ID, err)
+		}
+	}
+	return snap, nil
 }

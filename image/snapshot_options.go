@@ -21,8 +21,12 @@ type SnapshotOptions struct {
 	Excludes []string // gitignore-syntax patterns relative to the root
 	Time     time.Time
 	Mirrors  []string
-	// Parent is compared with to skip unchanged files. Nil picks the newest
-	// snapshot of the same path; NoParent reads every file.
+	// Home names the snapshot's home; empty derives it from the path
+	// ([DefaultHomeName]).
+	Home string
+	// Parent is the snapshot the tree was started from (a login session's
+	// snapshot); nil takes the newest head of the home. Unchanged files
+	// are not read again; NoParent reads every file, keeping the lineage.
 	Parent   *Snapshot
 	NoParent bool
 	// OnError receives each entry that could not be read; it is skipped and

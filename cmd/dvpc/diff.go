@@ -11,30 +11,32 @@ import (
 )
 
 func diffCommand(g *globals) *cli.Command {
+	var home string
 	return &cli.Command{
 		Name:      "diff",
 		Usage:     "show what changed between two snapshots (+ added, - removed, M modified, U metadata only)",
 		ArgsUsage: "A B",
+		Flags:     []cli.Flag{homeFlag(&home)},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
 				return usageError{fmt.Errorf("diff takes two snapshots, A and B")}
 			}
-			return runDiff(c.Context, g, c.Args().Get(0), c.Args().Get(1))
+			return runDiff(c.Context, g, home, c.Args().Get(0), c.Args().Get(1))
 		},
 	}
 }
 
-func runDiff(ctx context.Context, g *globals, specA, specB string) error {
-	repo, snaps, err := g.loadSnapshots(ctx)
+func runDiff(ctx context.Context, g *globals, home, specA, specB string) error {
+	repo, hist, err := g.loadHistory(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	a, err := image.FindSnapshot(snaps, specA)
+	a, err := g.pickSnapshot(hist, home, specA, "")
 	if err != nil {
 		return err
 	}
-	b, err := image.FindSnapshot(snaps, specB)
+	b, err := g.pickSnapshot(hist, home, specB, "")
 	if err != nil {
 		return err
 	}

@@ -18,8 +18,8 @@ func forgetCommand(g *globals) *cli.Command {
 	var dryRun, prune bool
 	return &cli.Command{
 		Name: "forget",
-		Usage: "remove snapshots from the store: those named, or those a --keep policy does not keep " +
-			"(the newest is always kept); their data goes with --prune or `dvpc prune`",
+		Usage: "remove snapshots from the store: those named (the newest too), or those a --keep policy does not keep " +
+			"in each home (it keeps each home's newest); their data goes with --prune or `dvpc prune`",
 		ArgsUsage: "[SNAP...]",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "keep-last", Usage: "keep the `N` newest snapshots", Destination: &p.Last},
@@ -60,16 +60,20 @@ func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPoli
 		}
 		return err
 	}
-	repo, snaps, err := g.loadSnapshots(ctx)
+	repo, hist, err := g.loadHistory(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
+	snaps := hist.Snapshots()
 	var remove []*image.Snapshot
 	reasons := map[*image.Snapshot][]string{}
 	if len(specs) > 0 {
 		for _, spec := range specs {
-			s, err := image.FindSnapshot(snaps, spec)
+			// "latest" is the newest head of the home the current
+			// directory is in (else "home"): an accidental snapshot
+			// is undone with `dvpc forget latest`.
+			s, err := g.pickSnapshot(hist, "", spec, "")
 			if err != nil {
 				return err
 			}
@@ -78,7 +82,15 @@ func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPoli
 			}
 		}
 	} else {
-		reasons, remove = p.Apply(snaps, time.Local)
+		// The policy keeps within each home: another home's snapshots
+		// never count against it.
+		for _, h := range hist.Homes() {
+			keep, rm := p.Apply(hist.Of(h), time.Local)
+			for s, why := range keep {
+				reasons[s] = why
+			}
+			remove = append(remove, rm...)
+		}
 	}
 	type line struct {
 		ID     string    `json:"id"`
@@ -96,9 +108,12 @@ func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPoli
 		lines = append(lines, l)
 	}
 	if !dryRun {
-		if err := image.Forget(ctx, lay, snaps, remove); err != nil {
-			return usageError{err}
+		// The trust state keeps the highest seq and the forgotten
+		// digests, so forgetting the newest weakens no rollback check.
+		if err := repo.Forget(ctx, remove); err != nil {
+			return err
 		}
+		// Removing the tags from the mirrors too would go here.
 	}
 	var pst *image.PruneStats
 	if prune {

@@ -13,26 +13,28 @@ import (
 )
 
 func lsCommand(g *globals) *cli.Command {
+	var home string
 	return &cli.Command{
 		Name:      "ls",
 		Usage:     "list the files in a snapshot (default: latest)",
 		ArgsUsage: "[SNAP] [PATH]",
+		Flags:     []cli.Flag{homeFlag(&home)},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 2 {
 				return usageError{fmt.Errorf("ls takes [SNAP] [PATH]")}
 			}
-			return runLs(c.Context, g, c.Args().Get(0), c.Args().Get(1))
+			return runLs(c.Context, g, home, c.Args().Get(0), c.Args().Get(1))
 		},
 	}
 }
 
-func runLs(ctx context.Context, g *globals, spec, path string) error {
-	repo, snaps, s, err := g.findSnapshot(ctx, spec)
+func runLs(ctx context.Context, g *globals, home, spec, path string) error {
+	repo, hist, s, err := g.findSnapshot(ctx, home, spec, path)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	rel, err := snapshotRel(snaps, path)
+	rel, err := snapshotRel(hist, s.Home, path)
 	if err != nil {
 		return err
 	}

@@ -159,6 +159,10 @@ func classify(ctx context.Context, err error) (int, string) {
 		return exitPassphrase, "check DVPC_PASSPHRASE_FILE / DVPC_PASSPHRASE, or type one of your recovery codes instead of the passphrase"
 	case errors.As(err, &pe), errors.As(err, &rp):
 		return exitPartial, "the entries above were skipped; everything else completed"
+	case errors.Is(err, image.ErrIndexBehind):
+		return exitIntegrity, "run `dvpc pull` to bring the missing snapshots back from the mirrors, or `dvpc repair`"
+	case errors.Is(err, image.ErrAmbiguousHome), errors.Is(err, image.ErrHomeName):
+		return exitUsage, "name the home with --home NAME (snapshot: --name NAME); `dvpc log` lists the homes"
 	case errors.As(err, &ie), errors.As(err, &de), errors.As(err, &ce), errors.Is(err, image.ErrBadSignature), errors.Is(err, image.ErrSeal):
 		return exitIntegrity, "the store holds damaged or foreign data; run `dvpc verify --read-data` for a full report"
 	case errors.Is(err, image.ErrNoSnapshot):

@@ -397,12 +397,12 @@ func pullCommand(g *globals) *cli.Command {
 	var insecure, all bool
 	return &cli.Command{
 		Name: "pull",
-		Usage: "bring into the store the newest snapshot that verifies on the mirrors (or SNAP, or --all the store lacks), " +
+		Usage: "bring into the store every snapshot of each home newer than its heads (or SNAP, or --all the store lacks), " +
 			"fetching only the blobs it lacks; on a new PC, name the mirrors",
 		ArgsUsage: "[SNAP|latest] [URL...]",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to non-loopback registries", Destination: &insecure},
-			&cli.BoolFlag{Name: "all", Usage: "every snapshot the mirrors hold and the store lacks, not only the newest", Destination: &all},
+			&cli.BoolFlag{Name: "all", Usage: "every snapshot the mirrors hold and the store lacks, older history too", Destination: &all},
 		},
 		Action: func(c *cli.Context) error {
 			want := delta.WantLatest
@@ -476,18 +476,8 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 		opts.Health = append(opts.Health, mirrorHealth(m))
 		opts.Speed = append(opts.Speed, m.Rate())
 	}
-	// Rollback protection: nothing older than the newest snapshot this
-	// store already holds is accepted, whatever a mirror calls latest.
-	// A snapshot named, or the history --all fills in, can be older: it
-	// does not change which snapshot is the store's newest.
-	if refs, err := lay.Refs(ctx); err == nil && want == delta.WantLatest {
-		for _, r := range refs {
-			var seq uint64
-			if _, err := fmt.Sscanf(r.Name, "snap-%d-", &seq); err == nil && seq > opts.MinSeq {
-				opts.MinSeq = seq
-			}
-		}
-	}
+	// Rollback protection is the pull's own: a head only moves to a
+	// descendant of itself, decided on the signed manifests.
 	var prog image.Progress
 	opts.Progress = &prog
 	stop := startProgressOf(g.stderr, "pull:", "blobs", "fetched", &prog)
@@ -540,7 +530,7 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 		}
 		return json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
 			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "bad_mirrors": rep.BadMirrors(),
-			"behind": rep.Behind, "mirrors": uses, "mirrors_adopted": adopted})
+			"behind": rep.Behind, "mirrors": uses, "mirrors_adopted": adopted, "diverged": rep.Diverged})
 	}
 	fmt.Fprintf(g.stdout, "pulled %d snapshots: %d blobs (%s) fetched, %d already here\n", len(rep.Snapshots), rep.BlobsFetched,
 		humanBytes(rep.BytesFetched), rep.BlobsPresent)
@@ -551,6 +541,10 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 	}
 	if len(rep.BadMirrors()) > 0 {
 		fmt.Fprintf(g.stdout, "mirrors that served bad data or bad signatures: %s\n", strings.Join(rep.BadMirrors(), ", "))
+	}
+	for _, d := range rep.Diverged {
+		fmt.Fprintf(g.stdout, "a home diverged on two PCs: it now has %d heads (%s), all kept; `dvpc sync` merges them\n",
+			len(d.Heads), strings.Join(d.Heads, ", "))
 	}
 	if len(rep.Behind) > 0 {
 		fmt.Fprintf(g.stdout, "mirrors behind this store (`dvpc push` catches them up): %s\n", strings.Join(rep.Behind, ", "))

@@ -33,9 +33,9 @@ func TestLocalMirror(t *testing.T) {
 	fresh.must("pull", "oci:"+mirror)
 	fresh.requireRestores(id, home)
 
-	// Three more snapshots on the mirror. A plain pull takes the newest
-	// only; pull SNAP takes the one named; pull --all the rest; and each
-	// restores identically.
+	// Three more snapshots on the mirror. A plain pull takes every one
+	// newer than the store's head; forgotten, one stays away until named;
+	// and each restores identically.
 	var ids []string
 	var want []string
 	if err := os.MkdirAll(filepath.Join(dir, "want"), 0o755); err != nil {
@@ -51,18 +51,19 @@ func TestLocalMirror(t *testing.T) {
 	cli.must("push")
 	snapshots := func() int { return len(fresh.snapshotRefs()) }
 	r = fresh.must("pull")
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") || snapshots() != 2 {
-		t.Fatalf("pull of the newest:\n%s", r)
+	if !strings.Contains(r.stdout, "pulled 3 snapshots") || snapshots() != 4 {
+		t.Fatalf("pull of the snapshots newer than the head:\n%s", r)
+	}
+	fresh.must("forget", ids[1])
+	r = fresh.must("pull", "--all")
+	if !strings.Contains(r.stdout, "pulled 0 snapshots") || snapshots() != 3 {
+		t.Fatalf("pull --all should not bring back a forgotten snapshot:\n%s", r)
 	}
 	fresh.must("pull", ids[1])
-	if n := snapshots(); n != 3 {
-		t.Fatalf("after pull %s: %d snapshots, want 3", ids[1], n)
+	if n := snapshots(); n != 4 {
+		t.Fatalf("after pull %s: %d snapshots, want 4", ids[1], n)
 	}
 	fresh.expect(exitNotFound, "pull", "ffffffffff")
-	r = fresh.must("pull", "--all")
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") || snapshots() != 4 {
-		t.Fatalf("pull --all should bring the one snapshot still missing:\n%s", r)
-	}
 	for i, id := range ids {
 		fresh.requireRestores(id, want[i])
 	}

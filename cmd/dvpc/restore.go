@@ -17,6 +17,7 @@ type restoreOpts struct {
 	to        string
 	overwrite bool
 	stdout    bool
+	home      string
 }
 
 func restoreCommand(g *globals) *cli.Command {
@@ -30,6 +31,7 @@ func restoreCommand(g *globals) *cli.Command {
 			&cli.StringFlag{Name: "to", Usage: "target directory; it becomes the snapshotted directory", Destination: &o.to},
 			&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty directory, replacing what is in the way", Destination: &o.overwrite},
 			&cli.BoolFlag{Name: "stdout", Usage: "write one file's content to standard output", Destination: &o.stdout},
+			homeFlag(&o.home),
 		},
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
@@ -53,27 +55,37 @@ func restoreCommand(g *globals) *cli.Command {
 }
 
 func runRestore(ctx context.Context, g *globals, o restoreOpts, spec string, paths []string) error {
-	repo, snaps, err := g.loadSnapshots(ctx)
+	repo, hist, err := g.loadHistory(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
+	// The home: named, else the one the first absolute PATH or the
+	// current directory is in.
+	hint := ""
+	if len(paths) > 0 {
+		hint = paths[0]
+	}
 	var s *image.Snapshot
 	if o.at != "" {
 		t, err := timespec.Parse(o.at, time.Now())
 		if err != nil {
 			return usageError{err}
 		}
-		if s, err = image.SnapshotAt(snaps, t); err != nil {
+		home, err := chooseHome(hist, o.home, hint)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(g.stderr, "dvpc: --at %s chose snapshot %s of %s\n", o.at, s.ID, s.Time().Local().Format(time.DateTime))
-	} else if s, err = image.FindSnapshot(snaps, spec); err != nil {
+		if s, err = hist.At(home, t); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stderr, "dvpc: --at %s chose snapshot %s of %s (home %s)\n", o.at, s.ID, s.Time().Local().Format(time.DateTime), s.Home)
+	} else if s, err = g.pickSnapshot(hist, o.home, spec, hint); err != nil {
 		return err
 	}
 	rels := make([]string, len(paths))
 	for i, p := range paths {
-		if rels[i], err = snapshotRel(snaps, p); err != nil {
+		if rels[i], err = snapshotRel(hist, s.Home, p); err != nil {
 			return usageError{err}
 		}
 	}

@@ -21,6 +21,7 @@ type snapshotOpts struct {
 	host          string
 	noParent      bool
 	includeCaches bool
+	name          string
 }
 
 func snapshotCommand(g *globals) *cli.Command {
@@ -35,6 +36,7 @@ func snapshotCommand(g *globals) *cli.Command {
 			&cli.StringFlag{Name: "host", Usage: "host name to record (default: this computer's)", Destination: &o.host},
 			&cli.BoolFlag{Name: "no-parent", Usage: "read every file, trusting nothing from the previous snapshot", Destination: &o.noParent},
 			&cli.BoolFlag{Name: "include-caches", Usage: "keep cache directories (CACHEDIR.TAG, ~/.cache) that are left out by default", Destination: &o.includeCaches},
+			&cli.StringFlag{Name: "name", Usage: "the home the snapshot belongs to (default: \"home\" for your home directory, else the directory's name)", Destination: &o.name},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
@@ -68,7 +70,7 @@ func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) e
 	var report image.SnapshotReport
 	var nerr int
 	opts := image.SnapshotOptions{
-		Host: o.host, Excludes: o.excludes, NoParent: o.noParent, Progress: &prog, Mirrors: mirrors.URLs(),
+		Host: o.host, Excludes: o.excludes, NoParent: o.noParent, Home: o.name, Progress: &prog, Mirrors: mirrors.URLs(),
 		Report: &report, CacheDirs: image.UserCacheDirs(), IncludeCaches: o.includeCaches,
 		OnError: func(p string, err error) {
 			nerr++
@@ -95,14 +97,15 @@ func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) e
 	if g.json {
 		err = json.NewEncoder(g.stdout).Encode(map[string]any{
 			"id": snap.ID, "ref": snap.Ref, "manifest": snap.Manifest.String(), "time": snap.Time(),
+			"home": snap.Home, "parents": snap.Parents, "seq": snap.Config.Seq,
 			"files": st.Files, "dirs": st.Dirs, "bytes": st.Bytes, "bytes_read": st.BytesRead,
 			"bytes_new": st.BytesNew, "errors": st.Errors, "duration_s": dur.Seconds(), "queued_for": queued,
 			"left_out": leftOutJSON(report.LeftOut), "reused_packs": report.Adopted.Packs, "reused_bytes": report.Adopted.Bytes,
 		})
 	} else {
 		printReport(g.stderr, report)
-		fmt.Fprintf(g.stderr, "snapshot %s of %s: %d files, %d dirs, %s; read %s, added %s, in %.1fs\n",
-			snap.ID, snap.Config.Path, st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.BytesRead), humanBytes(st.BytesNew), dur.Seconds())
+		fmt.Fprintf(g.stderr, "snapshot %s of %s (home %s): %d files, %d dirs, %s; read %s, added %s, in %.1fs\n",
+			snap.ID, snap.Config.Path, snap.Home, st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.BytesRead), humanBytes(st.BytesNew), dur.Seconds())
 		if len(queued) > 0 {
 			fmt.Fprintf(g.stderr, "queued for %d mirrors (%s): `dvpc push` delivers it\n", len(queued), strings.Join(queued, ", "))
 		}

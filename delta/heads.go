@@ -1,0 +1,248 @@
+package delta
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+// ErrTagMismatch means a tag does not name its snapshot as the signed
+// manifest says (snap-<seq>-<id>): it is refused, never kept.
+var ErrTagMismatch = errors.New("the tag does not match the signed snapshot")
+
+// Divergence is a home with more than one head after a pull: two PCs
+// snapshotted it apart. `dvpc sync` merges them.
+type Divergence struct {
+	Home  image.HomeID `json:"home"`
+	Heads []string     `json:"heads"` // tags, oldest first
+}
+
+// offer is a snapshot a mirror offers, verified.
+type offer struct {
+	signed    image.Signed
+	snap, sig image.Ref
+	blobs     []wantBlob
+}
+
+// localHistory is what the store holds, as the heads and rollback rules
+// see it (docs/design.md §2): its snapshots' signed places in the history,
+// and its trust state.
+type localHistory struct {
+	sf      image.Stateful // nil when the store keeps no state
+	state   *image.State   // nil likewise
+	present map[image.Digest]bool
+	members []image.Digest // the store's snapshots whose manifests read
+	lin     image.Lineage  // those, and the forgotten ones
+}
+
+// readLocalHistory reads the store's snapshot manifests. Their signatures were
+// checked when they arrived; a manifest that does not read counts as
+// present, not as a head.
+func readLocalHistory(ctx context.Context, dst image.Store, refs []image.Ref) (*localHistory, error) {
+	h := &localHistory{present: map[image.Digest]bool{}, lin: image.Lineage{}}
+	for _, r := range refs {
+		if !image.IsSnapshotRef(r.Name) {
+			continue
+		}
+		md, err := image.DigestFromHash(r.Desc.Digest)
+		if err != nil {
+			continue
+		}
+		h.present[md] = true
+		raw, err := image.ReadBlob(ctx, dst, md, r.Desc.Size)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		var m v1.Manifest
+		if json.Unmarshal(raw, &m) != nil {
+			continue
+		}
+		sg, err := image.ParseSigned(md, &m)
+		if err != nil {
+			continue
+		}
+		h.lin.Add(sg)
+		h.members = append(h.members, md)
+	}
+	if sf, ok := dst.(image.Stateful); ok {
+		st, err := sf.LoadState()
+		if err != nil {
+			return nil, err
+		}
+		h.sf, h.state = sf, st
+		st.AddForgotten(h.lin)
+	}
+	return h, nil
+}
+
+// signedOf returns what is known of the snapshot md: present is true when
+// the store holds it or it is among offered; Signed is zero when its
+// manifest could not be read.
+func (h *localHistory) signedOf(md image.Digest, offered []offer) (image.Signed, bool) {
+	for _, o := range offered {
+		if o.signed.Manifest == md {
+			return o.signed, true
+		}
+	}
+	if h.present[md] {
+		return h.lin[md], true
+	}
+	return image.Signed{}, false
+}
+
+// heads returns the heads of a home: the store's, and those its trust state
+// records (which index.json may have lost).
+func (h *localHistory) heads(lin image.Lineage, home image.HomeID) []image.Signed {
+	heads := lin.Heads(home, h.members)
+	if h.state != nil {
+		for _, sh := range h.state.Heads[home] {
+			if slices.ContainsFunc(heads, func(s image.Signed) bool { return s.Manifest == sh.Manifest }) {
+				continue
+			}
+			s, ok := lin[sh.Manifest]
+			if !ok {
+				s = image.Signed{Manifest: sh.Manifest, Seq: sh.Seq, Home: home}
+			}
+			heads = append(heads, s)
+		}
+	}
+	return heads
+}
+
+// with returns the store's lineage with the offered snapshots added.
+func (h *localHistory) with(offers []offer) image.Lineage {
+	l := make(image.Lineage, len(h.lin)+len(offers))
+	for k, v := range h.lin {
+		l[k] = v
+	}
+	for _, o := range offers {
+		l.Add(o.signed)
+	}
+	return l
+}
+
+// newer picks, of each home, the offered snapshots newer than the store's
+// heads: those that descend from a head or from none (a divergence), and a
+// recorded head index.json lost. Ancestors of a head are history, never
+// taken as newer: a head only moves to a descendant. Of a home the store
+// does not hold yet, it takes the offered heads.
+func (h *localHistory) newer(offers []offer) []offer {
+	lin := h.with(offers)
+	byHome := map[image.HomeID][]offer{}
+	var homes []image.HomeID
+	for _, o := range offers {
+		if _, ok := byHome[o.signed.Home]; !ok {
+			homes = append(homes, o.signed.Home)
+		}
+		byHome[o.signed.Home] = append(byHome[o.signed.Home], o)
+	}
+	var out []offer
+	for _, home := range homes {
+		of := byHome[home]
+		heads := h.heads(lin, home)
+		if len(heads) == 0 {
+			var ds []image.Digest
+			for _, o := range of {
+				ds = append(ds, o.signed.Manifest)
+			}
+			top := lin.Heads(home, ds)
+			for _, o := range of {
+				if slices.ContainsFunc(top, func(s image.Signed) bool { return s.Manifest == o.signed.Manifest }) {
+					out = append(out, o)
+				}
+			}
+			continue
+		}
+		for _, o := range of {
+			lost := slices.ContainsFunc(heads, func(s image.Signed) bool { return s.Manifest == o.signed.Manifest })
+			if lost || lin.Relate(o.signed, heads) != image.Known {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
+}
+
+// diverged lists the homes that have more than one head once taken are in
+// the store; ancestry walks through every snapshot offered. Snapshots
+// written before homes existed carry no lineage and are not counted.
+func (h *localHistory) diverged(offered, taken []offer) []Divergence {
+	lin := h.with(offered)
+	members := slices.Clone(h.members)
+	var homes []image.HomeID
+	for _, o := range taken {
+		members = append(members, o.signed.Manifest)
+	}
+	for _, m := range members {
+		if home := lin[m].Home; !home.IsZero() && !slices.Contains(homes, home) {
+			homes = append(homes, home)
+		}
+	}
+	var out []Divergence
+	for _, home := range homes {
+		heads := lin.Heads(home, members)
+		if len(heads) < 2 {
+			continue
+		}
+		d := Divergence{Home: home}
+		for _, s := range heads {
+			d.Heads = append(d.Heads, s.Ref())
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// record notes the taken snapshots, and the heads the store held, in its
+// trust state. Named ones (asked for by name) are no longer forgotten.
+func (h *localHistory) record(storeID string, offered, taken []offer, named bool) error {
+	if h.sf == nil {
+		return nil
+	}
+	lin := h.with(offered)
+	var all []image.Signed
+	for _, home := range homesOf(lin, h.members) {
+		all = append(all, lin.Heads(home, h.members)...)
+	}
+	for _, o := range taken {
+		all = append(all, o.signed)
+	}
+	slices.SortStableFunc(all, func(a, b image.Signed) int {
+		switch {
+		case a.Seq < b.Seq:
+			return -1
+		case a.Seq > b.Seq:
+			return 1
+		}
+		return 0
+	})
+	return h.sf.UpdateState(storeID, func(st *image.State) error {
+		if named {
+			for _, o := range taken {
+				st.Unforget(o.signed.Manifest)
+			}
+		}
+		for _, s := range all {
+			st.Record(s, lin)
+		}
+		return nil
+	})
+}
+
+func homesOf(lin image.Lineage, members []image.Digest) []image.HomeID {
+	var out []image.HomeID
+	for _, m := range members {
+		if s, ok := lin[m]; ok && !slices.Contains(out, s.Home) {
+			out = append(out, s.Home)
+		}
+	}
+	return out
+}
