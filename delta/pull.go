@@ -140,7 +140,8 @@ type PullReport struct {
 	ManifestsRead int
 	Mirrors       []MirrorUse // one per mirror, in the order given
 	// Behind names the mirrors whose newest snapshot is older than the
-	// newest the store now holds: the next push catches them up.
+	// newest the store now holds: the next push catches them up. Media
+	// ([SourceEndpoint]) are never behind.
 	Behind []string
 }
 
@@ -527,6 +528,9 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 			newest = max(newest, a.snap.Name)
 		}
 		for _, mr := range byMirror {
+			if _, medium := mr.st.ep.(*SourceEndpoint); medium {
+				continue // read-only: no push catches it up
+			}
 			if mr.st.use.Newest < newest {
 				rep.Behind = append(rep.Behind, mr.st.use.Mirror)
 			}
