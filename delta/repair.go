@@ -73,6 +73,10 @@ type RepairReport struct {
 	Failures []MirrorFailure
 }
 
+// maxCheckedMeta is the size up to which Repair reads every blob the
+// store's refs name to check it: metadata, which verify does not read.
+const maxCheckedMeta = 1 << 20
+
 // ErrIntactCopy means a blob that was reported damaged matches its digest:
 // the damage is in what was written, and every copy holds the same bytes.
 var ErrIntactCopy = errors.New("the store's copy matches its digest; the damage was there when it was written, and no copy can mend it")
@@ -115,8 +119,10 @@ func Repair(ctx context.Context, sources []Endpoint, dst image.Store, bad []imag
 	for _, d := range bad {
 		isBad[d] = true
 	}
-	// What to fetch: the bad blobs, and the named ones dst does not hold
-	// at their size (a damaged manifest hid them from verify).
+	// What to fetch: the bad blobs, the named ones dst does not hold at
+	// their size (a damaged manifest hid them from verify), and the small
+	// ones whose bytes do not match: signatures, configs and manifests,
+	// whose damage verify reports as the snapshot's.
 	var fetch []wantBlob
 	seen := map[image.Digest]bool{}
 	for _, b := range named {
@@ -124,10 +130,17 @@ func Repair(ctx context.Context, sources []Endpoint, dst image.Store, bad []imag
 			continue
 		}
 		seen[b.digest] = true
-		if isBad[b.digest] {
+		switch {
+		case isBad[b.digest]:
 			fetch = append(fetch, b)
-		} else if n, err := dst.StatBlob(ctx, b.digest); err != nil || n != b.size {
-			fetch = append(fetch, b)
+		case b.size <= maxCheckedMeta:
+			if !haveBlob(ctx, dst, b) {
+				fetch = append(fetch, b)
+			}
+		default:
+			if n, err := dst.StatBlob(ctx, b.digest); err != nil || n != b.size {
+				fetch = append(fetch, b)
+			}
 		}
 	}
 	for _, d := range bad {

@@ -73,7 +73,7 @@ func runRepair(ctx context.Context, g *globals, o repairOpts) error {
 	stop := startProgress(g.stderr, "verify:", &prog)
 	vrep, err := repo.Verify(ctx, image.VerifyOptions{ReadData: true, Progress: &prog})
 	stop()
-	repo.Close()
+	defer repo.Close()
 	if err != nil {
 		return err
 	}
@@ -105,6 +105,16 @@ func runRepair(ctx context.Context, g *globals, o repairOpts) error {
 	printFailures(g, rep.Failures)
 	if err != nil {
 		return err
+	}
+	if len(rep.Repaired) > 0 {
+		// A snapshot that failed because of a blob fetched again (its
+		// signature, its config) loads now: check the structure again.
+		repo.CloseBlobs()
+		again, err := repo.Verify(ctx, image.VerifyOptions{})
+		if err != nil {
+			return err
+		}
+		rep.Unrepaired, structural = stillBroken(vrep.Problems, again.Problems, rep.Unrepaired)
 	}
 	if g.json {
 		type line struct {
@@ -192,4 +202,35 @@ func containsDigest(ds []image.Digest, d image.Digest) bool {
 		}
 	}
 	return false
+}
+
+// stillBroken keeps, of what repair could not mend, what is still broken
+// after it: a blob whose copy was intact stays unrepaired when its damage
+// was in its data (read by verify --read-data) or the structure check still
+// blames it. It also returns the structure problems that remain.
+func stillBroken(before, after []image.Problem, unrepaired []delta.UnrepairedBlob) ([]delta.UnrepairedBlob, []image.Problem) {
+	blamed := map[image.Digest]bool{}
+	var structural []image.Problem
+	for _, p := range after {
+		if p.Blob.IsZero() {
+			structural = append(structural, p)
+		}
+		blamed[p.Blob] = true
+	}
+	data := map[image.Digest]bool{}
+	for _, p := range before {
+		var ce *image.ChunkError
+		var de *image.DigestError
+		if errors.As(p.Err, &ce) && ce.Pack == p.Blob || errors.As(p.Err, &de) && de.Want == p.Blob {
+			data[p.Blob] = true // its own bytes, not a blob it needs
+		}
+	}
+	var out []delta.UnrepairedBlob
+	for _, u := range unrepaired {
+		if errors.Is(u.Err, delta.ErrIntactCopy) && !blamed[u.Digest] && !data[u.Digest] {
+			continue
+		}
+		out = append(out, u)
+	}
+	return out, structural
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/dvpc/dvpc/image/regtest"
 )
@@ -60,6 +63,24 @@ func TestRepair(t *testing.T) {
 	requireRepaired("flipped", url)
 	requireRepaired("deleted", url)
 
+	// A damaged signature: verify blames the snapshot, and repair finds
+	// and mends the signature blob.
+	snapRef, _ := snapshotManifest(t, store, id)
+	_, refs := readStoreIndex(t, store)
+	sigRef := findRef(t, refs, "sha256-"+snapRef.Desc.Digest.Hex+".sig")
+	var sigManifest v1.Manifest
+	if err := json.Unmarshal(readBlob(t, store, sigRef.Desc.Digest), &sigManifest); err != nil || len(sigManifest.Layers) != 1 {
+		t.Fatalf("signature manifest: %v %+v", err, sigManifest)
+	}
+	sigBlob := sigManifest.Layers[0].Digest
+	flipByte(t, blobPath(store, sigBlob), sigManifest.Layers[0].Size/2)
+	cli.expect(exitIntegrity, "verify", "--read-data")
+	r := cli.must("repair")
+	if !strings.Contains(r.stdout, "repaired blob "+sigBlob.String()+" ") || strings.Contains(r.stdout, "NOT REPAIRED") {
+		t.Errorf("repair of a damaged signature blob %s:\n%s", sigBlob, r)
+	}
+	cli.must("verify", "--read-data")
+
 	// The mirror gone, the disc serves it; the mirror list is unchanged.
 	cli.must("mirror", "remove", "reg")
 	requireRepaired("flipped", iso, "--from", iso)
@@ -69,7 +90,7 @@ func TestRepair(t *testing.T) {
 
 	// Nowhere to fetch from: the problem is reported, exit 6.
 	damage["deleted"]()
-	r := cli.expect(exitUsage, "repair")
+	r = cli.expect(exitUsage, "repair")
 	if !strings.Contains(r.stderr, "nowhere to fetch from") {
 		t.Errorf("repair without sources:\n%s", r)
 	}
