@@ -662,7 +662,7 @@ func (g *globals) openMediumSource(a string) (delta.Endpoint, error) {
 func printFailures(g *globals, fs []delta.MirrorFailure) {
 	type count struct {
 		missing, bad, other int
-		first           error
+		first               error
 	}
 	var order []string
 	per := map[string]*count{}

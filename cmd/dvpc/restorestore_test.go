@@ -55,7 +55,9 @@ func TestRestoreOverHomeKeepsStore(t *testing.T) {
 		t.Errorf("index.json changed by the restore (%v):\nbefore %s\nafter %s", err, index, after)
 	}
 	cli.must("verify", "--read-data")
-	inStore := func(rel string) bool { return rel == storeRel || strings.HasPrefix(rel, storeRel+string(filepath.Separator)) }
+	inStore := func(rel string) bool {
+		return rel == storeRel || strings.HasPrefix(rel, storeRel+string(filepath.Separator))
+	}
 	diffs, err := treecmp.Compare(ref, home, treecmp.IgnorePaths(inStore))
 	if err != nil {
 		t.Fatal(err)
