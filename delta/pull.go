@@ -143,6 +143,9 @@ type PullReport struct {
 	// newest the store now holds: the next push catches them up. Media
 	// ([SourceEndpoint]) are never behind.
 	Behind []string
+	// Unhealed lists the missing or damaged blobs of snapshots already
+	// held that no mirror served intact ([PullOptions.Heal]).
+	Unhealed []UnrepairedBlob
 }
 
 // BadMirrors names the mirrors that served bytes that did not match their
@@ -569,6 +572,12 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 				return nil
 			}
 			n, _, err := copyBlob(gctx, fo, dst, b)
+			if err != nil && held && isSourceError(err) {
+				mu.Lock()
+				rep.Unhealed = append(rep.Unhealed, UnrepairedBlob{Digest: b.digest, Err: err})
+				mu.Unlock()
+				return nil // the snapshots pulled are whole without it
+			}
 			if err != nil {
 				return err
 			}

@@ -537,6 +537,11 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 			return fmt.Errorf("the snapshots are in %s, but: %w", g.store, err)
 		}
 	}
+	var unhealed error
+	if len(rep.Unhealed) > 0 {
+		unhealed = integrityError{fmt.Errorf("%d blobs of snapshots already here are missing or damaged, and no mirror holds them intact (first: %v); `dvpc repair --from MEDIUM` can fetch them from a disc",
+			len(rep.Unhealed), rep.Unhealed[0].Digest)}
+	}
 	if g.json {
 		type use struct {
 			Mirror    string  `json:"mirror"`
@@ -550,9 +555,12 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 		for _, u := range rep.Mirrors {
 			uses = append(uses, use{u.Mirror, u.Reachable, u.Blobs, u.Bytes, u.Rate, float64(u.Latency.Microseconds()) / 1000})
 		}
-		return json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
-			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "blobs_replaced": rep.BlobsReplaced, "bad_mirrors": rep.BadMirrors(),
-			"behind": rep.Behind, "mirrors": uses, "mirrors_adopted": adopted})
+		if err := json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
+			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "blobs_replaced": rep.BlobsReplaced, "blobs_unhealed": len(rep.Unhealed), "bad_mirrors": rep.BadMirrors(),
+			"behind": rep.Behind, "mirrors": uses, "mirrors_adopted": adopted}); err != nil {
+			return err
+		}
+		return unhealed
 	}
 	fmt.Fprintf(g.stdout, "pulled %d snapshots: %d blobs (%s) fetched, %d already here\n", len(rep.Snapshots), rep.BlobsFetched,
 		humanBytes(rep.BytesFetched), rep.BlobsPresent)
@@ -573,7 +581,7 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 	if len(adopted) > 0 {
 		fmt.Fprintf(g.stdout, "mirrors recorded in the newest snapshot, now this store's too: %s\n", strings.Join(adopted, ", "))
 	}
-	return nil
+	return unhealed
 }
 
 // recordedMirrors unlocks the store and returns the mirror list recorded

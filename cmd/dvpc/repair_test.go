@@ -103,6 +103,14 @@ func TestRepair(t *testing.T) {
 		t.Errorf("the mirror that lacks blobs should be named on one line, not %d:\n%s", n, r)
 	}
 
+	// pull --all says what no mirror could heal, and exits 6.
+	cli.must("mirror", "add", empty.Addr()+"/dvpc/home", "--name", "empty")
+	r = cli.expect(exitIntegrity, "pull", "--all")
+	if !strings.Contains(r.stderr, "no mirror holds them intact") || !strings.Contains(r.stderr, digest) {
+		t.Errorf("pull --all from a mirror that lacks the missing blob:\n%s", r)
+	}
+	cli.must("mirror", "remove", "empty")
+
 	// pull --all and mirror heal treat a damaged blob as missing.
 	cli.must("mirror", "add", url, "--name", "reg")
 	cli.must("pull", "--all")
