@@ -37,6 +37,9 @@ func mirrorCommand(g *globals) *cli.Command {
 					if c.NArg() != 1 {
 						return usageError{errors.New("mirror add takes one URL")}
 					}
+					if isMediumArg(c.Args().First()) {
+						return usageError{fmt.Errorf("%s is a medium: it is read-only and never a mirror; read from it with `dvpc pull %[1]s`", c.Args().First())}
+					}
 					return g.editMirrors(func(m *delta.Mirrors) error {
 						return m.Add(delta.Mirror{Name: name, URL: strings.TrimPrefix(c.Args().First(), registryPrefix), Insecure: insecure})
 					})

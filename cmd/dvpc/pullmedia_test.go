@@ -72,6 +72,11 @@ func TestPullFromMedia(t *testing.T) {
 		}
 	}
 	other.requireRestores(first, ref1)
+	for _, arg := range []string{iso, "oci:" + filepath.Join(ext, "store")} {
+		if r := other.expect(exitUsage, "mirror", "add", arg); !strings.Contains(r.stderr, "never a mirror") {
+			t.Errorf("mirror add %s should refuse a medium:\n%s", arg, r)
+		}
+	}
 
 	// A newer snapshot with many new blobs, on the mirror only. The disc
 	// is asked first (the mirror failed last time) and lacks them: one
