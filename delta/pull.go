@@ -47,6 +47,9 @@ type PullOptions struct {
 	// Progress, when set, counts the blobs the pull needs and their bytes,
 	// as fetched (BytesNew) or found in the store.
 	Progress *image.Progress
+	// Heal also fetches again every blob of the snapshots the store
+	// already holds that is missing from it or damaged.
+	Heal bool
 }
 
 // Values of [PullOptions.Want].
@@ -129,16 +132,21 @@ type PullReport struct {
 	KeysAdded     bool
 	BlobsFetched  int
 	BytesFetched  int64
-	BlobsPresent  int                     // already in the store
+	BlobsPresent  int                     // already in the store, intact
+	BlobsReplaced int                     // of snapshots already held: missing or damaged, fetched again
 	Refused       []image.SnapshotProblem // bad signature, wrong store, rollback
 	Failures      []MirrorFailure         // per mirror, including ones another mirror made up for
 	ManifestsRead int
 	Mirrors       []MirrorUse // one per mirror, in the order given
 	// Behind names the mirrors whose newest snapshot is older than the
-	// newest the store now holds: the next push catches them up.
+	// newest the store now holds: the next push catches them up. Media
+	// ([SourceEndpoint]) are never behind.
 	Behind []string
 	// Diverged lists the homes that now have more than one head.
 	Diverged []Divergence
+	// Unhealed lists the missing or damaged blobs of snapshots already
+	// held that no mirror served intact ([PullOptions.Heal]).
+	Unhealed []UnrepairedBlob
 }
 
 // BadMirrors names the mirrors that served bytes that did not match their
@@ -554,37 +562,53 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 			newest = max(newest, a.snap.Name)
 		}
 		for _, mr := range byMirror {
+			if _, medium := mr.st.ep.(*SourceEndpoint); medium {
+				continue // read-only: no push catches it up
+			}
 			if mr.st.use.Newest < newest {
 				rep.Behind = append(rep.Behind, mr.st.use.Mirror)
 			}
 		}
 	}()
-	if len(acc) == 0 {
+	var heal []wantBlob
+	if opts.Heal {
+		if heal, err = heldBlobs(ctx, dst, fo, dstRefs); err != nil {
+			return rep, err
+		}
+	}
+	if len(acc) == 0 && len(heal) == 0 {
 		return rep, nil
 	}
 
-	// Blobs the store lacks, each once.
+	// Blobs the store lacks or holds damaged, each once.
 	var mu sync.Mutex
 	done := map[image.Digest]bool{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency)
-	for _, b := range want {
+	for i, b := range append(want, heal...) {
 		if done[b.digest] {
 			continue
 		}
 		done[b.digest] = true
+		held := i >= len(want)
 		g.Go(func() error {
-			if n, err := dst.StatBlob(gctx, b.digest); err == nil && n == b.size {
+			if haveBlob(gctx, dst, b) {
 				mu.Lock()
 				rep.BlobsPresent++
 				mu.Unlock()
 				if p := opts.Progress; p != nil {
 					p.Files.Add(1)
-					p.Bytes.Add(n)
+					p.Bytes.Add(b.size)
 				}
 				return nil
 			}
-			n, err := copyBlob(gctx, fo, dst, b)
+			n, _, err := copyBlob(gctx, fo, dst, b)
+			if err != nil && held && isSourceError(err) {
+				mu.Lock()
+				rep.Unhealed = append(rep.Unhealed, UnrepairedBlob{Digest: b.digest, Err: err})
+				mu.Unlock()
+				return nil // the snapshots pulled are whole without it
+			}
 			if err != nil {
 				return err
 			}
@@ -596,12 +620,18 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 			mu.Lock()
 			rep.BlobsFetched++
 			rep.BytesFetched += n
+			if held {
+				rep.BlobsReplaced++
+			}
 			mu.Unlock()
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return rep, err
+	}
+	if len(acc) == 0 {
+		return rep, nil
 	}
 
 	// Name them: the keys if new, each signature before its snapshot.
@@ -731,10 +761,12 @@ func readManifestBlobs(ctx context.Context, src image.Source, desc v1.Descriptor
 }
 
 // copyBlob writes one blob into dst from the first mirror that serves it
-// intact, or from raw when the bytes are already at hand and verified.
-func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (int64, error) {
+// intact, or from raw when the bytes are already at hand and verified, and
+// names the mirror ("" for raw). A damaged copy in dst is replaced.
+func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (int64, string, error) {
 	if b.raw != nil {
-		return writeBlob(ctx, dst, b, bytes.NewReader(b.raw))
+		n, err := writeBlob(ctx, dst, b, bytes.NewReader(b.raw))
+		return n, "", err
 	}
 	var errs []error
 	ms, release := fo.order(b.size)
@@ -748,7 +780,7 @@ func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (i
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return 0, ctx.Err()
+				return 0, "", ctx.Err()
 			}
 			fo.fail(m, b.digest, err)
 			errs = append(errs, err)
@@ -759,7 +791,7 @@ func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (i
 		if err != nil {
 			var de *image.DigestError
 			if !errors.As(err, &de) {
-				return 0, err // the store failed, not the mirror
+				return 0, "", err // the store failed, not the mirror
 			}
 			fo.fail(m, b.digest, err)
 			errs = append(errs, err)
@@ -768,10 +800,23 @@ func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (i
 		// Timed to the blob's arrival in the store: a local mirror's
 		// blob is read only as it is written.
 		fo.served(m, n, time.Since(start))
-		return n, nil
+		return n, m.ep.String(), nil
 	}
-	return 0, fmt.Errorf("blob %s: no mirror serves it intact: %w", b.digest, errors.Join(errs...))
+	return 0, "", &noSourceError{digest: b.digest, errs: errs}
 }
+
+// noSourceError means no mirror served a blob intact; errs says what each
+// answered.
+type noSourceError struct {
+	digest image.Digest
+	errs   []error
+}
+
+func (e *noSourceError) Error() string {
+	return fmt.Sprintf("blob %s: no mirror serves it intact: %v", e.digest, errors.Join(e.errs...))
+}
+
+func (e *noSourceError) Unwrap() []error { return e.errs }
 
 // writeBlob stores r in dst and checks it was named b's digest.
 func writeBlob(ctx context.Context, dst image.Store, b wantBlob, r io.Reader) (int64, error) {

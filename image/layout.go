@@ -136,10 +136,12 @@ func (w *layoutWriter) Commit(ctx context.Context) (Digest, int64, error) {
 	}
 	w.done = true
 	final := w.l.blobPath(d)
-	if fi, err := os.Stat(final); err == nil && fi.Size() == w.hw.n {
-		os.Remove(w.f.Name()) // already there: blobs are immutable
+	if fi, err := os.Stat(final); err == nil && fi.Size() == w.hw.n && VerifyBlob(ctx, w.l, d, w.hw.n) == nil {
+		os.Remove(w.f.Name()) // already there and intact: blobs are immutable
 		return d, w.hw.n, nil
 	}
+	// A damaged copy is replaced by the rename, in one step: it is never
+	// removed before the good one is in place.
 	if err := os.Rename(w.f.Name(), final); err != nil {
 		os.Remove(w.f.Name())
 		return d, 0, fmt.Errorf("write blob %s: %w", d, err)

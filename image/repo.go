@@ -349,3 +349,7 @@ func (c *blobCache) closeAll() {
 		delete(c.open, k)
 	}
 }
+
+// CloseBlobs closes the blobs the repo keeps open for range reads, so that
+// later reads see the blobs replaced since (by a repair).
+func (r *Repo) CloseBlobs() { r.blobs.closeAll() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -30,9 +31,19 @@ type RestoreOptions struct {
 	Overwrite bool
 	// OnError receives each entry that could not be restored; the restore
 	// goes on with the others.
-	OnError  func(path string, err error)
-	Progress *Progress
+	OnError func(path string, err error)
+	// Protect names live store directories (the one in use, the default
+	// one). A restore never writes inside them, nor inside any directory
+	// below the target that [IsStoreDir] recognises: it leaves their
+	// subtrees alone and reports each to OnStoreKept.
+	Protect []string
+	// OnStoreKept receives each store directory the restore left alone.
+	OnStoreKept func(dir string)
+	Progress    *Progress
 }
+
+// ErrInsideStore means a restore target lies inside a live store.
+var ErrInsideStore = errors.New("restore target is inside a dvpc store")
 
 // PartialError reports a restore in which some entries failed.
 type PartialError struct {
@@ -63,6 +74,8 @@ type restorer struct {
 	first     atomic.Value
 	isRoot    bool
 	chunks    *semaphore.Weighted // bounds the chunks in flight
+	// protect holds the live stores' directories, symlinks resolved.
+	protect []string
 }
 
 type dirMeta struct {
@@ -125,12 +138,16 @@ func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) er
 			}
 		}
 	}
+	protect := protectedDirs(opts.Protect)
+	if err := checkTarget(opts.Target, protect); err != nil {
+		return err
+	}
 	target, err := prepareTarget(opts.Target, opts.Overwrite)
 	if err != nil {
 		return err
 	}
 	rs := &restorer{r: r, opts: opts, jobs: make(chan restoreJob, 64), links: map[uint64]string{}, isRoot: os.Geteuid() == 0,
-		chunks: semaphore.NewWeighted(restoreChunks())}
+		chunks: semaphore.NewWeighted(restoreChunks()), protect: protect}
 	g, gctx := errgroup.WithContext(ctx)
 	var workers sync.WaitGroup
 	for range 4 * runtime.GOMAXPROCS(0) {
@@ -240,6 +257,12 @@ func (rs *restorer) dir(ctx context.Context, host string, node *Node, rel string
 			continue
 		}
 		chost := filepath.Join(host, name)
+		if rs.isStore(chost) {
+			if rs.opts.OnStoreKept != nil {
+				rs.opts.OnStoreKept(chost)
+			}
+			continue
+		}
 		if err := rs.clear(chost, n.Type == TypeDir); err != nil {
 			rs.fail(chost, err)
 			continue
@@ -308,7 +331,106 @@ func (rs *restorer) clear(host string, wantDir bool) error {
 	if wantDir && fi.IsDir() {
 		return nil
 	}
+	if fi.IsDir() {
+		if s := rs.storeBelow(host); s != "" {
+			return fmt.Errorf("not replaced: the dvpc store %s is inside it", s)
+		}
+	}
 	return os.RemoveAll(host)
+}
+
+// protectedDirs resolves the live stores' directories; those that do not
+// exist cannot be written into by mistake and are dropped.
+func protectedDirs(dirs []string) []string {
+	var out []string
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			continue
+		}
+		if r, err := filepath.EvalSymlinks(abs); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// checkTarget refuses a target inside one of the live stores, or inside
+// any dvpc store.
+func checkTarget(target string, protect []string) error {
+	abs, err := filepath.Abs(target)
+	if err != nil {
+		return err
+	}
+	// The nearest existing directory, symlinks resolved.
+	p := abs
+	for {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			rest, _ := filepath.Rel(p, abs)
+			abs = filepath.Join(r, rest)
+			break
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			break
+		}
+		p = parent
+	}
+	for _, s := range protect {
+		if within(abs, s) {
+			return fmt.Errorf("restore to %s: %w %s", target, ErrInsideStore, s)
+		}
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		if IsStoreDir(p) {
+			return fmt.Errorf("restore to %s: %w %s", target, ErrInsideStore, p)
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
+}
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// isStore reports whether host is a live store or a directory that is a
+// dvpc store: the restore leaves it alone.
+func (rs *restorer) isStore(host string) bool {
+	for _, s := range rs.protect {
+		if host == s {
+			return true
+		}
+	}
+	fi, err := os.Lstat(host)
+	return err == nil && fi.IsDir() && IsStoreDir(host)
+}
+
+// storeBelow returns a store directory at or below dir, or "".
+func (rs *restorer) storeBelow(dir string) string {
+	for _, s := range rs.protect {
+		if within(s, dir) {
+			return s
+		}
+	}
+	found := ""
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if IsStoreDir(p) {
+			found = p
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
 }
 
 func (rs *restorer) worker(ctx context.Context) error {

@@ -15,7 +15,7 @@ import (
 
 func forgetCommand(g *globals) *cli.Command {
 	var p image.KeepPolicy
-	var dryRun, prune bool
+	var dryRun, prune, mirrors bool
 	return &cli.Command{
 		Name: "forget",
 		Usage: "remove snapshots from the store: those named (the newest too), or those a --keep policy does not keep " +
@@ -31,6 +31,7 @@ func forgetCommand(g *globals) *cli.Command {
 			&cli.DurationFlag{Name: "keep-within", Usage: "keep every snapshot taken within `DURATION` (such as 720h) of the newest", Destination: &p.Within},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only say what would be removed", Destination: &dryRun},
 			&cli.BoolFlag{Name: "prune", Usage: "then delete the data no snapshot needs any more", Destination: &prune},
+			&cli.BoolFlag{Name: "mirrors", Usage: "remove the snapshots' tags from the mirrors too (registries must allow deletion)", Destination: &mirrors},
 		},
 		Action: func(c *cli.Context) error {
 			for _, n := range []int{p.Last, p.Hourly, p.Daily, p.Weekly, p.Monthly, p.Yearly} {
@@ -47,7 +48,7 @@ func forgetCommand(g *globals) *cli.Command {
 			if c.NArg() > 0 && !p.IsZero() {
 				return usageError{errors.New("forget takes either SNAP... or --keep-* flags, not both")}
 			}
-			return runForget(c.Context, g, c.Args().Slice(), p, dryRun, prune)
+			return g.alsoOnMirrors(c.Context, mirrors && !dryRun, func() error { return runForget(c.Context, g, c.Args().Slice(), p, dryRun, prune) })
 		},
 	}
 }

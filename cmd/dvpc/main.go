@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			initCommand(g), snapshotCommand(g), logCommand(g), lsCommand(g), diffCommand(g),
 			restoreCommand(g), verifyCommand(g), keyCommand(g), catCommand(g), mediaCommand(g), attachCommand(g),
 			mirrorCommand(g), pushCommand(g), pullCommand(g), forgetCommand(g), pruneCommand(g),
-			lockCommand(g), agentCommand(),
+			lockCommand(g), agentCommand(), repairCommand(g),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/media"
 )
 
 func mirrorCommand(g *globals) *cli.Command {
@@ -35,6 +36,9 @@ func mirrorCommand(g *globals) *cli.Command {
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return usageError{errors.New("mirror add takes one URL")}
+					}
+					if isMediumArg(c.Args().First()) {
+						return usageError{fmt.Errorf("%s is a medium: it is read-only and never a mirror; read from it with `dvpc pull %[1]s`", c.Args().First())}
 					}
 					return g.editMirrors(func(m *delta.Mirrors) error {
 						return m.Add(delta.Mirror{Name: name, URL: strings.TrimPrefix(c.Args().First(), registryPrefix), Insecure: insecure})
@@ -89,7 +93,7 @@ func mirrorCommand(g *globals) *cli.Command {
 					if c.NArg() > 0 {
 						return usageError{errors.New("mirror heal takes no arguments")}
 					}
-					if err := runPull(c.Context, g, nil, false, delta.WantAll); err != nil {
+					if err := runPull(c.Context, g, nil, nil, false, delta.WantAll); err != nil {
 						return fmt.Errorf("heal: gather from the mirrors: %w", err)
 					}
 					return runPush(c.Context, g)
@@ -399,7 +403,7 @@ func pullCommand(g *globals) *cli.Command {
 		Name: "pull",
 		Usage: "bring into the store every snapshot of each home newer than its heads (or SNAP, or --all the store lacks), " +
 			"fetching only the blobs it lacks; on a new PC, name the mirrors",
-		ArgsUsage: "[SNAP|latest] [URL...]",
+		ArgsUsage: "[SNAP|latest] [URL|MEDIUM...]   (a MEDIUM, such as weekly.iso, a USB image or device, or a mounted disc, is read once and never added to the mirrors)",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to non-loopback registries", Destination: &insecure},
 			&cli.BoolFlag{Name: "all", Usage: "every snapshot the mirrors hold and the store lacks, older history too", Destination: &all},
@@ -409,29 +413,34 @@ func pullCommand(g *globals) *cli.Command {
 			if all {
 				want = delta.WantAll
 			}
-			var urls []string
+			var urls, media []string
 			var spec string
 			for _, a := range c.Args().Slice() {
+				if isMediumArg(a) {
+					media = append(media, a)
+					continue
+				}
 				if strings.Contains(a, "/") || strings.HasPrefix(a, delta.LocalPrefix) {
 					urls = append(urls, a)
 					continue
 				}
 				if spec != "" || all {
-					return usageError{fmt.Errorf("pull takes one SNAP (or --all); %q is not a mirror URL (host[:port]/path or oci:DIR)", a)}
+					return usageError{fmt.Errorf("pull takes one SNAP (or --all); %q is neither a mirror URL (host[:port]/path or oci:DIR) nor a medium that exists", a)}
 				}
 				spec = a
 			}
 			if spec != "" {
 				want = spec
 			}
-			return runPull(c.Context, g, urls, insecure, want)
+			return runPull(c.Context, g, urls, media, insecure, want)
 		},
 	}
 }
 
 // runPull pulls the snapshots want names (see [delta.PullOptions.Want])
-// from the store's mirrors and those named by urls, which it adds.
-func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want string) error {
+// from the store's mirrors and those named by urls, which it adds, and
+// from media, which it does not.
+func runPull(ctx context.Context, g *globals, urls, media []string, insecure bool, want string) error {
 	var lay *image.Layout
 	var err error
 	_, serr := os.Stat(filepath.Join(g.store, "oci-layout"))
@@ -461,17 +470,25 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 			}
 		}
 	}
-	if len(ms.Mirrors) == 0 {
+	if len(ms.Mirrors) == 0 && len(media) == 0 {
 		return usageError{errors.New("no mirrors: name them (`dvpc pull HOST/PATH...`) or add them with `dvpc mirror add`")}
 	}
 	// Healthy mirrors first: the ones that last failed or served bad data
 	// are asked only when the others lack a blob. Among equals, the
-	// fastest as last measured.
+	// fastest as last measured. Media come after the mirrors in the list,
+	// unranked.
 	regs, err := ms.Endpoints(g.timeout)
 	if err != nil {
 		return err
 	}
-	opts := delta.PullOptions{Want: want}
+	for _, m := range media {
+		ep, err := g.openMediumSource(m)
+		if err != nil {
+			return err
+		}
+		regs = append(regs, ep)
+	}
+	opts := delta.PullOptions{Want: want, Heal: want == delta.WantAll}
 	for _, m := range ms.Mirrors {
 		opts.Health = append(opts.Health, mirrorHealth(m))
 		opts.Speed = append(opts.Speed, m.Rate())
@@ -498,9 +515,7 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 	if serr := ms.Save(g.store); serr != nil && err == nil {
 		err = serr
 	}
-	for _, f := range rep.Failures {
-		fmt.Fprintf(g.stderr, "dvpc: %v\n", f)
-	}
+	printFailures(g, rep.Failures)
 	for _, p := range rep.Refused {
 		fmt.Fprintf(g.stderr, "dvpc: refused %v\n", p)
 	}
@@ -515,6 +530,11 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 			return fmt.Errorf("the snapshots are in %s, but: %w", g.store, err)
 		}
 	}
+	var unhealed error
+	if len(rep.Unhealed) > 0 {
+		unhealed = integrityError{fmt.Errorf("%d blobs of snapshots already here are missing or damaged, and no mirror holds them intact (first: %v); `dvpc repair --from MEDIUM` can fetch them from a disc",
+			len(rep.Unhealed), rep.Unhealed[0].Digest)}
+	}
 	if g.json {
 		type use struct {
 			Mirror    string  `json:"mirror"`
@@ -528,9 +548,12 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 		for _, u := range rep.Mirrors {
 			uses = append(uses, use{u.Mirror, u.Reachable, u.Blobs, u.Bytes, u.Rate, float64(u.Latency.Microseconds()) / 1000})
 		}
-		return json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
-			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "bad_mirrors": rep.BadMirrors(),
-			"behind": rep.Behind, "mirrors": uses, "mirrors_adopted": adopted, "diverged": rep.Diverged})
+		if err := json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
+			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "blobs_replaced": rep.BlobsReplaced, "blobs_unhealed": len(rep.Unhealed), "bad_mirrors": rep.BadMirrors(),
+			"behind": rep.Behind, "mirrors": uses, "mirrors_adopted": adopted, "diverged": rep.Diverged}); err != nil {
+			return err
+		}
+		return unhealed
 	}
 	fmt.Fprintf(g.stdout, "pulled %d snapshots: %d blobs (%s) fetched, %d already here\n", len(rep.Snapshots), rep.BlobsFetched,
 		humanBytes(rep.BytesFetched), rep.BlobsPresent)
@@ -538,6 +561,9 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 		if u.Blobs > 0 {
 			fmt.Fprintf(g.stdout, "  from %s: %d blobs (%s)%s\n", u.Mirror, u.Blobs, humanBytes(u.Bytes), rateText(u.Rate))
 		}
+	}
+	if rep.BlobsReplaced > 0 {
+		fmt.Fprintf(g.stdout, "%d blobs of snapshots already here were missing or damaged, and were fetched again\n", rep.BlobsReplaced)
 	}
 	if len(rep.BadMirrors()) > 0 {
 		fmt.Fprintf(g.stdout, "mirrors that served bad data or bad signatures: %s\n", strings.Join(rep.BadMirrors(), ", "))
@@ -552,7 +578,7 @@ func runPull(ctx context.Context, g *globals, urls []string, insecure bool, want
 	if len(adopted) > 0 {
 		fmt.Fprintf(g.stdout, "mirrors recorded in the newest snapshot, now this store's too: %s\n", strings.Join(adopted, ", "))
 	}
-	return nil
+	return unhealed
 }
 
 // recordedMirrors unlocks the store and returns the mirror list recorded
@@ -596,4 +622,106 @@ func adoptMirrors(ctx context.Context, g *globals) ([]string, error) {
 		return nil, nil
 	}
 	return added, ms.Save(g.store)
+}
+
+// isMediumArg reports whether a pull or repair argument names a medium: an
+// image file or device, a mounted or extracted medium, several discs of a
+// set (comma-separated), or oci:DIR where DIR is a medium or its store.
+// Media are read, never written, and never become mirrors.
+func isMediumArg(a string) bool {
+	if strings.HasPrefix(a, registryPrefix) {
+		return false
+	}
+	if p, ok := strings.CutPrefix(a, delta.LocalPrefix); ok {
+		p = filepath.Clean(p)
+		return p != "" && (storeKind(p) == kindMedia && !strings.Contains(p, ",") ||
+			filepath.Base(p) == media.StoreDir && storeKind(filepath.Dir(p)) == kindMedia)
+	}
+	for _, p := range strings.Split(a, ",") {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// openMediumSource opens a medium named as isMediumArg accepts it, to be
+// read like a mirror; it is closed when the command ends.
+func (g *globals) openMediumSource(a string) (delta.Endpoint, error) {
+	p := strings.TrimPrefix(a, delta.LocalPrefix)
+	src, ms, err := media.OpenSet(strings.Split(p, ","))
+	if err != nil {
+		return nil, fmt.Errorf("open medium %s: %w", p, err)
+	}
+	g.closers = append(g.closers, func() {
+		for _, m := range ms {
+			m.Close()
+		}
+	})
+	return delta.NewSourceEndpoint(p, src), nil
+}
+
+// printFailures reports what the mirrors and media could not serve: one
+// line per source for the blobs it lacks or failed on, one for each
+// failure of a source as a whole.
+func printFailures(g *globals, fs []delta.MirrorFailure) {
+	type count struct {
+		missing, bad, other int
+		first               error
+	}
+	var order []string
+	per := map[string]*count{}
+	for _, f := range fs {
+		if f.Digest.IsZero() {
+			fmt.Fprintf(g.stderr, "dvpc: %v\n", f)
+			continue
+		}
+		c := per[f.Mirror]
+		if c == nil {
+			c = &count{}
+			per[f.Mirror] = c
+			order = append(order, f.Mirror)
+		}
+		var de *image.DigestError
+		switch {
+		case errors.Is(f.Err, image.ErrNotFound):
+			c.missing++
+		case errors.As(f.Err, &de), errors.Is(f.Err, image.ErrBadSignature):
+			c.bad++
+			if c.first == nil {
+				c.first = f
+			}
+		default:
+			c.other++
+			if c.first == nil {
+				c.first = f
+			}
+		}
+	}
+	for _, m := range order {
+		c := per[m]
+		var parts []string
+		if c.missing > 0 {
+			parts = append(parts, fmt.Sprintf("lacks %s", blobCount(c.missing)))
+		}
+		if c.bad > 0 {
+			parts = append(parts, fmt.Sprintf("served %s that did not verify", blobCount(c.bad)))
+		}
+		if c.other > 0 {
+			parts = append(parts, fmt.Sprintf("failed on %s", blobCount(c.other)))
+		}
+		line := fmt.Sprintf("dvpc: %s %s", m, strings.Join(parts, ", "))
+		if c.first != nil {
+			line += fmt.Sprintf(" (first: %v)", c.first)
+		}
+		fmt.Fprintln(g.stderr, line)
+	}
+}
+
+// blobCount is "1 blob" or "N blobs".
+func blobCount(n int) string {
+	if n == 1 {
+		return "1 blob"
+	}
+	return fmt.Sprintf("%d blobs", n)
 }

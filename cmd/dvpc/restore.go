@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -99,13 +102,21 @@ func runRestore(ctx context.Context, g *globals, o restoreOpts, spec string, pat
 	var prog image.Progress
 	start := time.Now()
 	stop := startProgress(g.stderr, "restore:", &prog)
+	var kept []string
 	err = repo.Restore(ctx, s, image.RestoreOptions{
-		Target: o.to, Paths: rels, Overwrite: o.overwrite, Progress: &prog,
-		OnError: func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: could not restore %s: %v\n", p, err) },
+		Target: o.to, Paths: rels, Overwrite: o.overwrite, Progress: &prog, Protect: g.liveStores(),
+		OnError:     func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: could not restore %s: %v\n", p, err) },
+		OnStoreKept: func(dir string) { kept = append(kept, dir) },
 	})
 	stop()
+	if len(kept) > 0 {
+		fmt.Fprintf(g.stderr, "dvpc: left the store %s alone: a restore never writes into a dvpc store; everything else was restored\n", strings.Join(kept, ", "))
+	}
 	if g.json {
 		res := map[string]any{"snapshot": s.ID, "to": o.to, "files": prog.Files.Load(), "bytes": prog.Bytes.Load(), "duration_s": time.Since(start).Seconds()}
+		if len(kept) > 0 {
+			res["stores_left_alone"] = kept
+		}
 		if err != nil {
 			res["error"] = err.Error()
 		}
@@ -114,4 +125,22 @@ func runRestore(ctx context.Context, g *globals, o restoreOpts, spec string, pat
 		fmt.Fprintf(g.stderr, "restored snapshot %s to %s: %d files, %s\n", s.ID, o.to, prog.Files.Load(), humanBytes(prog.Bytes.Load()))
 	}
 	return err
+}
+
+// liveStores lists the store directories a restore must not write into:
+// the store in use when it is a directory, and the default store.
+func (g *globals) liveStores() []string {
+	var out []string
+	if storeKind(g.store) == kindDir {
+		out = append(out, g.store)
+	}
+	if d := defaultStore(); !slices.Contains(out, d) {
+		out = append(out, d)
+	}
+	for i, d := range out {
+		if abs, err := filepath.Abs(d); err == nil {
+			out[i] = abs
+		}
+	}
+	return out
 }

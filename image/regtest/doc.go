@@ -13,6 +13,11 @@
 // its log; a request without the right credentials is answered 401
 // UNAUTHORIZED with WWW-Authenticate: Basic realm="regtest".
 //
+// Deletion is enabled (storage.delete.enabled), so that tests can remove
+// tags as a mirror that allows it does; [WithoutDelete] starts a registry
+// that answers every DELETE 405 UNSUPPORTED, as distribution does by
+// default.
+//
 // The binary must be installed (apt-get install -y docker-registry); when it
 // is missing the test fails rather than being skipped, so a machine without
 // it cannot pass silently.

@@ -122,6 +122,18 @@ type Option func(*options) error
 
 type options struct {
 	user, pass string // Basic authentication, when user is set
+	noDelete   bool   // storage.delete.enabled: false
+}
+
+// WithoutDelete starts the registry with deletion disabled
+// (storage.delete.enabled: false), as distribution's default is: a DELETE
+// of a manifest or blob is answered 405 METHOD NOT ALLOWED with the error
+// code UNSUPPORTED. Without it, deletion is enabled.
+func WithoutDelete() Option {
+	return func(o *options) error {
+		o.noDelete = true
+		return nil
+	}
 }
 
 // AuthRealm is the realm of the Basic challenge a registry started
@@ -325,14 +337,14 @@ storage:
   filesystem:
     rootdirectory: %q
   delete:
-    enabled: true
+    enabled: %t
   maintenance:
     uploadpurging:
       enabled: false
 http:
   addr: %q
   secret: %q
-`, r.storage, addr, r.secret)
+`, r.storage, !r.opts.noDelete, addr, r.secret)
 	if r.opts.user != "" {
 		cfg += fmt.Sprintf(`auth:
   htpasswd:

@@ -268,3 +268,29 @@ func TestWithBasicAuthRefuses(t *testing.T) {
 		t.Errorf("WithBasicAuth with a 72-byte password: %v", err)
 	}
 }
+
+// TestWithoutDelete: by default a blob can be deleted; WithoutDelete makes
+// the registry answer a DELETE with 405 UNSUPPORTED and keep the blob.
+func TestWithoutDelete(t *testing.T) {
+	rs := []*Registry{Start(t), Start(t, WithoutDelete())}
+	const repo = "dvpc/store"
+	blob := []byte("a blob to delete")
+	for i, r := range rs {
+		dg := pushBlob(t, r, repo, blob)
+		resp := do(t, http.MethodDelete, r.URL()+"/v2/"+repo+"/blobs/"+dg, nil, nil)
+		if i == 0 {
+			wantStatus(t, resp, http.StatusAccepted)
+			if headBlob(t, r, repo, dg, len(blob)) {
+				t.Fatal("blob still served after DELETE on a registry with deletion enabled")
+			}
+			continue
+		}
+		wantStatus(t, resp, http.StatusMethodNotAllowed)
+		if b, _ := io.ReadAll(resp.Body); !strings.Contains(string(b), "UNSUPPORTED") {
+			t.Errorf("DELETE without deletion enabled answered %s, want the UNSUPPORTED error code", b)
+		}
+		if !headBlob(t, r, repo, dg, len(blob)) {
+			t.Fatal("blob gone after a refused DELETE")
+		}
+	}
+}
