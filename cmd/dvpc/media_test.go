@@ -2,13 +2,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dvpc/dvpc/image"
 )
 
 // mediaFixture is a store made from the sample home, with two snapshots.
@@ -250,3 +254,321 @@ func cutOut(t *testing.T, img, dst string, first, last int64) {
 }
 
 func fmtSscan(s string, v *int64) (int, error) { return fmt.Sscan(s, v) }
+
+// pageLinux is what a medium's README.txt tells a person on Linux: where
+// the medium appears when mounted, and the lines to type.
+type pageLinux struct {
+	mount     string
+	commands  []string
+	clients   []string // the programs the page says the medium carries
+	unmounted string   // the command that reads the medium without mounting
+}
+
+// readPageLinux parses README.txt as a person reads it.
+func readPageLinux(t *testing.T, readme []byte) pageLinux {
+	t.Helper()
+	var p pageLinux
+	lines := strings.Split(strings.ReplaceAll(string(readme), "\r\n", "\n"), "\n")
+	for i, l := range lines {
+		if rest, ok := strings.CutPrefix(l, "dvpc programs on this "); ok {
+			_, list, _ := strings.Cut(rest, ": ")
+			p.clients = strings.Split(list, ", ")
+		}
+		rest, ok := strings.CutPrefix(l, "Linux: the ")
+		if !ok {
+			continue
+		}
+		_, rest, _ = strings.Cut(rest, " appears as ")
+		p.mount = strings.TrimSuffix(strings.Fields(rest)[0], ".")
+		for _, c := range lines[i+1:] {
+			if cmd, ok := strings.CutPrefix(c, "    "); ok {
+				p.commands = append(p.commands, cmd)
+			} else if u, ok := strings.CutPrefix(c, "  Without mounting, with dvpc installed: "); ok {
+				p.unmounted, _, _ = strings.Cut(u, " (")
+			} else if !strings.HasPrefix(c, "  ") {
+				break
+			}
+		}
+	}
+	if p.mount == "" || len(p.commands) == 0 {
+		t.Fatalf("README.txt gives no Linux mount point or commands:\n%s", readme)
+	}
+	return p
+}
+
+// runPage types the page's Linux commands in bash, with the medium's files
+// at root standing for its mount point, and checks that the restore it
+// ends with gives back the snapshot.
+func (f *mediaFixture) runPage(t *testing.T, p pageLinux, root string) {
+	t.Helper()
+	home := t.TempDir()
+	for _, line := range p.commands {
+		line = strings.ReplaceAll(line, p.mount, root)
+		cmd := exec.Command("bash", "-c", line)
+		cmd.Dir = home
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "USER=nobody", "TZ=UTC", "LC_ALL=C",
+			"DVPC_PASSPHRASE=" + f.cli.env["DVPC_PASSPHRASE"]}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("the page's command %q: %v\n%s", line, err, out)
+		}
+		if strings.Contains(line, " log") && !strings.Contains(string(out), f.latest) {
+			t.Errorf("%q does not list snapshot %s:\n%s", line, f.latest, out)
+		}
+	}
+	requireSameTree(t, f.home, filepath.Join(home, "restored"))
+}
+
+// requireClientsListed checks that the page lists exactly the programs in
+// dir, and that they are the dvpc being tested.
+func requireClientsListed(t *testing.T, p pageLinux, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var have []string
+	for _, e := range ents {
+		have = append(have, "dvpc/"+e.Name())
+	}
+	if !slices.Equal(have, p.clients) {
+		t.Errorf("the page lists the programs %v, the medium carries %v", p.clients, have)
+	}
+}
+
+// TestMediaPageCommands types the commands a DVD's and a USB key's pages
+// give, from the paths they name, on the medium's files as osirrox and
+// mtools extract them.
+func TestMediaPageCommands(t *testing.T) {
+	osirrox := requireTool(t, "osirrox", "xorriso")
+	sgdisk := requireTool(t, "sgdisk", "gdisk")
+	mcopy := requireTool(t, "mcopy", "mtools")
+	f := newMediaFixture(t)
+	dir := t.TempDir()
+
+	t.Run("DVD", func(t *testing.T) {
+		iso := filepath.Join(dir, "weekly.iso")
+		r := f.cli.must("media", "iso", "--out", iso)
+		if !strings.Contains(r.stderr, "make clients") {
+			t.Errorf("media iso with one client does not say how to add the others:\n%s", r)
+		}
+		ext := filepath.Join(dir, "iso")
+		if out, err := exec.Command(osirrox, "-indev", iso, "-extract", "/", ext).CombinedOutput(); err != nil {
+			t.Fatalf("osirrox: %v\n%s", err, out)
+		}
+		readme, err := os.ReadFile(filepath.Join(ext, "README.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := readPageLinux(t, readme)
+		requireClientsListed(t, p, filepath.Join(ext, "dvpc"))
+		if p.unmounted != "dvpc --store /dev/sr0 log" {
+			t.Errorf("without mounting: %q", p.unmounted)
+		}
+		for _, w := range []string{"make clients", "--clients"} {
+			if !strings.Contains(string(readme), w) {
+				t.Errorf("README.txt does not say how to get the other systems' programs (%q)", w)
+			}
+		}
+		f.runPage(t, p, ext)
+	})
+
+	t.Run("USB key", func(t *testing.T) {
+		img := filepath.Join(dir, "key.img")
+		f.cli.must("media", "usb", "--out", img)
+		parts := partitions(t, sgdisk, img)
+		if len(parts) != 2 {
+			t.Fatalf("want 2 partitions, got %v", parts)
+		}
+		var roots []string
+		for i, part := range parts {
+			root := filepath.Join(dir, fmt.Sprintf("usb-part%d", i+1))
+			os.Mkdir(root, 0o755)
+			src := fmt.Sprintf("%s@@%d", img, part[0]*512)
+			if out, err := exec.Command(mcopy, "-s", "-n", "-i", src, "::/", root).CombinedOutput(); err != nil {
+				t.Fatalf("mcopy partition %d: %v\n%s", i+1, err, out)
+			}
+			roots = append(roots, root)
+		}
+		data := roots[1]
+		readme, err := os.ReadFile(filepath.Join(data, "README.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := readPageLinux(t, readme)
+		// Both partitions carry the programs; Windows mounts only the data
+		// partition.
+		requireClientsListed(t, p, filepath.Join(data, "dvpc"))
+		requireClientsListed(t, p, filepath.Join(roots[0], "dvpc"))
+		if p.unmounted != "dvpc --store /dev/sdX log" || strings.Contains(string(readme), "/dev/sr0") {
+			t.Errorf("without mounting, a USB key's page should name /dev/sdX, not /dev/sr0: %q\n%s", p.unmounted, readme)
+		}
+		if !strings.HasSuffix(p.mount, "/DVPC") {
+			t.Errorf("the data partition is labelled DVPC, the page mounts %s", p.mount)
+		}
+		f.runPage(t, p, data)
+	})
+}
+
+// packsOf returns the digests of a snapshot's packs.
+func packsOf(t *testing.T, store, id string) []string {
+	t.Helper()
+	_, m := snapshotManifest(t, store, id)
+	var out []string
+	for _, l := range m.Layers {
+		if string(l.MediaType) == image.PackType {
+			out = append(out, l.Digest.Hex)
+		}
+	}
+	return out
+}
+
+// cutFixture is a store whose first snapshot needs none of the packs laid
+// out last on a medium (media lay packs out by digest), so that a medium
+// cut inside the last pack still restores it.
+type cutFixture struct {
+	*mediaFixture
+	first    string // the first snapshot's ID
+	firstDir string // what it restores to
+	last     string // the digest (hex) of the pack laid out last
+}
+
+func newCutFixture(t *testing.T) *cutFixture {
+	t.Helper()
+	f := &cutFixture{mediaFixture: newMediaFixture(t)}
+	log := f.cli.log()
+	f.first = log[0].ID
+	for i := 0; ; i++ {
+		need := map[string]bool{}
+		var all []string
+		for _, e := range f.cli.log() {
+			for _, p := range packsOf(t, f.store, e.ID) {
+				if e.ID == f.first {
+					need[p] = true
+				}
+				all = append(all, p)
+			}
+		}
+		f.last = slices.Max(all)
+		if !need[f.last] {
+			break
+		}
+		if i == 30 {
+			t.Fatal("no snapshot added a pack laid out after the first snapshot's")
+		}
+		randomFile(t, filepath.Join(f.home, "docs", fmt.Sprintf("more-%d.bin", i)), uint64(200+i), 300<<10)
+		f.latest = f.cli.snapshot(f.home)
+	}
+	f.firstDir = filepath.Join(t.TempDir(), "first")
+	f.cli.must("restore", f.first, "--to", f.firstDir)
+	return f
+}
+
+// cutInLastPack writes a copy of img cut in the middle of the last pack,
+// which lies at or after from.
+func (f *cutFixture) cutInLastPack(t *testing.T, img string, from int64) string {
+	t.Helper()
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack, err := os.ReadFile(filepath.Join(f.store, "blobs", "sha256", f.last))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b[from:], pack[:min(len(pack), 4096)])
+	if i < 0 {
+		t.Fatalf("pack %s is not on %s", f.last, img)
+	}
+	return cutCopy(t, b, from+int64(i)+int64(len(pack)/2))
+}
+
+func cutCopy(t *testing.T, b []byte, n int64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), fmt.Sprintf("cut-%d.img", n))
+	if err := os.WriteFile(p, b[:n], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// requireSalvage checks what dvpc makes of a medium cut inside the last
+// pack: attach names the pack and says which snapshots restore whole (exit
+// 6), the first snapshot restores, and the latest is refused, naming the
+// pack (exit 6).
+func (f *cutFixture) requireSalvage(t *testing.T, cut string) {
+	t.Helper()
+	r := f.cli.expect(exitIntegrity, "attach", cut)
+	if !strings.Contains(r.stdout, f.last) || !strings.Contains(r.stdout, "CUT SHORT") {
+		t.Errorf("attach does not name the pack %s cut off:\n%s", f.last, r)
+	}
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(l, f.first+" ") && !strings.HasSuffix(l, "intact") {
+			t.Errorf("attach: the first snapshot should be intact: %q", l)
+		}
+		if strings.HasPrefix(l, f.latest+" ") && !strings.HasSuffix(l, "unreadable") {
+			t.Errorf("attach: the latest snapshot needs the pack cut off: %q", l)
+		}
+	}
+	var att struct {
+		Snapshots []struct {
+			ID     string `json:"id"`
+			Intact bool   `json:"intact"`
+		} `json:"snapshots"`
+	}
+	r = f.cli.expect(exitIntegrity, "--json", "attach", cut)
+	if err := json.Unmarshal([]byte(r.stdout), &att); err != nil || len(att.Snapshots) < 2 ||
+		att.Snapshots[0].ID != f.first || !att.Snapshots[0].Intact || att.Snapshots[len(att.Snapshots)-1].Intact {
+		t.Errorf("attach --json: %v %+v\n%s", err, att, r)
+	}
+	to := filepath.Join(t.TempDir(), "first")
+	f.cli.onStore(cut).must("restore", f.first, "--to", to)
+	requireSameTree(t, f.firstDir, to)
+	r = f.cli.onStore(cut).expect(exitIntegrity, "restore", "latest", "--to", filepath.Join(t.TempDir(), "latest"))
+	if !strings.Contains(r.stderr, f.last) {
+		t.Errorf("restore of a snapshot that needs the pack cut off does not name it:\n%s", r)
+	}
+}
+
+// TestMediaCutShort reads a DVD image and a USB image cut short inside
+// their packs, and cut before their directories.
+func TestMediaCutShort(t *testing.T) {
+	sgdisk := requireTool(t, "sgdisk", "gdisk")
+	f := newCutFixture(t)
+	dir := t.TempDir()
+
+	t.Run("DVD", func(t *testing.T) {
+		iso := filepath.Join(dir, "weekly.iso")
+		f.cli.must("media", "iso", "--out", iso)
+		f.requireSalvage(t, f.cutInLastPack(t, iso, 0))
+
+		// Cut before the root directory's records (its place is in the
+		// primary volume descriptor at block 16).
+		b, err := os.ReadFile(iso)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := int64(binary.LittleEndian.Uint32(b[16*2048+156+2:]))
+		r := f.cli.expect(exitIntegrity, "attach", cutCopy(t, b, root*2048))
+		if !strings.Contains(r.stderr, "cut short") {
+			t.Errorf("attach of a disc cut before its directories:\n%s", r)
+		}
+	})
+
+	t.Run("USB key", func(t *testing.T) {
+		img := filepath.Join(dir, "key.img")
+		f.cli.must("media", "usb", "--out", img)
+		parts := partitions(t, sgdisk, img)
+		data := parts[1][0] * 512
+		f.requireSalvage(t, f.cutInLastPack(t, img, data))
+
+		b, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := f.cli.expect(exitIntegrity, "attach", cutCopy(t, b, data+4096))
+		if !strings.Contains(r.stderr, "cut off") {
+			t.Errorf("attach of a key cut before its directories:\n%s", r)
+		}
+	})
+}
