@@ -203,6 +203,7 @@ var pageTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
 	"date":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"base":  path.Base,
 	"lines": func(ls []string) string { return strings.Join(ls, "\n") },
+	"ticks": codeSpans,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -230,12 +231,26 @@ They read this {{.P.Medium}} directly; nothing needs to be installed.{{else}}Thi
 <ul>
 {{range .Systems}}<li><b>{{.Name}}</b>: the {{$.P.Medium}} appears as <code>{{.Mount}}</code>{{if .Also}} (or <code>{{.Also}}</code>){{end}}.
 {{if .Commands}}Type:
-<pre>{{lines .Commands}}</pre>{{range .Others}}Use <code>{{.}}</code>.<br>{{end}}{{else}}{{.Get}}{{end}}
+<pre>{{lines .Commands}}</pre>{{range .Others}}Use <code>{{.}}</code>.<br>{{end}}{{else}}{{ticks .Get}}{{end}}
 {{if .Unmounted}}Without mounting, with dvpc installed: <code>{{.Unmounted}}</code>{{if eq $.P.Medium "USB key"}} (<code>/dev/sdX</code> is the key, as <code>lsblk</code> shows it; reading a device may need <code>sudo</code>){{end}}.{{end}}</li>
 {{end}}</ul>
 <p>Store {{.P.StoreID}}. The store is a standard OCI image layout in <code>store/</code>; see README.txt.</p>
 </body></html>
 `))
+
+// codeSpans escapes s for HTML and sets what lies between backquotes as
+// code.
+func codeSpans(s string) template.HTML {
+	var b strings.Builder
+	for i, part := range strings.Split(s, "`") {
+		if i%2 == 1 {
+			b.WriteString("<code>" + template.HTMLEscapeString(part) + "</code>")
+		} else {
+			b.WriteString(template.HTMLEscapeString(part))
+		}
+	}
+	return template.HTML(b.String())
+}
 
 // IndexHTML renders the medium's index page.
 func IndexHTML(p Page) ([]byte, error) {
