@@ -77,7 +77,7 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 				bad = append(bad, b.digest.String())
 			}
 			list = append(list, map[string]any{"id": s.ID, "time": s.Time(), "host": s.Config.Host, "files": s.Config.Stats.Files, "bytes": s.Config.Stats.Bytes,
-				"intact": len(bad) == 0, "unreadable_blobs": bad})
+				"complete": len(bad) == 0, "unreadable_blobs": bad})
 		}
 		var med []map[string]any
 		for i, m := range ms {
@@ -118,7 +118,7 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tTIME\tHOST\tFILES\tSIZE\tSIGNATURE\tDATA")
 		for _, s := range snaps {
-			data := "intact"
+			data := "complete"
 			if n := len(unreadable[s.ID]); n > 0 {
 				data = attachPlural(n, "blob") + " unreadable"
 			}
@@ -158,8 +158,11 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		files += len(d.Files)
 	}
 	if files > 0 || len(unreadable) > 0 {
-		intact := len(snaps) - len(unreadable)
-		return integrityError{fmt.Errorf("%w: %s cannot be read; %d of %s restore whole", media.ErrDamaged, attachPlural(files, "file"), intact, attachPlural(len(snaps), "snapshot"))}
+		what := fmt.Sprintf("%d of %s restore whole", len(snaps)-len(unreadable), attachPlural(len(snaps), "snapshot"))
+		if files > 0 {
+			what = attachPlural(files, "file") + " cannot be read; " + what
+		}
+		return integrityError{fmt.Errorf("%w: %s", media.ErrDamaged, what)}
 	}
 	if len(missing) > 0 {
 		return partialError{fmt.Errorf("discs %v of the set are missing", missing)}

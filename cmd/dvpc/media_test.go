@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -423,44 +424,50 @@ func packsOf(t *testing.T, store, id string) []string {
 	return out
 }
 
-// cutFixture is a store whose first snapshot needs none of the packs laid
-// out last on a medium (media lay packs out by digest), so that a medium
-// cut inside the last pack still restores it.
+// cutFixture is a store with two snapshots of different folders, which
+// share no pack: a medium cut inside the pack laid out last (media lay
+// packs out by digest) still restores the snapshot that does not need it.
 type cutFixture struct {
-	*mediaFixture
-	first    string // the first snapshot's ID
-	firstDir string // what it restores to
-	last     string // the digest (hex) of the pack laid out last
+	cli   *dvpcCLI
+	store string
+	whole string // the snapshot that does not need the last pack
+	cut   string // the snapshot that does
+	want  string // what whole restores to
+	last  string // the digest (hex) of the pack laid out last
 }
 
 func newCutFixture(t *testing.T) *cutFixture {
 	t.Helper()
-	f := &cutFixture{mediaFixture: newMediaFixture(t)}
-	log := f.cli.log()
-	f.first = log[0].ID
-	for i := 0; ; i++ {
-		need := map[string]bool{}
-		var all []string
-		for _, e := range f.cli.log() {
-			for _, p := range packsOf(t, f.store, e.ID) {
-				if e.ID == f.first {
-					need[p] = true
-				}
-				all = append(all, p)
-			}
-		}
-		f.last = slices.Max(all)
-		if !need[f.last] {
-			break
-		}
-		if i == 30 {
-			t.Fatal("no snapshot added a pack laid out after the first snapshot's")
-		}
-		randomFile(t, filepath.Join(f.home, "docs", fmt.Sprintf("more-%d.bin", i)), uint64(200+i), 300<<10)
-		f.latest = f.cli.snapshot(f.home)
+	dir := t.TempDir()
+	f := &cutFixture{store: filepath.Join(dir, "store")}
+	f.cli = newCLI(t, f.store, "media test passphrase")
+	f.cli.must("init", "--argon2-memory", "8")
+	home, music := filepath.Join(dir, "home"), filepath.Join(dir, "music")
+	mkhome(t, home)
+	if err := os.Mkdir(music, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	f.firstDir = filepath.Join(t.TempDir(), "first")
-	f.cli.must("restore", f.first, "--to", f.firstDir)
+	for i := range 3 {
+		randomFile(t, filepath.Join(music, fmt.Sprintf("track-%d.flac", i)), uint64(300+i), 400<<10)
+	}
+	ids := []string{f.cli.snapshot(home), f.cli.snapshot(music)}
+	owner := map[string]string{}
+	for _, id := range ids {
+		for _, p := range packsOf(t, f.store, id) {
+			if o, ok := owner[p]; ok && o != id {
+				t.Fatalf("snapshots %s and %s share pack %s", o, id, p)
+			}
+			owner[p] = id
+		}
+	}
+	f.last = slices.Max(slices.Collect(maps.Keys(owner)))
+	f.cut = owner[f.last]
+	f.whole = ids[0]
+	if f.whole == f.cut {
+		f.whole = ids[1]
+	}
+	f.want = filepath.Join(dir, "want")
+	f.cli.must("restore", f.whole, "--to", f.want)
 	return f
 }
 
@@ -493,38 +500,52 @@ func cutCopy(t *testing.T, b []byte, n int64) string {
 }
 
 // requireSalvage checks what dvpc makes of a medium cut inside the last
-// pack: attach names the pack and says which snapshots restore whole (exit
-// 6), the first snapshot restores, and the latest is refused, naming the
-// pack (exit 6).
+// pack: attach names the pack and says which snapshot restores whole (exit
+// 6), that snapshot restores, and the other is refused, naming the pack
+// (exit 6).
 func (f *cutFixture) requireSalvage(t *testing.T, cut string) {
 	t.Helper()
 	r := f.cli.expect(exitIntegrity, "attach", cut)
 	if !strings.Contains(r.stdout, f.last) || !strings.Contains(r.stdout, "CUT SHORT") {
 		t.Errorf("attach does not name the pack %s cut off:\n%s", f.last, r)
 	}
+	rows := 0
 	for _, l := range strings.Split(r.stdout, "\n") {
-		if strings.HasPrefix(l, f.first+" ") && !strings.HasSuffix(l, "intact") {
-			t.Errorf("attach: the first snapshot should be intact: %q", l)
+		switch {
+		case strings.HasPrefix(l, f.whole+" "):
+			rows++
+			if !strings.HasSuffix(l, "complete") {
+				t.Errorf("attach: snapshot %s should be complete: %q", f.whole, l)
+			}
+		case strings.HasPrefix(l, f.cut+" "):
+			rows++
+			if !strings.HasSuffix(l, "unreadable") {
+				t.Errorf("attach: snapshot %s needs the pack cut off: %q", f.cut, l)
+			}
 		}
-		if strings.HasPrefix(l, f.latest+" ") && !strings.HasSuffix(l, "unreadable") {
-			t.Errorf("attach: the latest snapshot needs the pack cut off: %q", l)
-		}
+	}
+	if rows != 2 {
+		t.Errorf("attach lists %d of the 2 snapshots:\n%s", rows, r)
 	}
 	var att struct {
 		Snapshots []struct {
-			ID     string `json:"id"`
-			Intact bool   `json:"intact"`
+			ID       string `json:"id"`
+			Complete bool   `json:"complete"`
 		} `json:"snapshots"`
 	}
 	r = f.cli.expect(exitIntegrity, "--json", "attach", cut)
-	if err := json.Unmarshal([]byte(r.stdout), &att); err != nil || len(att.Snapshots) < 2 ||
-		att.Snapshots[0].ID != f.first || !att.Snapshots[0].Intact || att.Snapshots[len(att.Snapshots)-1].Intact {
-		t.Errorf("attach --json: %v %+v\n%s", err, att, r)
+	if err := json.Unmarshal([]byte(r.stdout), &att); err != nil || len(att.Snapshots) != 2 {
+		t.Fatalf("attach --json: %v\n%s", err, r)
 	}
-	to := filepath.Join(t.TempDir(), "first")
-	f.cli.onStore(cut).must("restore", f.first, "--to", to)
-	requireSameTree(t, f.firstDir, to)
-	r = f.cli.onStore(cut).expect(exitIntegrity, "restore", "latest", "--to", filepath.Join(t.TempDir(), "latest"))
+	for _, s := range att.Snapshots {
+		if s.Complete != (s.ID == f.whole) {
+			t.Errorf("attach --json: snapshot %s complete: %v", s.ID, s.Complete)
+		}
+	}
+	to := filepath.Join(t.TempDir(), "whole")
+	f.cli.onStore(cut).must("restore", f.whole, "--to", to)
+	requireSameTree(t, f.want, to)
+	r = f.cli.onStore(cut).expect(exitIntegrity, "restore", f.cut, "--to", filepath.Join(t.TempDir(), "cut"))
 	if !strings.Contains(r.stderr, f.last) {
 		t.Errorf("restore of a snapshot that needs the pack cut off does not name it:\n%s", r)
 	}
