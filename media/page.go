@@ -302,7 +302,9 @@ func ReadmeTXT(p Page) []byte {
 				fmt.Fprintf(&b, "  Use %s.\n", o)
 			}
 		} else {
-			fmt.Fprintf(&b, "  %s\n", s.Get)
+			for _, l := range wrapText(s.Get, 76) {
+				fmt.Fprintf(&b, "  %s\n", l)
+			}
 		}
 		if s.Unmounted != "" {
 			fmt.Fprintf(&b, "  Without mounting, with dvpc installed: %s", s.Unmounted)
@@ -313,4 +315,38 @@ func ReadmeTXT(p Page) []byte {
 		}
 	}
 	return []byte(strings.ReplaceAll(b.String(), "\n", "\r\n"))
+}
+
+// wrapText breaks s into lines of at most width bytes where it can, never
+// inside a `code span`.
+func wrapText(s string, width int) []string {
+	var words []string
+	for i, part := range strings.Split(s, "`") {
+		if i%2 == 1 {
+			words[len(words)-1] += "`" + part + "`" // a code span is one word
+			continue
+		}
+		for j, w := range strings.Split(part, " ") {
+			if j == 0 && len(words) > 0 {
+				words[len(words)-1] += w
+			} else {
+				words = append(words, w)
+			}
+		}
+	}
+	var lines []string
+	line := ""
+	for _, w := range words {
+		switch {
+		case w == "":
+		case line == "":
+			line = w
+		case len(line)+1+len(w) > width:
+			lines = append(lines, line)
+			line = w
+		default:
+			line += " " + w
+		}
+	}
+	return append(lines, line)
 }
