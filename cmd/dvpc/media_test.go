@@ -374,6 +374,38 @@ func TestMediaPageCommands(t *testing.T) {
 		f.runPage(t, p, ext)
 	})
 
+	t.Run("DVD with --clients", func(t *testing.T) {
+		clients := filepath.Join(dir, "dist")
+		os.Mkdir(clients, 0o755)
+		for _, n := range []string{"dvpc-darwin-arm64", "dvpc-windows-amd64.exe"} {
+			if err := os.WriteFile(filepath.Join(clients, n), []byte("a client for "+n), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		iso := filepath.Join(dir, "clients.iso")
+		if r := f.cli.must("media", "iso", "--out", iso, "--clients", clients); strings.Contains(r.stderr, "make clients") {
+			t.Errorf("media iso with every system's client still says to add them:\n%s", r)
+		}
+		ext := filepath.Join(dir, "clients-iso")
+		if out, err := exec.Command(osirrox, "-indev", iso, "-extract", "/", ext).CombinedOutput(); err != nil {
+			t.Fatalf("osirrox: %v\n%s", err, out)
+		}
+		readme, err := os.ReadFile(filepath.Join(ext, "README.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := readPageLinux(t, readme)
+		requireClientsListed(t, p, filepath.Join(ext, "dvpc"))
+		for _, w := range []string{`D:\dvpc\dvpc-windows-amd64.exe --store D:\ restore latest`, "/Volumes/DVPC_", "/dvpc/dvpc-darwin-arm64 --store"} {
+			if !strings.Contains(string(readme), w) {
+				t.Errorf("README.txt lacks %q:\n%s", w, readme)
+			}
+		}
+		if strings.Contains(string(readme), "make clients") {
+			t.Errorf("README.txt says how to get clients the disc carries:\n%s", readme)
+		}
+	})
+
 	t.Run("USB key", func(t *testing.T) {
 		img := filepath.Join(dir, "key.img")
 		f.cli.must("media", "usb", "--out", img)
