@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/dvpc/dvpc/image"
 )
 
 // Entry is one file to put on a medium.
@@ -18,6 +20,8 @@ type Entry struct {
 	MediaType string
 	// Open returns the file's bytes; exactly Size of them.
 	Open func() (io.ReadCloser, error)
+	// Exec marks a program: media that record modes give it 0755.
+	Exec bool
 }
 
 // Content is what one medium (or one partition of it) carries.
@@ -56,6 +60,27 @@ func (c *Content) Sorted() ([]Entry, error) {
 		}
 	}
 	return es, nil
+}
+
+// Placed returns entries (sorted by path) in the order their bytes are laid
+// on a medium: first what is needed to read the rest (the pages, the
+// store's index, keys, manifests, signatures, configs and indexes), then
+// the programs, then the packs. A medium cut short (a burn, copy or
+// download that stopped) then still lists its snapshots and restores
+// those whose packs lie before the cut.
+func Placed(entries []Entry) []Entry {
+	rank := func(e Entry) int {
+		switch {
+		case e.MediaType == image.PackType:
+			return 2
+		case e.Exec:
+			return 1
+		}
+		return 0
+	}
+	es := slices.Clone(entries)
+	slices.SortStableFunc(es, func(a, b Entry) int { return rank(a) - rank(b) })
+	return es
 }
 
 // MaxFileSize is the largest file any medium may hold: ISO 9660 level 3 and

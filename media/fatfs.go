@@ -72,9 +72,10 @@ func gptGUID(s string) [16]byte {
 
 // USB is a dvpc USB key or image opened read-only, without mounting.
 type USB struct {
-	f    *os.File
-	data *fatFS
-	esp  *fatFS
+	f          *os.File
+	data       *fatFS
+	esp        *fatFS
+	size, want int64
 }
 
 // OpenUSB opens a USB image file or block device read-only and finds its
@@ -91,13 +92,17 @@ func OpenUSB(path string) (*USB, error) {
 		f.Close()
 		return nil, fmt.Errorf("open USB %s: %w", path, err)
 	}
-	esp, data, err := openUSBParts(f, size)
+	esp, data, want, err := openUSBParts(f, size)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open USB %s: %w", path, err)
 	}
-	return &USB{f: f, data: data, esp: esp}, nil
+	return &USB{f: f, data: data, esp: esp, size: size, want: want}, nil
 }
+
+// Size returns the image's or device's size, and the size its partitions
+// need, which is larger when the image is cut short.
+func (u *USB) Size() (have, want int64) { return u.size, u.want }
 
 // FS returns the data partition's files: the store under "store/". Its files
 // implement io.ReaderAt and io.Seeker.
@@ -109,10 +114,11 @@ func (u *USB) ESPFS() fs.FS { return u.esp }
 // Close closes the image or device.
 func (u *USB) Close() error { return u.f.Close() }
 
-// openUSBParts reads the partition table and both file systems. A panic
-// while parsing is a bug, but hostile bytes must not crash the caller: it
-// becomes an ErrNotUSB error.
-func openUSBParts(r io.ReaderAt, size int64) (esp, data *fatFS, err error) {
+// openUSBParts reads the partition table and both file systems, and returns
+// the size the partitions need. A partition cut short by the end of the
+// image is read as far as it goes. A panic while parsing is a bug, but
+// hostile bytes must not crash the caller: it becomes an ErrNotUSB error.
+func openUSBParts(r io.ReaderAt, size int64) (esp, data *fatFS, want int64, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			esp, data, err = nil, nil, fmt.Errorf("%w: unreadable (%v)", ErrNotUSB, p)
@@ -120,52 +126,56 @@ func openUSBParts(r io.ReaderAt, size int64) (esp, data *fatFS, err error) {
 	}()
 	parts, err := readGPT(r, size)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrNotUSB, err)
+		return nil, nil, 0, fmt.Errorf("%w: %w", ErrNotUSB, err)
+	}
+	want = size
+	for _, p := range parts {
+		if p.typ == gptTypeESP || p.typ == gptTypeBasicData {
+			want = max(want, p.start+p.size)
+		}
 	}
 	var espErr, dataErr error
 	for _, p := range parts {
-		if (p.typ == gptTypeESP || p.typ == gptTypeBasicData) && p.start+p.size > size {
-			err := fmt.Errorf("partition %d ends at byte %d but there are only %d bytes (truncated image?)", p.index, p.start+p.size, size)
+		if (p.typ != gptTypeESP || esp != nil) && (p.typ != gptTypeBasicData || data != nil) {
+			continue
+		}
+		// A partition cut short is read as far as it goes: its FAT must be
+		// there, its files may not all be.
+		cut := p.start+p.size > size
+		v, err := readFATVolume(r, p.start, p.size)
+		if err != nil {
+			if cut {
+				err = &CutError{What: fmt.Sprintf("partition %d", p.index), Size: p.size, Have: size - p.start, End: size, Want: want}
+			}
 			if p.typ == gptTypeESP {
-				espErr = err
-			} else {
-				dataErr = err
+				espErr = fmt.Errorf("EFI system partition %d: %w", p.index, err)
+			} else if cut || strings.HasPrefix(p.name, USBDataLabel) {
+				dataErr = fmt.Errorf("data partition %d: %w", p.index, err)
 			}
 			continue
 		}
+		if cut {
+			v.end, v.want = size, want
+		}
+		fsys := newFATFS(v)
 		switch {
-		case p.typ == gptTypeESP && esp == nil:
-			v, err := readFATVolume(r, p.start, p.size)
-			if err != nil {
-				espErr = fmt.Errorf("EFI system partition %d: %w", p.index, err)
-				continue
-			}
-			esp = newFATFS(v)
-		case p.typ == gptTypeBasicData && data == nil:
-			v, err := readFATVolume(r, p.start, p.size)
-			if err != nil {
-				if strings.HasPrefix(p.name, USBDataLabel) {
-					dataErr = fmt.Errorf("data partition %d: %w", p.index, err)
-				}
-				continue
-			}
-			fsys := newFATFS(v)
-			if fsys.label() == USBDataLabel || v.label == USBDataLabel || strings.HasPrefix(p.name, USBDataLabel) {
-				data = fsys
-			}
+		case p.typ == gptTypeESP:
+			esp = fsys
+		case fsys.label() == USBDataLabel || v.label == USBDataLabel || strings.HasPrefix(p.name, USBDataLabel):
+			data = fsys
 		}
 	}
 	switch {
 	case data == nil && dataErr != nil:
-		return nil, nil, fmt.Errorf("%w: %w", ErrNotUSB, dataErr)
+		return nil, nil, 0, fmt.Errorf("%w: %w", ErrNotUSB, dataErr)
 	case data == nil:
-		return nil, nil, fmt.Errorf("%w: no FAT32 data partition labelled %s", ErrNotUSB, USBDataLabel)
+		return nil, nil, 0, fmt.Errorf("%w: no FAT32 data partition labelled %s", ErrNotUSB, USBDataLabel)
 	case esp == nil && espErr != nil:
-		return nil, nil, fmt.Errorf("%w: %w", ErrNotUSB, espErr)
+		return nil, nil, 0, fmt.Errorf("%w: %w", ErrNotUSB, espErr)
 	case esp == nil:
-		return nil, nil, fmt.Errorf("%w: no EFI system partition", ErrNotUSB)
+		return nil, nil, 0, fmt.Errorf("%w: no EFI system partition", ErrNotUSB)
 	}
-	return esp, data, nil
+	return esp, data, want, nil
 }
 
 // gptPart is one used entry of a GPT.
@@ -287,6 +297,9 @@ type fatVolume struct {
 	backupBoot  int64 // sector of the backup boot sector; 0 when none
 	volumeID    uint32
 	label       string // from the boot sector
+	// end and want are where r ends and should end, when the partition is
+	// cut short (both 0 when it is whole).
+	end, want int64
 
 	mu  sync.Mutex
 	fat map[int64][]byte // cached FAT blocks
@@ -499,6 +512,11 @@ func (v *fatVolume) dirRaw(cluster uint32) ([]fatRawEntry, error) {
 		}
 		if !v.valid(c) {
 			return nil, fmt.Errorf("directory cluster %d is outside the %d clusters", c, v.clusters)
+		}
+		if v.want > 0 {
+			if err := cutAt(fmt.Sprintf("directory cluster %d", c), v.clusterOff(c), v.clusterSize, v.end, v.want); err != nil {
+				return nil, err
+			}
 		}
 		if err := readFullAt(v.r, buf, v.clusterOff(c)); err != nil {
 			return nil, fmt.Errorf("read directory: %w", err)
@@ -754,7 +772,11 @@ func (f *fatFS) Open(name string) (fs.File, error) {
 		}
 		return &fatDirFile{info: fatInfo(e, name), entries: d.entries}, nil
 	}
-	return &fatFile{v: f.v, e: e, path: name, info: fatInfo(e, name)}, nil
+	fl := &fatFile{v: f.v, e: e, path: name, info: fatInfo(e, name)}
+	if err := fl.cut(); err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fl, nil
 }
 
 // Stat implements fs.StatFS.
@@ -762,6 +784,11 @@ func (f *fatFS) Stat(name string) (fs.FileInfo, error) {
 	e, err := f.lookup("stat", name)
 	if err != nil {
 		return nil, err
+	}
+	if !e.isDir() {
+		if err := (&fatFile{v: f.v, e: e, path: name}).cut(); err != nil {
+			return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
+		}
 	}
 	return fatInfo(e, name), nil
 }
@@ -838,6 +865,25 @@ var (
 
 func (f *fatFile) Stat() (fs.FileInfo, error) { return f.info, nil }
 func (f *fatFile) Close() error               { return nil }
+
+// cut returns a [*CutError] when part of the file lies past the end of a
+// partition cut short.
+func (f *fatFile) cut() error {
+	if f.v.want == 0 {
+		return nil
+	}
+	if err := f.load(); err != nil {
+		return err
+	}
+	var have int64
+	for _, x := range f.ext {
+		have += max(0, min(x.disk+x.n, f.v.end)-x.disk)
+	}
+	if size := int64(f.e.size); have < size {
+		return &CutError{What: f.path, Size: size, Have: have, End: f.v.end, Want: f.v.want}
+	}
+	return nil
+}
 
 func (f *fatFile) load() error {
 	f.once.Do(func() {

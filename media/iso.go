@@ -39,7 +39,7 @@ import (
 // then, in one pass over the metadata:
 //
 //  1. gives each file its extent after go-diskfs's end, in the order of
-//     [Content.Sorted], and writes extents and sizes into the records of
+//     [Placed], and writes extents and sizes into the records of
 //     both trees and the new volume size into the descriptors;
 //  2. rewrites what go-diskfs takes from the clock and the work directory
 //     (every date, Rock Ridge PX modes, owners, link counts and serial
@@ -88,8 +88,8 @@ var errISOShortNames = errors.New("go-diskfs gave no reproducible ISO 9660 names
 // which must not exist. The image is built in a temporary file next to out
 // and appears under its name only when complete. The same Content gives
 // byte-identical images: every timestamp on the image is c.ModTime, owners
-// are 0, modes are 0644 for files and 0755 for directories, and the files'
-// bytes lie in the order of [Content.Sorted].
+// are 0, modes are 0644 for files, 0755 for programs ([Entry.Exec]) and
+// directories, and the files' bytes lie in the order of [Placed].
 //
 // Files must be under 4 GiB, names at most [MaxNameLen] bytes and 64 UTF-16
 // code units (Joliet's limit), without control characters, any of *:;?\ or
@@ -414,7 +414,7 @@ func isoAllZero(p []byte) bool {
 // copyISOData streams every entry into its extent.
 func copyISOData(ctx context.Context, tmp *os.File, entries []Entry, lay *isoLayout) error {
 	buf := make([]byte, 1<<20)
-	for _, e := range entries {
+	for _, e := range Placed(entries) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -828,7 +828,8 @@ func fixISO(f *os.File, entries []Entry, mtime time.Time, label string, canon ma
 	}
 	lay := &isoLayout{files: make(map[string]isoExtent, len(entries)), shortNames: pt.idents}
 	loc := end
-	for _, e := range entries {
+	exec := map[*byte]bool{} // the records of programs, by their first byte
+	for _, e := range Placed(entries) {
 		pr, ok1 := pt.files[e.Path]
 		jr, ok2 := jt.files[e.Path]
 		if !ok1 || !ok2 {
@@ -838,6 +839,9 @@ func fixISO(f *os.File, entries []Entry, mtime time.Time, label string, canon ma
 			return nil, fmt.Errorf("%s has data, but its placeholder was empty", e.Path)
 		}
 		lay.files[e.Path] = isoExtent{block: loc, size: e.Size}
+		if e.Exec {
+			exec[&pr.b[0]] = true
+		}
 		pr.setExtent(loc, uint32(e.Size))
 		jr.setExtent(loc, uint32(e.Size))
 		loc += uint32((e.Size + isoBlock - 1) / isoBlock)
@@ -858,7 +862,7 @@ func fixISO(f *os.File, entries []Entry, mtime time.Time, label string, canon ma
 			return s.susp(r.systemUse(), 0, func(sig string, e []byte) {
 				switch sig {
 				case "PX":
-					isoPatchPX(e, r.isDir(), 2+pt.subdirs[r.block()])
+					isoPatchPX(e, r.isDir(), exec[&r.b[0]], 2+pt.subdirs[r.block()])
 				case "TF":
 					isoPatchTF(e, d7, d17)
 				}
@@ -937,13 +941,16 @@ func isoPatchVD(vd []byte, label string, joliet bool, d17 []byte) {
 // isoPatchPX sets mode, link count, owner and group, and writes the serial
 // number in both byte orders (go-diskfs writes it as one little-endian
 // 64-bit number where Rock Ridge 1.12 wants a both-endian 32-bit one).
-func isoPatchPX(e []byte, dir bool, dirLinks uint32) {
+func isoPatchPX(e []byte, dir, exec bool, dirLinks uint32) {
 	if len(e) < 36 {
 		return
 	}
 	mode, links := uint32(0o100644), uint32(1)
-	if dir {
+	switch {
+	case dir:
 		mode, links = 0o40755, dirLinks
+	case exec:
+		mode = 0o100755
 	}
 	both := func(off int, v uint32) {
 		binary.LittleEndian.PutUint32(e[off:], v)

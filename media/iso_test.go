@@ -722,9 +722,7 @@ func TestOpenISORefusesDamagedImages(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for name, b := range map[string][]byte{
-		"first 40 KiB": good[:40<<10],
-		"half":         good[:len(good)/2],
-		"all but one":  good[:len(good)-1],
+		"first 40 KiB": good[:40<<10], // cut inside the directories
 		"1 MiB random": isoRandom(42, 1<<20),
 		"empty":        nil,
 	} {
@@ -741,6 +739,40 @@ func TestOpenISORefusesDamagedImages(t *testing.T) {
 		if !errors.Is(err, ErrNotISO) || !strings.Contains(err.Error(), "not an ISO 9660 image: ") {
 			t.Errorf("%s: %v", name, err)
 		}
+		if cut := name == "first 40 KiB"; errors.Is(err, ErrDamaged) != cut {
+			t.Errorf("%s: the error wraps ErrDamaged: %v, want %v: %v", name, !cut, cut, err)
+		}
+	}
+	// Cut after its directories, an image opens, and the files past the
+	// cut say so.
+	for name, n := range map[string]int{"half": len(good) / 2, "all but one block": len(good) - isoBlock} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, good[:n], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		x, err := OpenISO(p)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if have, want := x.Size(); have != int64(n) || want != int64(len(good)) {
+			t.Errorf("%s: size %d of %d, want %d of %d", name, have, want, n, len(good))
+		}
+		var cut int
+		fs.WalkDir(x.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if _, err := fs.ReadFile(x.FS(), p); errors.Is(err, ErrDamaged) {
+					cut++
+				} else if err != nil {
+					t.Errorf("%s: read %s: %v", name, p, err)
+				}
+			}
+			return nil
+		})
+		if cut == 0 {
+			t.Errorf("%s: no file is cut off", name)
+		}
+		x.Close()
 	}
 }
 

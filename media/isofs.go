@@ -42,6 +42,7 @@ type ISO struct {
 	f     *os.File
 	ra    io.ReaderAt
 	size  int64
+	want  int64 // the volume's size, past size when the image is cut short
 	label string
 
 	mu   sync.Mutex // guards fsm, meta and dirs
@@ -89,9 +90,17 @@ func OpenISO(path string) (*ISO, error) {
 	return x, nil
 }
 
-// newISO reads the image in ra, size bytes long.
+// newISO reads the image in ra, size bytes long. An image cut short is read
+// as far as it goes; when the cut lies inside its directories, the error
+// wraps [ErrDamaged].
 func newISO(ra io.ReaderAt, size int64) (x *ISO, err error) {
-	if err := isoCheckHeader(ra, size); err != nil {
+	want, err := isoCheckHeader(ra, size)
+	defer func() {
+		if err != nil && want > size {
+			err = fmt.Errorf("%w: the image is cut short at %s of %s, before the end of its directories: %w", ErrDamaged, HumanBytes(size), HumanBytes(want), err)
+		}
+	}()
+	if err != nil {
 		return nil, err
 	}
 	meta := &isoReadBackend{ra: ra, size: size}
@@ -105,7 +114,7 @@ func newISO(ra io.ReaderAt, size int64) (x *ISO, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotISO, err)
 	}
-	x = &ISO{ra: ra, size: size, fsm: fsm, meta: meta, dirs: map[string]*isoDir{}}
+	x = &ISO{ra: ra, size: size, want: max(want, size), fsm: fsm, meta: meta, dirs: map[string]*isoDir{}}
 	x.label = strings.TrimRight(fsm.Label(), " \x00")
 	fi, err := fsm.Stat(".")
 	if err != nil {
@@ -124,6 +133,10 @@ func newISO(ra io.ReaderAt, size int64) (x *ISO, err error) {
 // Label returns the volume identifier.
 func (x *ISO) Label() string { return x.label }
 
+// Size returns the image's size, and the size its volume descriptor gives,
+// which is larger when the image is cut short.
+func (x *ISO) Size() (have, want int64) { return x.size, x.want }
+
 // Close closes the image file.
 func (x *ISO) Close() error {
 	if x.f == nil {
@@ -138,39 +151,41 @@ func (x *ISO) FS() fs.FS { return isoFS{x} }
 
 // isoCheckHeader checks what go-diskfs trusts without checking: the volume
 // descriptors, the block size, the sizes and places of the path tables and
-// root directories, and that the volume fits in the file.
-func isoCheckHeader(ra io.ReaderAt, size int64) error {
+// root directories. It returns the volume's size as the primary volume
+// descriptor gives it (0 before that is read); the image may be shorter.
+func isoCheckHeader(ra io.ReaderAt, size int64) (want int64, err error) {
 	if size < 18*isoBlock {
-		return fmt.Errorf("%w: %d bytes is too short", ErrNotISO, size)
+		return 0, fmt.Errorf("%w: %d bytes is too short", ErrNotISO, size)
 	}
 	vd := make([]byte, isoBlock)
 	var primary bool
 	for i := int64(0); ; i++ {
 		if i == isoMaxDescriptor || (16+i+1)*isoBlock > size {
-			return fmt.Errorf("%w: no volume descriptor set terminator", ErrNotISO)
+			return want, fmt.Errorf("%w: no volume descriptor set terminator", ErrNotISO)
 		}
 		if _, err := ra.ReadAt(vd, (16+i)*isoBlock); err != nil {
-			return fmt.Errorf("%w: read volume descriptor: %w", ErrNotISO, err)
+			return want, fmt.Errorf("%w: read volume descriptor: %w", ErrNotISO, err)
 		}
 		if string(vd[1:6]) != "CD001" {
-			return fmt.Errorf("%w: no ISO 9660 volume descriptor at block %d", ErrNotISO, 16+i)
+			return want, fmt.Errorf("%w: no ISO 9660 volume descriptor at block %d", ErrNotISO, 16+i)
 		}
 		switch vd[0] {
 		case 255:
 			if !primary {
-				return fmt.Errorf("%w: no primary volume descriptor", ErrNotISO)
+				return want, fmt.Errorf("%w: no primary volume descriptor", ErrNotISO)
 			}
-			return nil
+			return want, nil
 		case 1, 2:
-			if vd[0] == 1 {
+			if vd[0] == 1 && !primary {
 				primary = true
+				want = int64(binary.LittleEndian.Uint32(vd[80:84])) * isoBlock
 			}
 			if err := isoCheckVD(ra, size, vd); err != nil {
-				return fmt.Errorf("%w: volume descriptor at block %d: %w", ErrNotISO, 16+i, err)
+				return want, fmt.Errorf("%w: volume descriptor at block %d: %w", ErrNotISO, 16+i, err)
 			}
 		case 0, 3:
 		default:
-			return fmt.Errorf("%w: unknown volume descriptor type %d", ErrNotISO, vd[0])
+			return want, fmt.Errorf("%w: unknown volume descriptor type %d", ErrNotISO, vd[0])
 		}
 	}
 }
@@ -178,11 +193,6 @@ func isoCheckHeader(ra io.ReaderAt, size int64) error {
 func isoCheckVD(ra io.ReaderAt, size int64, vd []byte) error {
 	if bs := binary.LittleEndian.Uint16(vd[128:130]); bs != isoBlock {
 		return fmt.Errorf("block size %d, want %d", bs, isoBlock)
-	}
-	if vd[0] == 1 {
-		if vol := int64(binary.LittleEndian.Uint32(vd[80:84])) * isoBlock; vol > size {
-			return fmt.Errorf("the volume is %d bytes but only %d are there: the image is truncated", vol, size)
-		}
 	}
 	ptSize := int64(binary.LittleEndian.Uint32(vd[132:136]))
 	ptStart := int64(binary.LittleEndian.Uint32(vd[140:144])) * isoBlock
@@ -488,8 +498,8 @@ func (f isoFS) Open(name string) (fs.File, error) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("%v files are not supported", n.mode.Type())}
 	}
 	start := int64(n.block) * isoBlock
-	if start+n.size > f.x.size {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("its %d bytes lie past the end of the image, which is truncated", n.size)}
+	if err := cutAt(name, start, n.size, f.x.size, f.x.want); err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
 	return &isoFile{node: n, r: io.NewSectionReader(f.x.ra, start, n.size)}, nil
 }
@@ -501,6 +511,11 @@ func (f isoFS) Stat(name string) (fs.FileInfo, error) {
 	n, err := f.x.lookup(name)
 	if err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
+	}
+	if !n.isDir() && n.mode.Type() == 0 {
+		if err := cutAt(name, int64(n.block)*isoBlock, n.size, f.x.size, f.x.want); err != nil {
+			return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
+		}
 	}
 	return isoInfo{n}, nil
 }

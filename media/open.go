@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 
 	"github.com/dvpc/dvpc/image"
@@ -20,6 +21,10 @@ type Medium struct {
 	Store image.Source
 	Set   *SetListing // for discs of a spanned set
 	close func() error
+	// For images and devices: their files, and where they end and should
+	// end (see [Medium.Damage]).
+	fsys      fs.FS
+	end, want int64
 }
 
 // Close releases the medium.
@@ -56,17 +61,21 @@ func Open(p string) (*Medium, error) {
 			return nil, err
 		}
 		fsys, m.Label, m.close = iso.FS(), iso.Label(), iso.Close
+		m.end, m.want = iso.Size()
 	case "usb":
 		usb, err := OpenUSB(p)
 		if err != nil {
 			return nil, err
 		}
 		fsys, m.Label, m.close = usb.FS(), "DVPC", usb.Close
+		m.end, m.want = usb.Size()
 	}
+	m.fsys = fsys
 	if err := m.attachFS(fsys); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
+	m.Store = salvageSource{m.Store.(*image.FSSource)}
 	return m, nil
 }
 
@@ -87,6 +96,9 @@ func openDir(p string) (*Medium, error) {
 }
 
 func (m *Medium) attachFS(fsys fs.FS) error {
+	if _, err := fs.Stat(fsys, path.Join(StoreDir, "oci-layout")); errors.Is(err, ErrDamaged) {
+		return fmt.Errorf("read the store: %w", err)
+	}
 	src, err := image.OpenFSSource(fsys, StoreDir)
 	if err != nil {
 		return fmt.Errorf("%w: no store/ with an OCI layout: %v", ErrUnknownMedium, err)

@@ -2,9 +2,12 @@ package media
 
 import (
 	"bytes"
+	stdhtml "html"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +60,7 @@ func TestIndexHTMLInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chromium --dump-dom: %v", err)
 	}
-	for _, want := range []string{"0aa47ed2ea34", "c6401544be83", "2026-11-25 09:31 UTC", "3.0 GiB", "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+	for _, want := range []string{"0aa47ed2ea34", "c6401544be83", "2026-11-25 09:31:00 UTC", "3.0 GiB", "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
 		"Linux", "macOS", "Windows", "dvpc-windows-amd64.exe"} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("rendered page lacks %q", want)
@@ -85,5 +88,93 @@ func TestParseCapacity(t *testing.T) {
 		if _, err := ParseCapacity(in); err == nil {
 			t.Errorf("ParseCapacity(%q) accepted", in)
 		}
+	}
+}
+
+// TestPageSystems checks the instructions for each kind of medium and set
+// of clients: the paths where the medium and its programs appear, commands
+// that name only the programs present, and how to get the others.
+func TestPageSystems(t *testing.T) {
+	all := []string{"dvpc/dvpc-darwin-amd64", "dvpc/dvpc-darwin-arm64", "dvpc/dvpc-linux-amd64", "dvpc/dvpc-linux-arm64", "dvpc/dvpc-windows-amd64.exe"}
+	named := regexp.MustCompile(`dvpc-(linux|darwin|windows)-[a-z0-9]+(\.exe)?`)
+	for _, tc := range []struct {
+		name    string
+		medium  string
+		clients []string
+		disc    int
+		// want: the command lines of each system, "" for none.
+		linux, mac, windows []string
+		device              string
+	}{
+		{name: "DVD with its own client", medium: MediumDVD, clients: []string{"dvpc/dvpc-linux-amd64"}, device: "/dev/sr0",
+			linux: []string{
+				"/media/$USER/DVPC_20261125/dvpc/dvpc-linux-amd64 --store /media/$USER/DVPC_20261125 log",
+				"/media/$USER/DVPC_20261125/dvpc/dvpc-linux-amd64 --store /media/$USER/DVPC_20261125 restore latest --to ~/restored"}},
+		{name: "USB key with every client", medium: MediumUSB, clients: all, device: "/dev/sdX",
+			linux: []string{
+				"cp /media/$USER/DVPC/dvpc/dvpc-linux-amd64 ~/dvpc-linux-amd64 && chmod +x ~/dvpc-linux-amd64",
+				"~/dvpc-linux-amd64 --store /media/$USER/DVPC log",
+				"~/dvpc-linux-amd64 --store /media/$USER/DVPC restore latest --to ~/restored"},
+			mac: []string{
+				"/Volumes/DVPC/dvpc/dvpc-darwin-arm64 --store /Volumes/DVPC log",
+				"/Volumes/DVPC/dvpc/dvpc-darwin-arm64 --store /Volumes/DVPC restore latest --to ~/restored"},
+			windows: []string{
+				`E:\dvpc\dvpc-windows-amd64.exe --store E:\ log`,
+				`E:\dvpc\dvpc-windows-amd64.exe --store E:\ restore latest --to $HOME\restored`}},
+		{name: "DVD without clients", medium: MediumDVD, device: "/dev/sr0"},
+		{name: "second disc of a set", medium: MediumDVD, disc: 2, device: "/dev/sr0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := samplePage()
+			p.Medium, p.Clients = tc.medium, tc.clients
+			if tc.disc > 0 {
+				p.Disc, p.Discs = tc.disc, 3
+			}
+			html, err := IndexHTML(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			htmlText := stdhtml.UnescapeString(string(html))
+			readme := strings.ReplaceAll(string(ReadmeTXT(p)), "\r\n", "\n")
+			want := map[string][]string{"Linux": tc.linux, "macOS": tc.mac, "Windows": tc.windows}
+			for _, s := range p.Systems() {
+				if !slices.Equal(s.Commands, want[s.Name]) {
+					t.Errorf("%s: commands\n%q\nwant\n%q", s.Name, s.Commands, want[s.Name])
+				}
+				for _, c := range s.Commands {
+					if !strings.Contains(readme, "\n    "+c+"\n") || !strings.Contains(htmlText, c) {
+						t.Errorf("%s: %q is not a line of README.txt and index.html", s.Name, c)
+					}
+				}
+				switch {
+				case len(s.Commands) == 0 && tc.disc > 1:
+					if !strings.Contains(s.Get, "disc 1") {
+						t.Errorf("%s: %q does not send to disc 1", s.Name, s.Get)
+					}
+				case len(s.Commands) == 0:
+					for _, w := range []string{ModuleInstall, "make clients", "--clients"} {
+						if !strings.Contains(s.Get, w) || !strings.Contains(readme, w) || !strings.Contains(htmlText, w) {
+							t.Errorf("%s: how to get a client lacks %q: %q", s.Name, w, s.Get)
+						}
+					}
+				case s.Get != "":
+					t.Errorf("%s has a client but says how to get one", s.Name)
+				}
+			}
+			for what, text := range map[string]string{"README.txt": readme, "index.html": htmlText} {
+				for _, n := range named.FindAllString(text, -1) {
+					if !slices.Contains(tc.clients, "dvpc/"+n) {
+						t.Errorf("%s names %s, which the medium does not carry", what, n)
+					}
+				}
+				other := map[string]string{"/dev/sr0": "/dev/sdX", "/dev/sdX": "/dev/sr0"}[tc.device]
+				if !strings.Contains(text, "dvpc --store "+tc.device+" log") || strings.Contains(text, other) {
+					t.Errorf("%s: the command without mounting should name %s, not %s", what, tc.device, other)
+				}
+			}
+			if len(tc.clients) > 0 && !strings.Contains(readme, "dvpc programs on this "+tc.medium+": "+strings.Join(tc.clients, ", ")+"\n") {
+				t.Errorf("README.txt does not list the clients %v:\n%s", tc.clients, readme)
+			}
+		})
 	}
 }

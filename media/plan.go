@@ -34,7 +34,7 @@ type PlanOptions struct {
 	// platform; ClientsDir adds the files dvpc-* found there.
 	Self       string
 	ClientsDir string
-	Medium     string // "DVD" or "USB key"
+	Medium     string // MediumDVD or MediumUSB
 }
 
 // NewPlan gathers the store subset for snaps (oldest first), checking every
@@ -106,6 +106,7 @@ func clientEntries(opts PlanOptions) ([]Entry, error) {
 			if err != nil {
 				return nil, err
 			}
+			en.Exec = true
 			byName[e.Name()] = en
 		}
 	}
@@ -116,6 +117,7 @@ func clientEntries(opts PlanOptions) ([]Entry, error) {
 			if err != nil {
 				return nil, fmt.Errorf("the running dvpc binary: %w", err)
 			}
+			en.Exec = true
 			byName[name] = en
 		}
 	}
@@ -146,16 +148,18 @@ func (p *Plan) ISOContent() (Content, error) {
 	return Content{Label: p.Label, ModTime: p.ModTime, Entries: es}, nil
 }
 
-// USBContent is the EFI system partition (clients and pages) and the data
-// partition (the store) of a USB key.
+// USBContent is the EFI system partition and the data partition of a USB
+// key. Both carry the clients and the pages; the data partition, the one
+// every system mounts (Windows gives the EFI partition no drive letter),
+// also carries the store.
 func (p *Plan) USBContent() (esp, data Content, err error) {
 	pg := p.Page
-	pg.Medium = "USB key"
+	pg.Medium = MediumUSB
 	pages, err := p.pages(pg)
 	if err != nil {
 		return Content{}, Content{}, err
 	}
-	esp = Content{Label: "DVPC_EFI", ModTime: p.ModTime, Entries: append(slices.Clone(p.Clients), pages...)}
-	data = Content{Label: "DVPC", ModTime: p.ModTime, Entries: append(slices.Clone(p.Store), pages...)}
+	esp = Content{Label: USBESPLabel, ModTime: p.ModTime, Entries: append(slices.Clone(p.Clients), pages...)}
+	data = Content{Label: USBDataLabel, ModTime: p.ModTime, Entries: append(append(slices.Clone(p.Store), p.Clients...), pages...)}
 	return esp, data, nil
 }

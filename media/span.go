@@ -172,6 +172,9 @@ func (p *Plan) ISOSet(capacity int64, span bool) ([]Content, error) {
 		}
 		pg := p.Page
 		pg.Disc, pg.Discs = i+1, len(discs)
+		if i > 0 {
+			pg.Clients = nil // they are on disc 1
+		}
 		pg.Label = DiscLabel(p.Label, i+1)
 		pages, err := p.pages(pg)
 		if err != nil {

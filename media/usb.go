@@ -29,14 +29,15 @@ import (
 // A dvpc USB key is a GPT disk with two FAT32 partitions, both aligned to
 // 1 MiB: the EFI system partition (label [USBESPLabel]: clients and pages,
 // with room left for boot files) and a Microsoft basic data partition
-// (label [USBDataLabel]: the store under store/), which every system mounts
-// and can write to.
+// (label [USBDataLabel]: the store under store/, and the clients and pages
+// again), which every system mounts and can write to.
 //
 // go-diskfs v1.9.4 writes the partition table and formats both file
 // systems (boot sectors, FATs, FSInfo). dvpc fills them itself: it gives
-// every directory and file one contiguous run of clusters, in path order,
-// writes the directories, streams each file into its run and writes the FAT
-// chains once. go-diskfs's own file creation re-reads the directory and
+// every directory and file one contiguous run of clusters (directories in
+// path order, then files in the order of [Placed]), writes the
+// directories, streams each file into its run and writes the FAT chains
+// once. go-diskfs's own file creation re-reads the directory and
 // rewrites the whole FAT for every file (minutes for a few thousand files
 // on a large key), stamps entries with time.Now, points ".." at cluster 2
 // and gives empty files a cluster, all of which fsck.fat or reproducibility
@@ -201,7 +202,7 @@ type fatTree struct {
 	c     *Content
 	root  *fatNode
 	dirs  []*fatNode // root first, then by path
-	files []*fatNode // by path
+	files []*fatNode // in the order of [Placed]
 }
 
 // fatNode is a directory or file of a fatTree.
@@ -267,6 +268,13 @@ func newFATTree(c *Content) (*fatTree, error) {
 		}
 		t.files = append(t.files, f)
 	}
+	// Lay the files' bytes out as on every medium: what is needed to read
+	// the rest first.
+	rank := map[string]int{}
+	for i, e := range Placed(es) {
+		rank[e.Path] = i
+	}
+	slices.SortFunc(t.files, func(a, b *fatNode) int { return rank[a.entry.Path] - rank[b.entry.Path] })
 	for _, d := range t.dirs {
 		slices.SortFunc(d.children, func(a, b *fatNode) int { return strings.Compare(a.name, b.name) })
 		if err := fatShortNames(d); err != nil {

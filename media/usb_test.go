@@ -791,7 +791,7 @@ func FuzzOpenUSB(f *testing.F) {
 	f.Add(img[34*512+128<<10 : 34*512+256<<10])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
-		esp, data, err := openUSBParts(r, int64(len(b)))
+		esp, data, _, err := openUSBParts(r, int64(len(b)))
 		if err != nil {
 			if !errors.Is(err, ErrNotUSB) {
 				t.Fatalf("error not wrapping ErrNotUSB: %v", err)
@@ -826,12 +826,25 @@ func TestOpenUSBDamaged(t *testing.T) {
 		exerciseFS(t, u.ESPFS())
 		return nil
 	}
-	for _, n := range []int64{0, 100, 512, 1024, 17408, usbAlign, usbAlign + 100<<10, parts[1].start - 512,
-		parts[1].start + 4096, parts[1].start + usbAlign, dataEnd - 512} {
+	for _, n := range []int64{0, 100, 512, 1024, 17408, usbAlign, usbAlign + 100<<10, parts[1].start - 512} {
 		err := open(cutPart(t, img, 0, n))
 		if !errors.Is(err, ErrNotUSB) {
 			t.Errorf("truncated to %d bytes: %v", n, err)
 		}
+	}
+	// Cut inside the data partition, after its boot sector: it opens as
+	// far as it goes and says where it was cut.
+	for _, n := range []int64{parts[1].start + 4096, parts[1].start + usbAlign, dataEnd - 512} {
+		u, err := OpenUSB(cutPart(t, img, 0, n))
+		if err != nil {
+			t.Errorf("truncated to %d bytes: %v", n, err)
+			continue
+		}
+		if have, want := u.Size(); have != n || want != dataEnd {
+			t.Errorf("truncated to %d bytes: size %d of %d, want %d of %d", n, have, want, n, dataEnd)
+		}
+		exerciseFS(t, u.FS())
+		u.Close()
 	}
 	// Cut after the data partition, only the backup GPT is lost.
 	if err := open(cutPart(t, img, 0, dataEnd)); err != nil {

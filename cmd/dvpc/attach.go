@@ -3,9 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/urfave/cli/v2"
 
@@ -55,17 +60,37 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 	if u, ok := src.(*media.Union); ok {
 		missing = u.Missing()
 	}
+	damage, err := mediaDamage(ctx, ms)
+	if err != nil {
+		return err
+	}
+	unreadable := unreadableBlobs(ctx, src, snaps)
 	if g.json {
 		var list []map[string]any
 		for _, s := range snaps {
-			list = append(list, map[string]any{"id": s.ID, "time": s.Time(), "host": s.Config.Host, "files": s.Config.Stats.Files, "bytes": s.Config.Stats.Bytes})
+			bad := []string{}
+			for _, b := range unreadable[s.ID] {
+				bad = append(bad, b.digest.String())
+			}
+			list = append(list, map[string]any{"id": s.ID, "time": s.Time(), "host": s.Config.Host, "files": s.Config.Stats.Files, "bytes": s.Config.Stats.Bytes,
+				"complete": len(bad) == 0, "unreadable_blobs": bad})
 		}
 		var med []map[string]any
-		for _, m := range ms {
+		for i, m := range ms {
 			e := map[string]any{"path": m.Path, "kind": m.Kind, "label": m.Label}
 			if m.Set != nil {
 				e["disc"], e["discs"] = m.Set.Disc, m.Set.Discs
 			}
+			d := damage[i]
+			e["cut_short"] = d.Cut()
+			if d.Cut() {
+				e["bytes"], e["want_bytes"] = d.End, d.Want
+			}
+			files := []map[string]string{}
+			for _, f := range d.Files {
+				files = append(files, map[string]string{"path": f.Path, "error": damagedFile(f)})
+			}
+			e["unreadable_files"] = files
 			med = append(med, e)
 		}
 		perr := []string{}
@@ -75,32 +100,138 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		json.NewEncoder(g.stdout).Encode(map[string]any{"media": med, "store_id": kf.StoreID, "signer": kf.SigningPublic,
 			"snapshots": list, "problems": perr, "missing_discs": missing})
 	} else {
-		for _, m := range ms {
+		for i, m := range ms {
 			set := ""
 			if m.Set != nil {
 				set = fmt.Sprintf(", disc %d of %d", m.Set.Disc, m.Set.Discs)
+			}
+			if d := damage[i]; d.Cut() {
+				set += fmt.Sprintf(", CUT SHORT: %s of %s", humanBytes(d.End), humanBytes(d.Want))
 			}
 			fmt.Fprintf(g.stdout, "%s: %s %s%s\n", m.Path, m.Kind, m.Label, set)
 		}
 		fmt.Fprintf(g.stdout, "store %s, signed by %s\n", kf.StoreID, kf.SigningPublic)
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTIME\tHOST\tFILES\tSIZE\tSIGNATURE")
+		fmt.Fprintln(tw, "ID\tTIME\tHOST\tFILES\tSIZE\tSIGNATURE\tDATA")
 		for _, s := range snaps {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\tgood\n", s.ID, s.Time().Local().Format("2006-01-02 15:04:05"), s.Config.Host, s.Config.Stats.Files, humanBytes(s.Config.Stats.Bytes))
+			data := "complete"
+			if n := len(unreadable[s.ID]); n > 0 {
+				data = attachPlural(n, "blob") + " unreadable"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\tgood\t%s\n", s.ID, s.Time().Local().Format("2006-01-02 15:04:05"), s.Config.Host, s.Config.Stats.Files, humanBytes(s.Config.Stats.Bytes), data)
 		}
 		tw.Flush()
 		for _, p := range probs {
 			fmt.Fprintf(g.stdout, "PROBLEM %v\n", p)
+		}
+		for _, d := range damage {
+			for _, f := range d.Files {
+				fmt.Fprintf(g.stdout, "UNREADABLE %s\n", damagedFile(f))
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(unreadable)) {
+			var short []string
+			for _, b := range unreadable[id] {
+				short = append(short, b.digest.Hex()[:12])
+			}
+			fmt.Fprintf(g.stdout, "DAMAGED snapshot %s does not restore whole: it needs %s that cannot be read: %s\n",
+				id, attachPlural(len(short), "blob"), strings.Join(short, ", "))
+			for _, b := range unreadable[id] {
+				if !errors.Is(b.err, media.ErrDamaged) { // cut-off files are listed above
+					fmt.Fprintf(g.stdout, "  %v\n", b.err)
+				}
+			}
 		}
 		for _, d := range missing {
 			fmt.Fprintf(g.stdout, "MISSING disc %d of the set; attach it to restore files stored on it\n", d)
 		}
 	}
 	if len(probs) > 0 {
-		return integrityError{fmt.Errorf("%d snapshots failed verification", len(probs))}
+		return integrityError{fmt.Errorf("%s failed verification", attachPlural(len(probs), "snapshot"))}
+	}
+	var files int
+	for _, d := range damage {
+		files += len(d.Files)
+	}
+	if files > 0 || len(unreadable) > 0 {
+		what := fmt.Sprintf("%d of %s restore whole", len(snaps)-len(unreadable), attachPlural(len(snaps), "snapshot"))
+		if files > 0 {
+			what = attachPlural(files, "file") + " cannot be read; " + what
+		}
+		return integrityError{fmt.Errorf("%w: %s", media.ErrDamaged, what)}
 	}
 	if len(missing) > 0 {
 		return partialError{fmt.Errorf("discs %v of the set are missing", missing)}
 	}
 	return nil
+}
+
+// mediaDamage checks each medium for files that cannot be read.
+func mediaDamage(ctx context.Context, ms []*media.Medium) ([]*media.Damage, error) {
+	out := make([]*media.Damage, len(ms))
+	for i, m := range ms {
+		d, err := m.Damage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+// damagedFile says what is wrong with a file on a medium, naming it.
+func damagedFile(f media.DamagedFile) string {
+	var ce *media.CutError
+	if errors.As(f.Err, &ce) {
+		return ce.Error()
+	}
+	return f.Path + ": " + f.Err.Error()
+}
+
+// badBlob is a blob a snapshot needs that cannot be read.
+type badBlob struct {
+	digest image.Digest
+	err    error
+}
+
+// unreadableBlobs returns, by snapshot ID, the blobs each snapshot needs
+// that are cut off or unreadable. Blobs on a missing disc of a set are
+// left to the missing-disc report.
+func unreadableBlobs(ctx context.Context, src image.Source, snaps []*image.Snapshot) map[string][]badBlob {
+	out := map[string][]badBlob{}
+	checked := map[image.Digest]error{}
+	for _, s := range snaps {
+		for _, l := range append([]v1.Descriptor{s.Desc}, s.Layers...) {
+			d, err := image.DigestFromHash(l.Digest)
+			if err != nil {
+				out[s.ID] = append(out[s.ID], badBlob{err: err})
+				continue
+			}
+			err, ok := checked[d]
+			if !ok {
+				var n int64
+				n, err = src.StatBlob(ctx, d)
+				if err == nil && n != l.Size {
+					err = &image.DigestError{Want: d, WantSize: l.Size, GotSize: n}
+				}
+				var md *media.MissingDiscError
+				if errors.As(err, &md) {
+					err = nil
+				}
+				checked[d] = err
+			}
+			if err != nil {
+				out[s.ID] = append(out[s.ID], badBlob{digest: d, err: err})
+			}
+		}
+	}
+	return out
+}
+
+// attachPlural is "1 file", "2 files".
+func attachPlural(n int, one string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %ss", n, one)
 }

@@ -157,6 +157,8 @@ func classify(ctx context.Context, err error) (int, string) {
 		return exitPassphrase, codeHints[codeErr.Reason]
 	case errors.Is(err, image.ErrWrongPassphrase):
 		return exitPassphrase, "check DVPC_PASSPHRASE_FILE / DVPC_PASSPHRASE, or type one of your recovery codes instead of the passphrase"
+	case errors.Is(err, media.ErrDamaged):
+		return exitIntegrity, "the medium is damaged or cut short; `dvpc attach MEDIUM` lists the snapshots that restore whole"
 	case errors.As(err, &pe), errors.As(err, &rp):
 		return exitPartial, "the entries above were skipped; everything else completed"
 	case errors.Is(err, image.ErrIndexBehind):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -113,6 +114,10 @@ func (g *globals) mediaPlan(ctx context.Context, o mediaOpts, medium string) (*i
 		repo.Close()
 		return nil, nil, err
 	}
+	if len(plan.Clients) == 1 && !o.noClients {
+		fmt.Fprintf(g.stderr, "the %s carries only the dvpc program for %s/%s; `make clients` and --clients DIR add the others (its pages say how to get them)\n",
+			medium, runtime.GOOS, runtime.GOARCH)
+	}
 	return repo, plan, nil
 }
 
@@ -121,7 +126,7 @@ func runMediaISO(ctx context.Context, g *globals, o mediaOpts) error {
 	if err != nil {
 		return usageError{err}
 	}
-	repo, plan, err := g.mediaPlan(ctx, o, "DVD")
+	repo, plan, err := g.mediaPlan(ctx, o, media.MediumDVD)
 	if err != nil {
 		return err
 	}
@@ -169,7 +174,7 @@ func runMediaUSB(ctx context.Context, g *globals, o mediaOpts) error {
 			return usageError{err}
 		}
 	}
-	repo, plan, err := g.mediaPlan(ctx, o, "USB key")
+	repo, plan, err := g.mediaPlan(ctx, o, media.MediumUSB)
 	if err != nil {
 		return err
 	}
