@@ -76,6 +76,7 @@ type restorer struct {
 	chunks    *semaphore.Weighted // bounds the chunks in flight
 	// protect holds the live stores' directories, symlinks resolved.
 	protect []string
+	kept    map[string]bool // store directories reported as left alone
 }
 
 type dirMeta struct {
@@ -147,7 +148,15 @@ func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) er
 		return err
 	}
 	rs := &restorer{r: r, opts: opts, jobs: make(chan restoreJob, 64), links: map[uint64]string{}, isRoot: os.Geteuid() == 0,
-		chunks: semaphore.NewWeighted(restoreChunks()), protect: protect}
+		chunks: semaphore.NewWeighted(restoreChunks()), protect: protect, kept: map[string]bool{}}
+	// A live store inside the target is left alone whether or not the
+	// snapshot holds a copy of it: say so.
+	realTarget, _ := filepath.EvalSymlinks(target)
+	for _, p := range protect {
+		if p != realTarget && within(p, realTarget) {
+			rs.keep(p)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	var workers sync.WaitGroup
 	for range 4 * runtime.GOMAXPROCS(0) {
@@ -258,9 +267,7 @@ func (rs *restorer) dir(ctx context.Context, host string, node *Node, rel string
 		}
 		chost := filepath.Join(host, name)
 		if rs.isStore(chost) {
-			if rs.opts.OnStoreKept != nil {
-				rs.opts.OnStoreKept(chost)
-			}
+			rs.keep(chost)
 			continue
 		}
 		if err := rs.clear(chost, n.Type == TypeDir); err != nil {
@@ -337,6 +344,17 @@ func (rs *restorer) clear(host string, wantDir bool) error {
 		}
 	}
 	return os.RemoveAll(host)
+}
+
+// keep reports a store directory the restore leaves alone, once.
+func (rs *restorer) keep(dir string) {
+	if rs.kept[dir] {
+		return
+	}
+	rs.kept[dir] = true
+	if rs.opts.OnStoreKept != nil {
+		rs.opts.OnStoreKept(dir)
+	}
 }
 
 // protectedDirs resolves the live stores' directories; those that do not

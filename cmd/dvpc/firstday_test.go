@@ -120,7 +120,7 @@ func TestFirstDay(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := d.must("restore", ids[0], "--to", home, "--overwrite")
-	if !strings.Contains(r.stdout+r.stderr, "store") {
+	if !strings.Contains(r.stderr, "left the store "+store+" alone") {
 		t.Errorf("restore over the home does not say it left the store alone:\n%s", r)
 	}
 	after, err := os.ReadFile(index)
