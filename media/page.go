@@ -48,7 +48,7 @@ func HumanBytes(n int64) string {
 
 var pageTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
 	"human": HumanBytes,
-	"date":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+	"date":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -109,7 +109,7 @@ func ReadmeTXT(p Page) []byte {
 	fmt.Fprintf(&b, "Snapshots:\n")
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	for _, s := range p.Snapshots {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d files\t%s\n", s.ID, s.Time.UTC().Format("2006-01-02 15:04 UTC"), s.Host, s.Files, HumanBytes(s.Bytes))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d files\t%s\n", s.ID, s.Time.UTC().Format("2006-01-02 15:04:05 UTC"), s.Host, s.Files, HumanBytes(s.Bytes))
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "\nSigner: %s\n        %s\n\n", p.Signature, p.Signer)
