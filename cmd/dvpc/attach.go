@@ -101,7 +101,7 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		}
 	}
 	if len(probs) > 0 {
-		return integrityError{fmt.Errorf("%d snapshots failed verification", len(probs))}
+		return integrityError{fmt.Errorf("%s failed verification", plural(len(probs), "snapshot"))}
 	}
 	if len(missing) > 0 {
 		return partialError{fmt.Errorf("discs %v of the set are missing", missing)}

@@ -139,7 +139,7 @@ func TestMirrors(t *testing.T) {
 	}
 	// The new PC pulls only what it lacks.
 	r = fresh.must("pull")
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") {
+	if !strings.Contains(r.stdout, "pulled 1 snapshot:") {
 		t.Errorf("second pull:\n%s", r)
 	}
 

@@ -51,7 +51,7 @@ func TestLocalMirror(t *testing.T) {
 	cli.must("push")
 	snapshots := func() int { return len(fresh.snapshotRefs()) }
 	r = fresh.must("pull")
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") || snapshots() != 2 {
+	if !strings.Contains(r.stdout, "pulled 1 snapshot:") || snapshots() != 2 {
 		t.Fatalf("pull of the newest:\n%s", r)
 	}
 	fresh.must("pull", ids[1])
@@ -60,7 +60,7 @@ func TestLocalMirror(t *testing.T) {
 	}
 	fresh.expect(exitNotFound, "pull", "ffffffffff")
 	r = fresh.must("pull", "--all")
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") || snapshots() != 4 {
+	if !strings.Contains(r.stdout, "pulled 1 snapshot:") || snapshots() != 4 {
 		t.Fatalf("pull --all should bring the one snapshot still missing:\n%s", r)
 	}
 	for i, id := range ids {
