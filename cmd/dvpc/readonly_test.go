@@ -92,9 +92,13 @@ func TestWritesOnEveryKindOfStore(t *testing.T) {
 		{name: "push", args: func(*testing.T) []string { return []string{"push"} }, missingCode: exitNotFound},
 		{name: "pull", args: func(*testing.T) []string { return []string{"pull"} }, missingCode: exitUsage}, // no mirrors
 		{name: "media iso", readsOnly: true, missingCode: exitNotFound,
-			args: func(t *testing.T) []string { return []string{"media", "iso", "--out", out(t, "copy.iso"), "--no-clients"} }},
+			args: func(t *testing.T) []string {
+				return []string{"media", "iso", "--out", out(t, "copy.iso"), "--no-clients"}
+			}},
 		{name: "media usb", readsOnly: true, missingCode: exitNotFound,
-			args: func(t *testing.T) []string { return []string{"media", "usb", "--out", out(t, "copy.img"), "--no-clients"} }},
+			args: func(t *testing.T) []string {
+				return []string{"media", "usb", "--out", out(t, "copy.img"), "--no-clients"}
+			}},
 	}
 	for _, k := range kinds {
 		for _, c := range commands {
