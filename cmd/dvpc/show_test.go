@@ -42,8 +42,8 @@ func TestClosest(t *testing.T) {
 func TestTwoDashes(t *testing.T) {
 	for in, want := range map[string]string{
 		`invalid value "many" for flag -keep-last: parse error`: `invalid value "many" for flag --keep-last: parse error`,
-		`flag needs an argument: -to`:                            `flag needs an argument: --to`,
-		`invalid value "-1" for flag --keep-last`:                `invalid value "-1" for flag --keep-last`,
+		`flag needs an argument: -to`:                           `flag needs an argument: --to`,
+		`invalid value "-1" for flag --keep-last`:               `invalid value "-1" for flag --keep-last`,
 	} {
 		if got := twoDashes(in); got != want {
 			t.Errorf("twoDashes(%q) = %q, want %q", in, got, want)
