@@ -66,6 +66,9 @@ func TestExitCodes(t *testing.T) {
 		{name: "usage: a bad flag value is shown with two dashes", code: exitUsage, setup: func(t *testing.T) (*dvpcCLI, []string) {
 			return base, []string{"forget", "--keep-last", "many"}
 		}, stderrHas: []string{"--keep-last"}, stderrNot: []string{" -keep-last"}},
+		{name: "usage: a required flag left out", code: exitUsage, setup: func(t *testing.T) (*dvpcCLI, []string) {
+			return base, []string{"media", "iso", "--no-clients"}
+		}, stderrHas: []string{"needs --out"}},
 		{name: "usage: a write on a medium", code: exitUsage, setup: func(t *testing.T) (*dvpcCLI, []string) {
 			iso := filepath.Join(t.TempDir(), "weekly.iso")
 			base.must("media", "iso", "--out", iso, "--no-clients")

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -502,6 +503,9 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 		}
 		pos = append(pos, a)
 	}
+	if err := requiredFlags(cmd, path, fl); err != nil {
+		return nil, err
+	}
 	out = append(append([]string{out[0]}, global...), out[1:]...)
 	out = append(out, fl...)
 	if len(pos) > 0 {
@@ -509,6 +513,25 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 		out = append(out, pos...)
 	}
 	return out, nil
+}
+
+// requiredFlags refuses a command line that lacks a flag the command
+// requires, unless it asks for help.
+func requiredFlags(cmd *cli.Command, path string, given []string) error {
+	if cmd == nil || slices.ContainsFunc(given, isHelpFlag) {
+		return nil
+	}
+	for _, f := range cmd.Flags {
+		rf, ok := f.(cli.RequiredFlag)
+		if !ok || !rf.IsRequired() || slices.ContainsFunc(given, func(a string) bool { return hasFlag([]cli.Flag{f}, a) }) {
+			continue
+		}
+		if ev, ok := f.(interface{ GetEnvVars() []string }); ok && slices.ContainsFunc(ev.GetEnvVars(), func(v string) bool { return os.Getenv(v) != "" }) {
+			continue
+		}
+		return flagError{fmt.Errorf("dvpc %s needs %s", path, dashed(f.Names()[0]))}
+	}
+	return nil
 }
 
 // setUsage gives every command the app's usage-error handler, so a bad flag
