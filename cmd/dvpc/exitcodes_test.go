@@ -91,7 +91,7 @@ func TestExitCodes(t *testing.T) {
 			_, d := scratch(t)
 			d.must("mirror", "add", "127.0.0.1:1/dvpc/down", "--name", "down")
 			return d, []string{"push"}
-		}, stderrHas: []string{"down"}},
+		}, stderrHas: []string{"down", "the next `dvpc push` catches"}, stderrNot: []string{"entries above were skipped"}},
 		{name: "integrity: a damaged pack", code: exitIntegrity, setup: func(t *testing.T) (*dvpcCLI, []string) {
 			s, d := scratch(t)
 			_, m := snapshotManifest(t, s, id)

@@ -392,7 +392,8 @@ func runPush(ctx context.Context, g *globals) error {
 		json.NewEncoder(g.stdout).Encode(out)
 	}
 	if len(failed) > 0 {
-		return partialError{fmt.Errorf("push failed for %d of %s: %s", len(failed), plural(len(results), "mirror"), strings.Join(failed, ", "))}
+		return partialError{withHint(fmt.Errorf("push failed for %d of %s: %s", len(failed), plural(len(results), "mirror"), strings.Join(failed, ", ")),
+			"the other mirrors have everything; the next `dvpc push` catches these up")}
 	}
 	return nil
 }
