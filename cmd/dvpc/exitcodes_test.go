@@ -60,6 +60,9 @@ func TestExitCodes(t *testing.T) {
 		{name: "usage: a misspelt command", code: exitUsage, setup: func(t *testing.T) (*dvpcCLI, []string) {
 			return base, []string{"snapshto", home}
 		}, stderrHas: []string{"did you mean `dvpc snapshot`?"}},
+		{name: "usage: help for a misspelt command", code: exitUsage, setup: func(t *testing.T) (*dvpcCLI, []string) {
+			return base, []string{"help", "restroe"}
+		}, stderrHas: []string{"did you mean `dvpc restore`?"}},
 		{name: "usage: a misspelt subcommand", code: exitUsage, setup: func(t *testing.T) (*dvpcCLI, []string) {
 			return base, []string{"mirror", "ad", "example.com/x"}
 		}, stderrHas: []string{"did you mean `dvpc mirror add`?"}},

@@ -464,7 +464,12 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 			}
 		}
 		if found == nil {
-			if a != "help" && a != "h" && (cmd == nil || cmd.Action == nil) {
+			if a == "help" || a == "h" {
+				// `dvpc help snapshto` gets a suggestion too.
+				if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") && !slices.ContainsFunc(cmds, func(c *cli.Command) bool { return c.HasName(args[i+1]) }) {
+					return nil, flagError{unknownCommand(cmds, path, args[i+1])}
+				}
+			} else if cmd == nil || cmd.Action == nil {
 				return nil, flagError{unknownCommand(cmds, path, a)}
 			}
 			break
