@@ -21,7 +21,7 @@ func samplePage() Page {
 		Clients:   []string{"dvpc/dvpc-linux-amd64", "dvpc/dvpc-windows-amd64.exe"},
 		Snapshots: []PageSnapshot{
 			{ID: "0aa47ed2ea34", Time: time.Date(2026, 11, 18, 9, 30, 0, 0, time.UTC), Host: "laptop", Files: 1204, Bytes: 3 << 30},
-			{ID: "c6401544be83", Time: time.Date(2026, 11, 25, 9, 31, 0, 0, time.UTC), Host: "laptop", Files: 1210, Bytes: 3<<30 + 5<<20},
+			{ID: "c6401544be83", Time: time.Date(2026, 11, 25, 9, 31, 7, 0, time.UTC), Host: "laptop", Files: 1210, Bytes: 3<<30 + 5<<20},
 		},
 	}
 }
@@ -60,7 +60,7 @@ func TestIndexHTMLInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chromium --dump-dom: %v", err)
 	}
-	for _, want := range []string{"0aa47ed2ea34", "c6401544be83", "2026-11-25 09:31:00 UTC", "3.0 GiB", "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+	for _, want := range []string{"0aa47ed2ea34", "c6401544be83", "2026-11-25 09:31:07 UTC", "3.0 GiB", "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
 		"Linux", "macOS", "Windows", "dvpc-windows-amd64.exe"} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("rendered page lacks %q", want)
@@ -70,7 +70,7 @@ func TestIndexHTMLInChromium(t *testing.T) {
 
 func TestReadme(t *testing.T) {
 	txt := string(ReadmeTXT(samplePage()))
-	for _, want := range []string{"0aa47ed2ea34", "index.html", "restore latest", "\r\n"} {
+	for _, want := range []string{"0aa47ed2ea34", "2026-11-25 09:31:07 UTC", "index.html", "restore latest", "\r\n"} {
 		if !strings.Contains(txt, want) {
 			t.Errorf("README.txt lacks %q", want)
 		}

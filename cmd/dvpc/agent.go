@@ -269,7 +269,11 @@ func (g *globals) unlock(ctx context.Context, src image.Source) (*image.Repo, er
 		return nil, err
 	}
 	if info.RecoveryUsed {
-		fmt.Fprintf(g.stderr, "dvpc: unlocked with a recovery code; it is now used up. %d recovery codes remain. Set a new passphrase with `dvpc key passwd`.\n", info.RecoveryLeft)
+		remain := "remain"
+		if info.RecoveryLeft == 1 {
+			remain = "remains"
+		}
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with a recovery code; it is now used up. %s %s. Set a new passphrase with `dvpc key passwd`.\n", plural(info.RecoveryLeft, "recovery code"), remain)
 	}
 	if ag != nil {
 		ag.keep(repo.Keys())

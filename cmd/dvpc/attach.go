@@ -116,7 +116,7 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		for _, s := range snaps {
 			data := "complete"
 			if n := len(unreadable[s.ID]); n > 0 {
-				data = attachPlural(n, "blob") + " unreadable"
+				data = plural(n, "blob") + " unreadable"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\tgood\t%s\n", s.ID, s.Time().Local().Format("2006-01-02 15:04:05"), s.Config.Host, s.Config.Stats.Files, humanBytes(s.Config.Stats.Bytes), data)
 		}
@@ -135,7 +135,7 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 				short = append(short, b.digest.Hex()[:12])
 			}
 			fmt.Fprintf(g.stdout, "DAMAGED snapshot %s does not restore whole: it needs %s that cannot be read: %s\n",
-				id, attachPlural(len(short), "blob"), strings.Join(short, ", "))
+				id, plural(len(short), "blob"), strings.Join(short, ", "))
 			for _, b := range unreadable[id] {
 				if !errors.Is(b.err, media.ErrDamaged) { // cut-off files are listed above
 					fmt.Fprintf(g.stdout, "  %v\n", b.err)
@@ -147,16 +147,16 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		}
 	}
 	if len(probs) > 0 {
-		return integrityError{fmt.Errorf("%s failed verification", attachPlural(len(probs), "snapshot"))}
+		return integrityError{fmt.Errorf("%s failed verification", plural(len(probs), "snapshot"))}
 	}
 	var files int
 	for _, d := range damage {
 		files += len(d.Files)
 	}
 	if files > 0 || len(unreadable) > 0 {
-		what := fmt.Sprintf("%d of %s restore whole", len(snaps)-len(unreadable), attachPlural(len(snaps), "snapshot"))
+		what := fmt.Sprintf("%d of %s restore whole", len(snaps)-len(unreadable), plural(len(snaps), "snapshot"))
 		if files > 0 {
-			what = attachPlural(files, "file") + " cannot be read; " + what
+			what = plural(files, "file") + " cannot be read; " + what
 		}
 		return integrityError{fmt.Errorf("%w: %s", media.ErrDamaged, what)}
 	}
@@ -226,12 +226,4 @@ func unreadableBlobs(ctx context.Context, src image.Source, snaps []*image.Snaps
 		}
 	}
 	return out
-}
-
-// attachPlural is "1 file", "2 files".
-func attachPlural(n int, one string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %ss", n, one)
 }

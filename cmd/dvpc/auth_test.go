@@ -86,7 +86,7 @@ func TestAuthMirror(t *testing.T) {
 	// A new PC with the same Docker configuration pulls and restores.
 	fresh := cli.onStore(filepath.Join(dir, "new-pc"))
 	r = fresh.must("pull", url)
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") {
+	if !strings.Contains(r.stdout, "pulled 1 snapshot:") {
 		t.Fatalf("pull:\n%s", r)
 	}
 	noSecret("pull", r.String())
@@ -145,7 +145,7 @@ func TestAuthMirror(t *testing.T) {
 		t.Fatalf("mirror status after the push: %v %+v\n%s", err, st, r)
 	}
 	r = fresh.must("pull")
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") {
+	if !strings.Contains(r.stdout, "pulled 1 snapshot:") {
 		t.Fatalf("second pull:\n%s", r)
 	}
 	fresh.requireRestores("latest", home)

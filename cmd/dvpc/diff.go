@@ -61,18 +61,18 @@ func runDiff(ctx context.Context, g *globals, home, specA, specB string) error {
 	for _, c := range changes {
 		switch c.Kind {
 		case image.Added:
-			fmt.Fprintf(g.stdout, "+ %s (%d bytes)\n", quoteName(c.Path), size(c.New))
+			fmt.Fprintf(g.stdout, "+ %s (%s)\n", quoteName(c.Path), plural(size(c.New), "byte"))
 			added += size(c.New)
 		case image.Removed:
-			fmt.Fprintf(g.stdout, "- %s (%d bytes)\n", quoteName(c.Path), size(c.Old))
+			fmt.Fprintf(g.stdout, "- %s (%s)\n", quoteName(c.Path), plural(size(c.Old), "byte"))
 			removed += size(c.Old)
 		case image.Modified:
-			fmt.Fprintf(g.stdout, "M %s (%d -> %d bytes)\n", quoteName(c.Path), size(c.Old), size(c.New))
+			fmt.Fprintf(g.stdout, "M %s (%d -> %s)\n", quoteName(c.Path), size(c.Old), plural(size(c.New), "byte"))
 			modified++
 		default:
 			fmt.Fprintf(g.stdout, "U %s\n", quoteName(c.Path))
 		}
 	}
-	fmt.Fprintf(g.stderr, "%d changes: %s added, %s removed, %d modified\n", len(changes), humanBytes(added), humanBytes(removed), modified)
+	fmt.Fprintf(g.stderr, "%s: %s added, %s removed, %d modified\n", plural(len(changes), "change"), humanBytes(added), humanBytes(removed), modified)
 	return nil
 }

@@ -142,7 +142,7 @@ func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPoli
 	if dryRun {
 		verb = "would remove"
 	}
-	fmt.Fprintf(g.stdout, "%s %d of %d snapshots\n", verb, len(remove), len(snaps))
+	fmt.Fprintf(g.stdout, "%s %d of %s\n", verb, len(remove), plural(len(snaps), "snapshot"))
 	if pst != nil {
 		printPrune(g, *pst, dryRun)
 	} else if len(remove) > 0 && !dryRun {
@@ -198,6 +198,6 @@ func printPrune(g *globals, st image.PruneStats, dryRun bool) {
 	if dryRun {
 		verb = "would delete"
 	}
-	fmt.Fprintf(g.stdout, "prune: %s %d blobs (%s); %d blobs (%s) are still needed\n", verb, st.Removed,
-		humanBytes(st.RemovedBytes), st.Kept, humanBytes(st.KeptBytes))
+	fmt.Fprintf(g.stdout, "prune: %s %s (%s); %s (%s) still needed\n", verb, plural(st.Removed, "blob"),
+		humanBytes(st.RemovedBytes), plural(st.Kept, "blob"), humanBytes(st.KeptBytes))
 }

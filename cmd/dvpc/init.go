@@ -20,7 +20,7 @@ func initCommand(g *globals) *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usageError{fmt.Errorf("init takes no arguments; name the store with --store")}
+				return usageError{withHint(fmt.Errorf("init takes no arguments"), "name the store with --store DIR")}
 			}
 			p := image.DefaultArgon2
 			p.MemoryKiB = uint32(argonMiB << 10)

@@ -4,13 +4,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -92,19 +96,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			mirrorCommand(g), pushCommand(g), pullCommand(g), forgetCommand(g), pruneCommand(g),
 			lockCommand(g), agentCommand(), repairCommand(g),
 		},
-		ExitErrHandler: func(*cli.Context, error) {},
+		ExitErrHandler:       func(*cli.Context, error) {},
+		EnableBashCompletion: true,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usageError{fmt.Errorf("unknown command %q; `dvpc help` lists the commands", c.Args().First())}
+				return flagError{unknownCommand(c.App.Commands, "", c.Args().First())}
 			}
 			return cli.ShowAppHelp(c)
 		},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return usageError{err}
+			return flagError{errors.New(twoDashes(err.Error()))}
 		},
 	}
+	app.Commands = append(app.Commands, completionCommand(app))
 	setUsage(app.Commands, app.OnUsageError)
-	argv, err := flagsFirst(app, args)
+	guardWrites(g, app.Commands, "")
+	argv, err := args, error(nil)
+	if !completing(args) {
+		argv, err = flagsFirst(app, args)
+	}
 	if err == nil {
 		err = app.RunContext(ctx, argv)
 	}
@@ -114,7 +124,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	code, hint := classify(ctx, err)
+	code, hint := classify(ctx, err, commandPath(app, args))
+	if g.json || jsonRequested(args) {
+		// One JSON object, on stderr: stdout keeps only the command's result.
+		json.NewEncoder(stderr).Encode(struct {
+			Error string `json:"error"`
+			Hint  string `json:"hint"`
+			Exit  int    `json:"exit"`
+		}{err.Error(), hint, code})
+		return code
+	}
 	fmt.Fprintf(stderr, "dvpc: %v\n", err)
 	if hint != "" {
 		fmt.Fprintf(stderr, "hint: %s\n", hint)
@@ -122,9 +141,29 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return code
 }
 
+// usageError is a command's own refusal of its arguments; its message says
+// what the command takes.
 type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
+
+// flagError is a command line that names no command or flag dvpc has, or
+// that the flag parser refused.
+type flagError struct{ error }
+
+func (e flagError) Unwrap() error { return e.error }
+
+// hintedError carries the hint for the person that replaces the general
+// hint of its exit code's class: an error has one hint, never two.
+type hintedError struct {
+	error
+	hint string
+}
+
+func (e hintedError) Unwrap() error { return e.error }
+
+// withHint gives err its own hint.
+func withHint(err error, hint string) error { return hintedError{err, hint} }
 
 // partialError means the command finished but skipped some entries.
 type partialError struct{ error }
@@ -136,21 +175,43 @@ type integrityError struct{ error }
 
 func (e integrityError) Unwrap() error { return e.error }
 
-// classify maps an error to its exit code and a hint for the person, in one
-// place.
-func classify(ctx context.Context, err error) (int, string) {
+// classify maps an error of the command cmd ("mirror add") to its exit
+// code and one hint for the person, in one place. An error that carries
+// its own hint ([withHint]) keeps it instead of its class's.
+func classify(ctx context.Context, err error, cmd string) (int, string) {
+	code, hint := classifyCode(ctx, err, cmd)
+	var he hintedError
+	if errors.As(err, &he) {
+		hint = he.hint
+	}
+	return code, hint
+}
+
+func classifyCode(ctx context.Context, err error, cmd string) (int, string) {
 	var ue usageError
+	var fe flagError
+	var ro *readOnlyError
 	var pe partialError
 	var ie integrityError
 	var de *image.DigestError
 	var ce *image.ChunkError
 	var rp *image.PartialError
 	var codeErr *image.CodeError
+	help := "`dvpc help` lists the commands"
+	if cmd != "" {
+		help = "`dvpc " + cmd + " --help` shows its arguments and flags"
+	}
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return exitInterrupt, "interrupted; the snapshots already made are intact"
+	case errors.As(err, &fe):
+		return exitUsage, help
 	case errors.As(err, &ue):
-		return exitUsage, "see `dvpc help` or `dvpc COMMAND --help`"
+		return exitUsage, help
+	case errors.As(err, &ro):
+		return exitUsage, ro.hint()
+	case errors.Is(err, image.ErrReadOnly):
+		return exitUsage, "name a store directory with --store"
 	case errors.Is(err, errNoPassphrase):
 		return exitPassphrase, ""
 	case errors.As(err, &codeErr):
@@ -169,7 +230,7 @@ func classify(ctx context.Context, err error) (int, string) {
 		return exitIntegrity, "the store holds damaged or foreign data; run `dvpc verify --read-data` for a full report"
 	case errors.Is(err, image.ErrNoSnapshot):
 		return exitNotFound, "`dvpc log` lists the snapshots"
-	case errors.Is(err, image.ErrNotFound):
+	case errors.Is(err, image.ErrNotFound), errors.Is(err, fs.ErrNotExist):
 		return exitNotFound, ""
 	case errors.Is(err, image.ErrTargetNotEmpty):
 		return exitError, ""
@@ -262,6 +323,121 @@ func storeKind(store string) int {
 	return kindMedia
 }
 
+// writesStore tells whether the command at path ("mirror add") changes the
+// store --store names, or the state kept next to it (the mirror list).
+// Such a command needs a store directory: media and mirrors are read-only.
+// `media iso|usb` only read the store, so a disc can be copied.
+func writesStore(path string) bool {
+	switch path {
+	case "init", "snapshot", "forget", "prune", "key passwd",
+		"mirror add", "mirror remove", "mirror adopt", "mirror heal", "push", "pull", "repair":
+		return true
+	}
+	return false
+}
+
+// guardWrites makes every command that writes the store refuse, before it
+// starts, a --store that is read-only.
+func guardWrites(g *globals, cs []*cli.Command, parent string) {
+	for _, c := range cs {
+		path := strings.TrimSpace(parent + " " + c.Name)
+		if writesStore(path) {
+			before := c.Before
+			c.Before = func(cc *cli.Context) error {
+				if k := storeKind(g.store); k != kindDir {
+					return &readOnlyError{cmd: path, store: g.store, kind: k}
+				}
+				if before != nil {
+					return before(cc)
+				}
+				return nil
+			}
+		}
+		guardWrites(g, c.Subcommands, path)
+	}
+}
+
+// readOnlyError refuses a command that writes the store on a --store that
+// is a medium or a mirror.
+type readOnlyError struct {
+	cmd, store string
+	kind       int
+}
+
+func (e *readOnlyError) Error() string {
+	what := "a medium (a disc or USB image, a device, or a mounted or extracted medium), which is read-only"
+	if e.kind == kindRegistry {
+		what = "a mirror, which --store reads but never writes"
+	}
+	return fmt.Sprintf("`dvpc %s` writes to the store, and %s is %s", e.cmd, e.store, what)
+}
+
+func (e *readOnlyError) Is(target error) bool { return target == image.ErrReadOnly }
+
+func (e *readOnlyError) hint() string {
+	h := "run it on a store directory: --store DIR, or the default " + defaultStore()
+	if e.kind == kindRegistry {
+		return h + "; `dvpc push` sends a store's snapshots to its mirrors"
+	}
+	return h + "; log, ls, diff, restore and verify read media"
+}
+
+// completing tells whether the shell asks for completions: the scripts of
+// `dvpc completion` end the words typed so far with this flag.
+func completing(args []string) bool {
+	return len(args) > 1 && args[len(args)-1] == "--generate-bash-completion"
+}
+
+// jsonRequested tells whether --json was given, also when the command line
+// failed before the flags were read.
+func jsonRequested(args []string) bool {
+	for _, a := range args[1:] {
+		if a == "--" {
+			return false
+		}
+		if a == "--json" || a == "-json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// commandPath is the command the arguments name, such as "mirror add",
+// or "" when they name none.
+func commandPath(app *cli.App, args []string) string {
+	var path []string
+	cmds := app.Commands
+	for i := 1; i < len(args) && len(cmds) > 0; i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			if takesValue(app.Flags, a) && !strings.Contains(a, "=") {
+				i++
+			}
+			continue
+		}
+		var found *cli.Command
+		for _, c := range cmds {
+			if c.HasName(a) {
+				found = c
+			}
+		}
+		if found == nil {
+			break
+		}
+		path = append(path, found.Name)
+		cmds = found.Subcommands
+	}
+	return strings.Join(path, " ")
+}
+
+// twoDashes rewrites the flag parser's "-name" as "--name", the way dvpc's
+// help and messages show long flags.
+func twoDashes(msg string) string {
+	return singleDashFlag.ReplaceAllString(msg, "$1--$2")
+}
+
+var singleDashFlag = regexp.MustCompile(`(^|[\s:])-([a-z][a-z0-9-]+)`)
+
 // flagsFirst moves a command's flags before its arguments, so that
 // `dvpc restore latest --to DIR` works as people type it (the CLI library
 // stops reading flags at the first argument). "--" ends the flags.
@@ -274,13 +450,21 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	// global flags, then the command (and subcommand) names
 	cmds := app.Commands
 	var flags []cli.Flag
+	var cmd *cli.Command
+	var path string
 	for i < len(args) {
 		a := args[i]
+		if a == "--" {
+			break
+		}
 		if strings.HasPrefix(a, "-") {
+			if !hasFlag(app.Flags, a) && !isHelpFlag(a) && !isVersionFlag(a) {
+				return nil, unknownFlag(app.Flags, "", a)
+			}
 			out = append(out, a)
 			if takesValue(app.Flags, a) && !strings.Contains(a, "=") {
 				if i+1 >= len(args) {
-					return nil, usageError{fmt.Errorf("flag %s needs a value", a)}
+					return nil, flagError{fmt.Errorf("flag %s needs a value", dashed(a))}
 				}
 				out = append(out, args[i+1])
 				i++
@@ -295,10 +479,19 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 			}
 		}
 		if found == nil {
+			if a == "help" || a == "h" {
+				// `dvpc help snapshto` gets a suggestion too.
+				if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") && !slices.ContainsFunc(cmds, func(c *cli.Command) bool { return c.HasName(args[i+1]) }) {
+					return nil, flagError{unknownCommand(cmds, path, args[i+1])}
+				}
+			} else if cmd == nil || cmd.Action == nil {
+				return nil, flagError{unknownCommand(cmds, path, a)}
+			}
 			break
 		}
 		out = append(out, a)
 		i++
+		cmd, path = found, strings.TrimSpace(path+" "+found.Name)
 		flags, cmds = found.Flags, found.Subcommands
 		if len(cmds) == 0 {
 			break
@@ -315,11 +508,13 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 			dst, set := &fl, flags
 			if !hasFlag(flags, a) && hasFlag(app.Flags, a) {
 				dst, set = &global, app.Flags // `dvpc log --json` works too
+			} else if cmd != nil && !hasFlag(flags, a) && !isHelpFlag(a) {
+				return nil, unknownFlag(flags, path, a)
 			}
 			*dst = append(*dst, a)
 			if takesValue(set, a) && !strings.Contains(a, "=") {
 				if i+1 >= len(args) {
-					return nil, usageError{fmt.Errorf("flag %s needs a value", a)}
+					return nil, flagError{fmt.Errorf("flag %s needs a value", dashed(a))}
 				}
 				*dst = append(*dst, args[i+1])
 				i++
@@ -328,6 +523,9 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 		}
 		pos = append(pos, a)
 	}
+	if err := requiredFlags(cmd, path, fl); err != nil {
+		return nil, err
+	}
 	out = append(append([]string{out[0]}, global...), out[1:]...)
 	out = append(out, fl...)
 	if len(pos) > 0 {
@@ -335,6 +533,25 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 		out = append(out, pos...)
 	}
 	return out, nil
+}
+
+// requiredFlags refuses a command line that lacks a flag the command
+// requires, unless it asks for help.
+func requiredFlags(cmd *cli.Command, path string, given []string) error {
+	if cmd == nil || slices.ContainsFunc(given, isHelpFlag) {
+		return nil
+	}
+	for _, f := range cmd.Flags {
+		rf, ok := f.(cli.RequiredFlag)
+		if !ok || !rf.IsRequired() || slices.ContainsFunc(given, func(a string) bool { return hasFlag([]cli.Flag{f}, a) }) {
+			continue
+		}
+		if ev, ok := f.(interface{ GetEnvVars() []string }); ok && slices.ContainsFunc(ev.GetEnvVars(), func(v string) bool { return os.Getenv(v) != "" }) {
+			continue
+		}
+		return flagError{fmt.Errorf("dvpc %s needs %s", path, dashed(f.Names()[0]))}
+	}
+	return nil
 }
 
 // setUsage gives every command the app's usage-error handler, so a bad flag

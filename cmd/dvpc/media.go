@@ -134,7 +134,7 @@ func runMediaISO(ctx context.Context, g *globals, o mediaOpts) error {
 	discs, err := plan.ISOSet(capacity, o.span)
 	var tl *media.ErrTooLarge
 	if errors.As(err, &tl) {
-		return usageError{err}
+		return usageError{withHint(err, "")} // it says what to do
 	}
 	if err != nil {
 		return err

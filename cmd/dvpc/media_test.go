@@ -113,7 +113,7 @@ func TestMediaISO(t *testing.T) {
 		t.Errorf("attach:\n%s", r)
 	}
 	// Read-only: a snapshot into the medium is refused.
-	f.cli.onStore(iso).expect(1, "snapshot", f.home)
+	f.cli.onStore(iso).expect(exitUsage, "snapshot", f.home)
 
 	// Reproducible: a second build is byte-identical.
 	iso2 := filepath.Join(dir, "again.iso")

@@ -40,9 +40,21 @@ func mirrorCommand(g *globals) *cli.Command {
 					if isMediumArg(c.Args().First()) {
 						return usageError{fmt.Errorf("%s is a medium: it is read-only and never a mirror; read from it with `dvpc pull %[1]s`", c.Args().First())}
 					}
-					return g.editMirrors(func(m *delta.Mirrors) error {
-						return m.Add(delta.Mirror{Name: name, URL: strings.TrimPrefix(c.Args().First(), registryPrefix), Insecure: insecure})
+					var added delta.Mirror
+					err := g.editMirrors(func(m *delta.Mirrors) error {
+						err := m.Add(delta.Mirror{Name: name, URL: strings.TrimPrefix(c.Args().First(), registryPrefix), Insecure: insecure})
+						if err == nil {
+							added = m.Mirrors[len(m.Mirrors)-1]
+						}
+						return err
 					})
+					if err == nil && g.json {
+						return json.NewEncoder(g.stdout).Encode(map[string]any{"name": added.Name, "url": added.URL})
+					}
+					if err == nil {
+						fmt.Fprintf(g.stdout, "added mirror %s (%s); next, `dvpc push` sends it the store's snapshots, and `dvpc mirror status` checks it\n", added.Name, added.URL)
+					}
+					return err
 				},
 			},
 			{
@@ -267,12 +279,16 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 				errText = strings.TrimSpace(errText + " " + r.BadData)
 			}
 			if len(r.Unverified) > 0 {
-				errText = strings.TrimSpace(fmt.Sprintf("%s %d newer snapshots do not verify: %s", errText, len(r.Unverified), r.Unverified[0]))
+				errText = strings.TrimSpace(fmt.Sprintf("%s %s that do not verify: %s", errText, plural(len(r.Unverified), "newer snapshot"), r.Unverified[0]))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d (%s)\t%s\t%s\t%s\n", r.Name, r.URL, reach, r.Newest, r.Missing, r.BlobsMiss,
-				humanBytes(r.BytesMiss), speeds(r.PullRate, r.PushRate), last, errText)
+			blobs := fmt.Sprintf("%d (%s)", r.BlobsMiss, humanBytes(r.BytesMiss))
+			if r.Missing < 0 {
+				blobs = "?" // not reached: unknown
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.URL, reach, tagID(r.Newest), known(r.Missing), blobs,
+				speeds(r.PullRate, r.PushRate), last, errText)
 		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%d snapshots\t%s\n", r.Name, r.URL, r.Pending, last)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.URL, plural(r.Pending, "snapshot"), last)
 		}
 	}
 	return tw.Flush()
@@ -316,7 +332,7 @@ func pushCommand(g *globals) *cli.Command {
 		Usage: "send every mirror what it lacks (blobs, then manifests, then signatures); needs no passphrase",
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usageError{errors.New("push takes no arguments; add mirrors with `dvpc mirror add`")}
+				return usageError{withHint(errors.New("push takes no arguments"), "add mirrors with `dvpc mirror add HOST/PATH`")}
 			}
 			return runPush(c.Context, g)
 		},
@@ -333,7 +349,7 @@ func runPush(ctx context.Context, g *globals) error {
 		return err
 	}
 	if len(ms.Mirrors) == 0 {
-		return usageError{errors.New("no mirrors; add one with `dvpc mirror add HOST/PATH`")}
+		return usageError{withHint(errors.New("push: the store has no mirrors"), "add one with `dvpc mirror add HOST/PATH`")}
 	}
 	regs, err := ms.Endpoints(g.timeout)
 	if err != nil {
@@ -367,8 +383,8 @@ func runPush(ctx context.Context, g *globals) error {
 				m.PushRate = rate
 			}
 			if !g.json {
-				fmt.Fprintf(g.stdout, "%s: %d blobs (%s) sent, %d already there, %d tags\n", m.Name, r.Report.BlobsUploaded,
-					humanBytes(r.Report.BytesUploaded), r.Report.BlobsSkipped, r.Report.Manifests)
+				fmt.Fprintf(g.stdout, "%s: %s (%s) sent, %d already there, %s\n", m.Name, plural(r.Report.BlobsUploaded, "blob"),
+					humanBytes(r.Report.BytesUploaded), r.Report.BlobsSkipped, plural(r.Report.Manifests, "tag"))
 			}
 		}
 		out = append(out, e)
@@ -380,7 +396,8 @@ func runPush(ctx context.Context, g *globals) error {
 		json.NewEncoder(g.stdout).Encode(out)
 	}
 	if len(failed) > 0 {
-		return partialError{fmt.Errorf("push failed for %d of %d mirrors: %s", len(failed), len(results), strings.Join(failed, ", "))}
+		return partialError{withHint(fmt.Errorf("push failed for %d of %s: %s", len(failed), plural(len(results), "mirror"), strings.Join(failed, ", ")),
+			"the other mirrors have everything; the next `dvpc push` catches these up")}
 	}
 	return nil
 }
@@ -471,7 +488,7 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 		}
 	}
 	if len(ms.Mirrors) == 0 && len(media) == 0 {
-		return usageError{errors.New("no mirrors: name them (`dvpc pull HOST/PATH...`) or add them with `dvpc mirror add`")}
+		return usageError{withHint(errors.New("pull: the store has no mirrors"), "name them (`dvpc pull HOST/PATH...`) or add them with `dvpc mirror add`")}
 	}
 	// Healthy mirrors first: the ones that last failed or served bad data
 	// are asked only when the others lack a blob. Among equals, the
@@ -555,15 +572,21 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 		}
 		return unhealed
 	}
-	fmt.Fprintf(g.stdout, "pulled %d snapshots: %d blobs (%s) fetched, %d already here\n", len(rep.Snapshots), rep.BlobsFetched,
-		humanBytes(rep.BytesFetched), rep.BlobsPresent)
+	// What each mirror served adds up to what was fetched: the blobs and
+	// the manifests read to check the snapshots.
+	fetched, fetchedBytes := 0, int64(0)
+	for _, u := range rep.Mirrors {
+		fetched, fetchedBytes = fetched+u.Blobs, fetchedBytes+u.Bytes
+	}
+	fmt.Fprintf(g.stdout, "pulled %s: %s (%s) fetched, %d already here\n", plural(len(rep.Snapshots), "snapshot"),
+		plural(fetched, "blob"), humanBytes(fetchedBytes), rep.BlobsPresent)
 	for _, u := range rep.Mirrors {
 		if u.Blobs > 0 {
-			fmt.Fprintf(g.stdout, "  from %s: %d blobs (%s)%s\n", u.Mirror, u.Blobs, humanBytes(u.Bytes), rateText(u.Rate))
+			fmt.Fprintf(g.stdout, "  from %s: %s (%s)%s\n", u.Mirror, plural(u.Blobs, "blob"), humanBytes(u.Bytes), rateText(u.Rate))
 		}
 	}
 	if rep.BlobsReplaced > 0 {
-		fmt.Fprintf(g.stdout, "%d blobs of snapshots already here were missing or damaged, and were fetched again\n", rep.BlobsReplaced)
+		fmt.Fprintf(g.stdout, "%s of snapshots already here were missing or damaged, and were fetched again\n", plural(rep.BlobsReplaced, "blob"))
 	}
 	if len(rep.BadMirrors()) > 0 {
 		fmt.Fprintf(g.stdout, "mirrors that served bad data or bad signatures: %s\n", strings.Join(rep.BadMirrors(), ", "))

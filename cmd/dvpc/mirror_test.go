@@ -139,7 +139,7 @@ func TestMirrors(t *testing.T) {
 	}
 	// The new PC pulls only what it lacks.
 	r = fresh.must("pull")
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") {
+	if !strings.Contains(r.stdout, "pulled 1 snapshot:") {
 		t.Errorf("second pull:\n%s", r)
 	}
 
@@ -186,7 +186,7 @@ func TestMirrors(t *testing.T) {
 	}
 	remote.requireRestores("latest", home)
 	remote.must("verify", "--read-data")
-	remote.expect(exitError, "snapshot", home)
+	remote.expect(exitUsage, "snapshot", home)
 	// A byte flipped in the largest blob on the registry's disk: verify of
 	// the mirror names that blob.
 	var big string

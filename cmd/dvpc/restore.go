@@ -122,7 +122,7 @@ func runRestore(ctx context.Context, g *globals, o restoreOpts, spec string, pat
 		}
 		json.NewEncoder(g.stdout).Encode(res)
 	} else if err == nil {
-		fmt.Fprintf(g.stderr, "restored snapshot %s to %s: %d files, %s\n", s.ID, o.to, prog.Files.Load(), humanBytes(prog.Bytes.Load()))
+		fmt.Fprintf(g.stderr, "restored snapshot %s to %s: %s, %s\n", s.ID, o.to, plural(prog.Files.Load(), "file"), humanBytes(prog.Bytes.Load()))
 	}
 	return err
 }

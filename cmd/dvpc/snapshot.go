@@ -104,15 +104,15 @@ func runSnapshot(ctx context.Context, g *globals, o snapshotOpts, path string) e
 		})
 	} else {
 		printReport(g.stderr, report)
-		fmt.Fprintf(g.stderr, "snapshot %s of %s (home %s): %d files, %d dirs, %s; read %s, added %s, in %.1fs\n",
-			snap.ID, snap.Config.Path, snap.Home, st.Files, st.Dirs, humanBytes(st.Bytes), humanBytes(st.BytesRead), humanBytes(st.BytesNew), dur.Seconds())
+		fmt.Fprintf(g.stderr, "snapshot %s of %s (home %s): %s, %s, %s; read %s, added %s, in %.1fs\n",
+			snap.ID, snap.Config.Path, snap.Home, plural(st.Files, "file"), plural(st.Dirs, "dir"), humanBytes(st.Bytes), humanBytes(st.BytesRead), humanBytes(st.BytesNew), dur.Seconds())
 		if len(queued) > 0 {
-			fmt.Fprintf(g.stderr, "queued for %d mirrors (%s): `dvpc push` delivers it\n", len(queued), strings.Join(queued, ", "))
+			fmt.Fprintf(g.stderr, "queued for %s (%s): `dvpc push` delivers it\n", plural(len(queued), "mirror"), strings.Join(queued, ", "))
 		}
 		fmt.Fprintln(g.stdout, snap.ID)
 	}
 	if err == nil && st.Errors > 0 {
-		return partialError{fmt.Errorf("snapshot %s is complete except for %d entries that could not be read", snap.ID, st.Errors)}
+		return partialError{fmt.Errorf("snapshot %s is complete except for %s that could not be read", snap.ID, plural(st.Errors, "entry"))}
 	}
 	return err
 }

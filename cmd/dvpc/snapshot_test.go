@@ -304,7 +304,7 @@ func TestExplainStopped(t *testing.T) {
 		if err.Error() != c.want {
 			t.Errorf("%v: says %q, want %q", c.err, err, c.want)
 		}
-		if code, _ := classify(c.ctx, err); code != c.code {
+		if code, _ := classify(c.ctx, err, "snapshot"); code != c.code {
 			t.Errorf("%v: exit %d, want %d", c.err, code, c.code)
 		}
 	}

@@ -59,11 +59,18 @@ func runVerify(ctx context.Context, g *globals, readData bool) error {
 		if readData {
 			what = "structure and data"
 		}
-		fmt.Fprintf(g.stdout, "checked %s of %d snapshots, %d trees, %d blobs (%s read): %d problems\n",
-			what, rep.Snapshots, rep.Trees, rep.Blobs, humanBytes(rep.BytesRead), len(rep.Problems))
+		fmt.Fprintf(g.stdout, "checked %s of %s, %s, %s (%s read): %s\n",
+			what, plural(rep.Snapshots, "snapshot"), plural(rep.Trees, "tree"), plural(rep.Blobs, "blob"), humanBytes(rep.BytesRead), plural(len(rep.Problems), "problem"))
 	}
 	if len(rep.Problems) > 0 {
-		return integrityError{fmt.Errorf("verify found %d problems", len(rep.Problems))}
+		err := fmt.Errorf("verify found %s", plural(len(rep.Problems), "problem"))
+		// Its own hint: the general one for damaged data advises running
+		// verify --read-data, which this may be.
+		hint := "`dvpc verify --read-data` also reads every blob"
+		if readData {
+			hint = "`dvpc repair` fetches intact copies of the damaged blobs from the mirrors and media"
+		}
+		return integrityError{withHint(err, hint)}
 	}
 	return nil
 }

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// plural counts a noun for the person: "1 file", "2 files", "0 entries".
+// one is the singular; the plural adds "s", or turns a final consonant
+// and "y" into "ies".
+func plural[N ~int | ~int64 | ~uint64](n N, one string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	many := one + "s"
+	if y, ok := strings.CutSuffix(one, "y"); ok && y != "" && !strings.ContainsAny(y[len(y)-1:], "aeiou") {
+		many = y + "ies"
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// tagID shows a snapshot tag (snap-<seq>-<id>) as its ID, the way log
+// and the other commands show snapshots; other tags are shown as they are.
+func tagID(tag string) string {
+	rest, ok := strings.CutPrefix(tag, "snap-")
+	if !ok {
+		return tag
+	}
+	if _, id, ok := strings.Cut(rest, "-"); ok {
+		return id
+	}
+	return tag
+}
+
+// known shows a count that may be unknown (negative) as "?".
+func known(n int) string {
+	if n < 0 {
+		return "?"
+	}
+	return fmt.Sprint(n)
+}
