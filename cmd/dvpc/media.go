@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,7 +75,15 @@ func chooseSnapshots(snaps []*image.Snapshot, which string) ([]*image.Snapshot, 
 		if len(snaps) == 0 {
 			return nil, image.ErrNoSnapshot
 		}
-		return snaps[len(snaps)-1:], nil
+		// The newest state of every home: each head, so a disc made after
+		// a snapshot of ~/Music still carries the home.
+		h := image.NewHistory(snaps, nil)
+		var out []*image.Snapshot
+		for _, home := range h.Homes() {
+			out = append(out, h.Heads(home)...)
+		}
+		slices.SortFunc(out, func(a, b *image.Snapshot) int { return cmp.Compare(a.Config.Seq, b.Config.Seq) })
+		return out, nil
 	case strings.HasPrefix(which, "since "):
 		t, err := timespec.Parse(strings.TrimPrefix(which, "since "), time.Now())
 		if err != nil {
