@@ -48,12 +48,12 @@ func forgetCommand(g *globals) *cli.Command {
 			if c.NArg() > 0 && !p.IsZero() {
 				return usageError{errors.New("forget takes either SNAP... or --keep-* flags, not both")}
 			}
-			return g.alsoOnMirrors(c.Context, mirrors && !dryRun, func() error { return runForget(c.Context, g, c.Args().Slice(), p, dryRun, prune) })
+			return runForget(c.Context, g, c.Args().Slice(), p, dryRun, prune, mirrors)
 		},
 	}
 }
 
-func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPolicy, dryRun, prune bool) error {
+func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPolicy, dryRun, prune, mirrors bool) error {
 	lay, err := image.OpenLayout(g.store)
 	if err != nil {
 		if isMedium(g.store) {
@@ -114,7 +114,6 @@ func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPoli
 		if err := repo.Forget(ctx, remove); err != nil {
 			return err
 		}
-		// Removing the tags from the mirrors too would go here.
 	}
 	var pst *image.PruneStats
 	if prune {
@@ -129,7 +128,10 @@ func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPoli
 		if pst != nil {
 			out["prune"] = pruneJSON(*pst)
 		}
-		return json.NewEncoder(g.stdout).Encode(out)
+		if err := json.NewEncoder(g.stdout).Encode(out); err != nil {
+			return err
+		}
+		return g.forgetOnMirrors(ctx, mirrors && !dryRun, remove)
 	}
 	for _, l := range lines {
 		why := ""
@@ -146,9 +148,13 @@ func runForget(ctx context.Context, g *globals, specs []string, p image.KeepPoli
 	if pst != nil {
 		printPrune(g, *pst, dryRun)
 	} else if len(remove) > 0 && !dryRun {
-		fmt.Fprintln(g.stdout, "their data stays until `dvpc prune`; mirrors keep their copies")
+		if mirrors {
+			fmt.Fprintln(g.stdout, "their data stays until `dvpc prune`")
+		} else {
+			fmt.Fprintln(g.stdout, "their data stays until `dvpc prune`; mirrors keep their copies (`--mirrors` removes them there too)")
+		}
 	}
-	return nil
+	return g.forgetOnMirrors(ctx, mirrors && !dryRun, remove)
 }
 
 func containsSnap(list []*image.Snapshot, s *image.Snapshot) bool {

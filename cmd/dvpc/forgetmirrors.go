@@ -11,39 +11,16 @@ import (
 	"github.com/dvpc/dvpc/image"
 )
 
-// alsoOnMirrors runs forget, and when on is set removes from every mirror
-// the snapshots it removed from the store (with their signatures), saying
-// what each mirror removed and which refused.
-func (g *globals) alsoOnMirrors(ctx context.Context, on bool, forget func() error) error {
-	if !on {
-		return forget()
-	}
-	lay, err := image.OpenLayout(g.store)
-	if err != nil {
-		return forget() // it says what is wrong with the store
-	}
-	before, err := lay.Refs(ctx)
-	if err != nil {
-		return err
-	}
-	if err := forget(); err != nil {
-		return err
-	}
-	after, err := lay.Refs(ctx)
-	if err != nil {
-		return err
-	}
-	var gone []image.Digest
-	for _, r := range before {
-		if !strings.HasPrefix(r.Name, "snap-") || slicesHasRef(after, r) {
-			continue
-		}
-		if d, err := image.DigestFromHash(r.Desc.Digest); err == nil {
-			gone = append(gone, d)
-		}
-	}
-	if len(gone) == 0 {
+// forgetOnMirrors removes from every mirror, when on is set, the snapshots
+// forget removed from the store (with their signatures), saying what each
+// mirror removed and which refused.
+func (g *globals) forgetOnMirrors(ctx context.Context, on bool, removed []*image.Snapshot) error {
+	if !on || len(removed) == 0 {
 		return nil
+	}
+	gone := make([]image.Digest, len(removed))
+	for i, s := range removed {
+		gone[i] = s.Manifest
 	}
 	ms, err := delta.LoadMirrors(g.store)
 	if err != nil {
@@ -74,13 +51,4 @@ func (g *globals) alsoOnMirrors(ctx context.Context, on bool, forget func() erro
 		return partialError{fmt.Errorf("forget --mirrors: %d of %d mirrors kept the forgotten snapshots: %s", len(refused), len(eps), strings.Join(refused, ", "))}
 	}
 	return nil
-}
-
-func slicesHasRef(refs []image.Ref, r image.Ref) bool {
-	for _, x := range refs {
-		if x.Name == r.Name && x.Desc.Digest == r.Desc.Digest {
-			return true
-		}
-	}
-	return false
 }
