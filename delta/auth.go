@@ -122,6 +122,7 @@ func credentialHelper(ctx context.Context, helper, host string) (Credentials, er
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker-credential-"+helper, "get")
 	cmd.Stdin = strings.NewReader(host)
+	cmd.Env = helperEnv(os.Environ())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -139,6 +140,20 @@ func credentialHelper(ctx context.Context, helper, host string) (Credentials, er
 		return Credentials{Secret: c.Secret}, nil
 	}
 	return Credentials{User: c.Username, Secret: c.Secret}, nil
+}
+
+// helperEnv is the environment a credential helper runs with: dvpc's own,
+// without the variables that belong to dvpc (DVPC_PASSPHRASE,
+// DVPC_PASSPHRASE_FILE, and every other DVPC_ one). A helper is another
+// program; it needs the registry's secrets, not the store's.
+func helperEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(strings.ToUpper(kv), "DVPC_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // challenge is a parsed WWW-Authenticate header.
