@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -606,4 +607,41 @@ func TestCredentialHelperEnvironment(t *testing.T) {
 	if strings.Contains(env, "correct horse battery staple") {
 		t.Error("the credential helper got the passphrase")
 	}
+}
+
+// FuzzNextPage: whatever a registry puts in a Link header, the next page is
+// on the registry's own origin or there is none.
+func FuzzNextPage(f *testing.F) {
+	for _, s := range []string{
+		`</v2/dvpc/home/tags/list?last=a>; rel="next"`,
+		`<http://127.0.0.1:5001/v2/dvpc/home/tags/list>; rel="next"`,
+		`<//127.0.0.1:5001/x>; rel="next"`,
+		`<https://127.0.0.1:5000/x>; rel="next"`,
+		`<http://127.0.0.1:5000@evil.example/x>; rel="next"`,
+		`<http://[::1]:5000/x>; rel="next"`,
+		`<>; rel="next"`, `rel="next"`, `<a>b>; rel="next"`,
+	} {
+		f.Add(s)
+	}
+	m, err := NewRegistry("127.0.0.1:5000/dvpc/home", RegistryOptions{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	page, err := url.Parse(m.url("/tags/list?n=1000"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, link string) {
+		next, err := m.nextPage(page, link)
+		if err != nil || next == "" {
+			return
+		}
+		u, err := url.Parse(next)
+		if err != nil {
+			t.Fatalf("next page %q does not parse: %v", next, err)
+		}
+		if originOf(u) != m.origin || u.Host != "127.0.0.1:5000" || u.Scheme != "http" {
+			t.Fatalf("link %q leads to %s", link, next)
+		}
+	})
 }
