@@ -208,8 +208,13 @@ func (r *Registry) authorize(ctx context.Context, ch challenge, scopes []string)
 	}
 	realm := ch.params["realm"]
 	u, err := url.Parse(realm)
-	if err != nil || realm == "" || (u.Scheme != "https" && !(u.Scheme == "http" && r.scheme == "http")) {
+	if err != nil || realm == "" || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return "", fmt.Errorf("%s: bad token realm %q", r.host, realm)
+	}
+	// The credentials cross the network in the clear only where the
+	// registry itself is reached so: a loopback realm, or --insecure.
+	if u.Scheme == "http" && (r.scheme != "http" || !(isLoopback(u.Host) || r.insecure)) {
+		return "", fmt.Errorf("%s: token realm %q over plain HTTP: %w", r.host, realm, ErrInsecureRedirect)
 	}
 	q := u.Query()
 	if s := ch.params["service"]; s != "" {

@@ -645,3 +645,35 @@ func FuzzNextPage(f *testing.F) {
 		}
 	})
 }
+
+// TestTokenRealmOverPlainHTTP: a loopback registry whose challenge names a
+// token realm on another host over plain HTTP gets no request sent there:
+// the credentials would cross the network in the clear.
+func TestTokenRealmOverPlainHTTP(t *testing.T) {
+	var dialed atomic.Int32
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == "auth.example:80" {
+			dialed.Add(1)
+			return nil, errors.New("auth.example is not reachable from a test")
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="http://auth.example/token",service="dvpc"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer reg.Close()
+	m, err := NewRegistry(reg.Listener.Addr().String()+"/dvpc/home", RegistryOptions{Transport: tr, Keychain: staticKeychain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Tags(context.Background())
+	if !errors.Is(err, ErrInsecureRedirect) {
+		t.Errorf("tags: %v, want ErrInsecureRedirect", err)
+	}
+	if n := dialed.Load(); n != 0 {
+		t.Fatalf("the plain HTTP realm on another host was dialled %d times", n)
+	}
+}

@@ -82,15 +82,16 @@ type RegistryOptions struct {
 // Registry is one repository of an OCI registry used as a mirror. It is a
 // read-only [image.Source]; [Push] writes to it.
 type Registry struct {
-	host    string // host[:port], as named
-	apiHost string // where the registry API answers: host, but for Docker Hub
-	path    string // repository path
-	scheme  string
-	origin  string // scheme://host:port of the registry API: what credentials go to
-	kc      Keychain
-	hc      *http.Client
-	timeout time.Duration
-	tempDir string
+	host     string // host[:port], as named
+	apiHost  string // where the registry API answers: host, but for Docker Hub
+	path     string // repository path
+	scheme   string
+	origin   string // scheme://host:port of the registry API: what credentials go to
+	kc       Keychain
+	hc       *http.Client
+	timeout  time.Duration
+	tempDir  string
+	insecure bool // plain HTTP allowed beyond loopback
 
 	mu         sync.Mutex
 	creds      *Credentials
@@ -129,7 +130,7 @@ func NewRegistry(ref string, opts RegistryOptions) (*Registry, error) {
 		}
 	}
 	r := &Registry{host: host, apiHost: host, path: path, scheme: "https", kc: opts.Keychain,
-		tempDir: opts.TempDir, authz: map[string]string{}, manifests: map[image.Digest]manifest{},
+		tempDir: opts.TempDir, insecure: opts.Insecure, authz: map[string]string{}, manifests: map[image.Digest]manifest{},
 		sizes: map[image.Digest]int64{}}
 	if slices.Contains(hubNames, host) {
 		r.host, r.apiHost = hubHost, hubAPIHost
