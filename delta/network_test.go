@@ -677,3 +677,32 @@ func TestTokenRealmOverPlainHTTP(t *testing.T) {
 		t.Fatalf("the plain HTTP realm on another host was dialled %d times", n)
 	}
 }
+
+// TestManifestCacheBounded: a registry keeps no more manifest bytes than
+// its limit, and a manifest it did not keep is read again when needed.
+func TestManifestCacheBounded(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t)
+	s1 := s.snapshot(t)
+	want := copyHome(t, s)
+	regs := regtest.StartN(t, 1)
+	checkAllOK(t, PushAll(ctx, s.lay, mirrorsOf(t, regs, "dvpc/home"), PushOptions{}))
+
+	m := mirrorAt(t, regs[0].Addr(), "dvpc/home")
+	m.cacheLimit = 600 // room for a manifest or two, not all three
+	refs, err := m.Refs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) < 3 {
+		t.Fatalf("refs %v", refs)
+	}
+	if m.cacheBytes > m.cacheLimit || len(m.manifests) >= len(refs) {
+		t.Fatalf("%d manifests, %d bytes kept, limit %d", len(m.manifests), m.cacheBytes, m.cacheLimit)
+	}
+	dst := newLayout(t)
+	if _, err := Pull(ctx, []*Registry{m}, dst, PullOptions{}); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	restoreEqual(t, dst, s1.ID, want)
+}

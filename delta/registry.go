@@ -97,7 +97,8 @@ type Registry struct {
 	creds      *Credentials
 	authz      map[string]string         // Authorization header by scope set
 	manifests  map[image.Digest]manifest // read or written, verified
-	cacheBytes int64                     // of manifests, at most maxManifestCache
+	cacheBytes int64                     // of manifests, at most cacheLimit
+	cacheLimit int64                     // maxManifestCache
 	sizes      map[image.Digest]int64    // blob sizes the cached manifests declare
 }
 
@@ -131,7 +132,7 @@ func NewRegistry(ref string, opts RegistryOptions) (*Registry, error) {
 	}
 	r := &Registry{host: host, apiHost: host, path: path, scheme: "https", kc: opts.Keychain,
 		tempDir: opts.TempDir, insecure: opts.Insecure, authz: map[string]string{}, manifests: map[image.Digest]manifest{},
-		sizes: map[image.Digest]int64{}}
+		sizes: map[image.Digest]int64{}, cacheLimit: maxManifestCache}
 	if slices.Contains(hubNames, host) {
 		r.host, r.apiHost = hubHost, hubAPIHost
 	}
@@ -491,7 +492,7 @@ func (r *Registry) keep(d image.Digest, m manifest) {
 	json.Unmarshal(m.raw, &parsed) // a key blob or an index declares nothing
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.manifests[d]; ok || r.cacheBytes+int64(len(m.raw)) > maxManifestCache {
+	if _, ok := r.manifests[d]; ok || r.cacheBytes+int64(len(m.raw)) > r.cacheLimit {
 		return
 	}
 	r.manifests[d] = m
