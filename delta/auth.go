@@ -224,7 +224,10 @@ func (r *Registry) authorize(ctx context.Context, ch challenge, scopes []string)
 		q.Add("scope", s)
 	}
 	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	// The realm is watched like the registry: it may not hang a pull.
+	rctx, wd := watch(ctx, r.timeout)
+	defer wd.stop()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return "", err
 	}
@@ -236,10 +239,14 @@ func (r *Registry) authorize(ctx context.Context, ch challenge, scopes []string)
 	}
 	resp, err := r.hc.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%s: token: %w", r.host, err)
+		return "", fmt.Errorf("%s: token: %w", r.host, wd.cause(rctx, err))
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	wd.kick()
+	body, err := io.ReadAll(io.LimitReader(wd.reader(rctx, resp.Body), 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("%s: token: %w", r.host, err)
+	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		return "", fmt.Errorf("%s: token: %s: %s; %s: %w", r.host, resp.Status, strings.TrimSpace(string(body)), authHint(r.host), ErrAuth)
 	}

@@ -706,3 +706,28 @@ func TestManifestCacheBounded(t *testing.T) {
 	}
 	restoreEqual(t, dst, s1.ID, want)
 }
+
+// TestStalledTokenRealm: a token realm that accepts the connection and
+// never answers fails with ErrStalled after the mirror's timeout, like the
+// registry itself would.
+func TestStalledTokenRealm(t *testing.T) {
+	realm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	defer realm.Close()
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service="dvpc"`, realm.URL+"/token"))
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer reg.Close()
+	m, err := NewRegistry(reg.Listener.Addr().String()+"/dvpc/home", RegistryOptions{Keychain: staticKeychain, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The deadline only keeps a hang from stopping the test run.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := m.Tags(ctx); !errors.Is(err, ErrStalled) {
+		t.Fatalf("tags: %v, want ErrStalled", err)
+	}
+}
