@@ -122,6 +122,7 @@ func credentialHelper(ctx context.Context, helper, host string) (Credentials, er
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker-credential-"+helper, "get")
 	cmd.Stdin = strings.NewReader(host)
+	cmd.Env = helperEnv(os.Environ())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -139,6 +140,20 @@ func credentialHelper(ctx context.Context, helper, host string) (Credentials, er
 		return Credentials{Secret: c.Secret}, nil
 	}
 	return Credentials{User: c.Username, Secret: c.Secret}, nil
+}
+
+// helperEnv is the environment a credential helper runs with: dvpc's own,
+// without the variables that belong to dvpc (DVPC_PASSPHRASE,
+// DVPC_PASSPHRASE_FILE, and every other DVPC_ one). A helper is another
+// program; it needs the registry's secrets, not the store's.
+func helperEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(strings.ToUpper(kv), "DVPC_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // challenge is a parsed WWW-Authenticate header.
@@ -193,8 +208,13 @@ func (r *Registry) authorize(ctx context.Context, ch challenge, scopes []string)
 	}
 	realm := ch.params["realm"]
 	u, err := url.Parse(realm)
-	if err != nil || realm == "" || (u.Scheme != "https" && !(u.Scheme == "http" && r.scheme == "http")) {
+	if err != nil || realm == "" || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return "", fmt.Errorf("%s: bad token realm %q", r.host, realm)
+	}
+	// The credentials cross the network in the clear only where the
+	// registry itself is reached so: a loopback realm, or --insecure.
+	if u.Scheme == "http" && (r.scheme != "http" || !(isLoopback(u.Host) || r.insecure)) {
+		return "", fmt.Errorf("%s: token realm %q over plain HTTP: %w", r.host, realm, ErrInsecureRedirect)
 	}
 	q := u.Query()
 	if s := ch.params["service"]; s != "" {
@@ -204,7 +224,10 @@ func (r *Registry) authorize(ctx context.Context, ch challenge, scopes []string)
 		q.Add("scope", s)
 	}
 	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	// The realm is watched like the registry: it may not hang a pull.
+	rctx, wd := watch(ctx, r.timeout)
+	defer wd.stop()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return "", err
 	}
@@ -216,10 +239,14 @@ func (r *Registry) authorize(ctx context.Context, ch challenge, scopes []string)
 	}
 	resp, err := r.hc.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%s: token: %w", r.host, err)
+		return "", fmt.Errorf("%s: token: %w", r.host, wd.cause(rctx, err))
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	wd.kick()
+	body, err := io.ReadAll(io.LimitReader(wd.reader(rctx, resp.Body), 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("%s: token: %w", r.host, err)
+	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		return "", fmt.Errorf("%s: token: %s: %s; %s: %w", r.host, resp.Status, strings.TrimSpace(string(body)), authHint(r.host), ErrAuth)
 	}

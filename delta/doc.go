@@ -7,7 +7,47 @@
 // read as an [image.Source]: its tags are the refs, and every blob or
 // manifest it serves is checked against its digest before use. Plain HTTP
 // is used only for loopback hosts unless asked for; credentials come from
-// the Docker client configuration and its credential helpers.
+// the Docker client configuration and its credential helpers, which run
+// without dvpc's own DVPC_ variables (the passphrase among them).
+//
+// # What a registry is allowed to make dvpc do
+//
+// Credentials go only to the registry's own origin (scheme, host and port)
+// and to the token realm its own challenge names: a redirect or a tag-list
+// Link to another origin gets none, a Link to another origin is refused,
+// a challenge from a host the registry redirected to is not answered, and
+// HTTPS never drops to plain HTTP. A blob is never read past its declared
+// size (the size a signed manifest gives it; else, for [Registry.OpenBlob],
+// the size in a manifest this registry served or its Content-Length): a
+// pull streams it through [Registry.FetchBlob] straight into the store's
+// own temporary area and commits it only when it matches. The tag list is
+// bounded in pages and tags, and the manifests kept in memory in bytes.
+//
+// # Why the registry client is written here
+//
+// go-containerregistry's remote and authn packages are dependencies (for
+// types), but the client is not theirs, for reasons that still hold:
+//   - Pull is a failover over several mirrors, blob by blob, with a stall
+//     watchdog on every request and response body, uploads included, and
+//     the next mirror as the retry. remote retries and backs off on its
+//     own, and as an http.RoundTripper the watchdog would not see the
+//     response body being read after RoundTrip returns.
+//   - remote.List follows Link pages with no bound on pages or tags; its
+//     transports attach credentials by host[:port] without the scheme,
+//     so a same-host redirect from HTTPS to HTTP would still carry them.
+//     Both need the checks above around it anyway.
+//   - authn.DefaultKeychain runs credential helpers with the whole process
+//     environment; dvpc must withhold its DVPC_ variables, so the keychain
+//     would be ours in any case.
+//   - Push orders blobs, manifests and signatures so a mirror never names
+//     a manifest whose blobs are missing, mounts across repositories and
+//     checks the digests the registry names; remote.Write decides its own
+//     order. Its behaviour is pinned by the tests against real registries
+//     (TestAuthBasic, TestAuthBearer, TestDockerHub, TestHostileMirrors).
+//
+// Replacing the client would change every request those tests pin down,
+// for no gain in what a hostile registry can do; the bounds above are
+// tested in network_test.go.
 //
 // [Push] sends a mirror what it lacks, blobs first, then the manifests and
 // their tags, then the signatures, so a mirror never names a manifest whose

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,26 +118,13 @@ func CopyTo(ctx context.Context, src image.Source, dst *LocalMirror, opts PushOp
 	return rep, err
 }
 
+// copyOne copies one blob into the local mirror through its own temporary
+// area, no more than its declared size, and commits it only when it matches.
 func copyOne(ctx context.Context, src image.Source, dst *LocalMirror, b image.BlobRef) error {
-	blob, err := src.OpenBlob(ctx, b.Digest)
-	if err != nil {
-		return err
+	_, err := fetchInto(ctx, src, dst, b.Digest, b.Size)
+	var se *storeError
+	if errors.As(err, &se) {
+		return fmt.Errorf("mirror %s: %w", dst, se.err)
 	}
-	defer blob.Close()
-	w, err := dst.CreateBlob(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(w, io.NewSectionReader(blob, 0, blob.Size())); err != nil {
-		w.Abort()
-		return err
-	}
-	d, n, err := w.Commit(ctx)
-	if err != nil {
-		return err
-	}
-	if d != b.Digest || n != b.Size {
-		return &image.DigestError{Want: b.Digest, Got: d, WantSize: b.Size, GotSize: n}
-	}
-	return nil
+	return err
 }

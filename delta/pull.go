@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -773,25 +774,14 @@ func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (i
 	defer release()
 	for _, m := range ms {
 		start := time.Now()
-		blob, err := m.ep.OpenBlob(ctx, b.digest)
-		if err == nil && blob.Size() != b.size {
-			blob.Close()
-			err = &image.DigestError{Want: b.digest, WantSize: b.size, GotSize: blob.Size()}
-		}
+		n, err := fetchInto(ctx, m.ep, dst, b.digest, b.size)
 		if err != nil {
 			if ctx.Err() != nil {
 				return 0, "", ctx.Err()
 			}
-			fo.fail(m, b.digest, err)
-			errs = append(errs, err)
-			continue
-		}
-		n, err := writeBlob(ctx, dst, b, io.NewSectionReader(blob, 0, blob.Size()))
-		blob.Close()
-		if err != nil {
-			var de *image.DigestError
-			if !errors.As(err, &de) {
-				return 0, "", err // the store failed, not the mirror
+			var se *storeError
+			if errors.As(err, &se) {
+				return 0, "", se.err // the store failed, not the mirror
 			}
 			fo.fail(m, b.digest, err)
 			errs = append(errs, err)
@@ -803,6 +793,91 @@ func copyBlob(ctx context.Context, fo *failover, dst image.Store, b wantBlob) (i
 		return n, m.ep.String(), nil
 	}
 	return 0, "", &noSourceError{digest: b.digest, errs: errs}
+}
+
+// blobFetcher is a source that streams a blob of a declared size into a
+// writer, never writing more than that size: a [Registry].
+type blobFetcher interface {
+	FetchBlob(ctx context.Context, d image.Digest, size int64, w io.Writer) (int64, error)
+}
+
+var _ blobFetcher = (*Registry)(nil)
+
+// storeError is a failure of the store written to, not of the source.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// storeWriter remembers the store's write error, to tell it apart from
+// the source's.
+type storeWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (w *storeWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// fetchInto copies blob d, of the declared size, from src into dst. The
+// bytes go straight into dst's own temporary area (its CreateBlob), never
+// more than size of them, and are committed only when they match d: a
+// source that sends more, less or other bytes is refused and what it sent
+// is dropped. Failures of dst are returned as a *storeError.
+func fetchInto(ctx context.Context, src image.Source, dst image.Store, d image.Digest, size int64) (int64, error) {
+	w, err := dst.CreateBlob(ctx)
+	if err != nil {
+		return 0, &storeError{err}
+	}
+	sw := &storeWriter{w: w}
+	if f, ok := src.(blobFetcher); ok {
+		_, err = f.FetchBlob(ctx, d, size, sw)
+	} else {
+		err = copySized(ctx, src, d, size, sw)
+	}
+	if err != nil {
+		w.Abort()
+		if sw.err != nil {
+			return 0, &storeError{sw.err}
+		}
+		return 0, err
+	}
+	got, n, err := w.Commit(ctx)
+	if err != nil {
+		return 0, &storeError{err}
+	}
+	if got != d || n != size {
+		return 0, &image.DigestError{Want: d, Got: got, WantSize: size, GotSize: n}
+	}
+	return n, nil
+}
+
+// copySized copies blob d from src into w when it has the declared size
+// and its bytes match d; w gets at most size bytes.
+func copySized(ctx context.Context, src image.Source, d image.Digest, size int64, w io.Writer) error {
+	blob, err := src.OpenBlob(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer blob.Close()
+	if blob.Size() != size {
+		return &image.DigestError{Want: d, WantSize: size, GotSize: blob.Size()}
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(w, h), io.NewSectionReader(blob, 0, size)); err != nil {
+		return fmt.Errorf("read blob %s: %w", d, err)
+	}
+	var got image.Digest
+	h.Sum(got[:0])
+	if got != d {
+		return &image.DigestError{Want: d, Got: got, WantSize: size, GotSize: size}
+	}
+	return nil
 }
 
 // noSourceError means no mirror served a blob intact; errs says what each

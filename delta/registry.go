@@ -35,8 +35,31 @@ var manifestAccept = strings.Join([]string{
 	string(types.DockerManifestList),
 }, ", ")
 
-// maxManifest bounds the manifests read from a registry.
-const maxManifest = 4 << 20
+// What a registry may make dvpc read or keep is bounded, so that a hostile
+// mirror cannot fill the disk or the memory.
+const (
+	// maxManifest bounds one manifest read from a registry.
+	maxManifest = 4 << 20
+	// maxManifestCache bounds the bytes of manifests a [Registry] keeps
+	// for later reads; past it, manifests are read again when asked for.
+	maxManifestCache = 64 << 20
+	// maxTagPage bounds one page of the tag list.
+	maxTagPage = 16 << 20
+	// maxTagPages and maxTags bound the tag list: a registry that keeps
+	// answering with a next page is refused.
+	maxTagPages = 1000
+	maxTags     = 100_000
+	// maxRedirects bounds the redirects followed for one request.
+	maxRedirects = 10
+)
+
+// ErrInsecureRedirect means a registry redirected, or linked, a request
+// from HTTPS to plain HTTP, or a link named another origin; it is refused.
+var ErrInsecureRedirect = errors.New("refused to leave the registry's origin or its encryption")
+
+// ErrTooLarge means a registry declared or sent more than dvpc accepts: a
+// blob larger than its declared size, a tag list without end.
+var ErrTooLarge = errors.New("more than declared or allowed")
 
 // RegistryOptions tune [NewRegistry].
 type RegistryOptions struct {
@@ -50,23 +73,33 @@ type RegistryOptions struct {
 	// Timeout is how long a request may go without progress before it
 	// fails with [ErrStalled]; 0 means [DefaultTimeout].
 	Timeout time.Duration
+	// TempDir is where [Registry.OpenBlob] keeps a blob while it is
+	// checked; "" means os.TempDir(). A pull writes blobs straight into
+	// the store instead (see [Registry.FetchBlob]).
+	TempDir string
 }
 
 // Registry is one repository of an OCI registry used as a mirror. It is a
 // read-only [image.Source]; [Push] writes to it.
 type Registry struct {
-	host    string // host[:port], as named
-	apiHost string // where the registry API answers: host, but for Docker Hub
-	path    string // repository path
-	scheme  string
-	kc      Keychain
-	hc      *http.Client
-	timeout time.Duration
+	host     string // host[:port], as named
+	apiHost  string // where the registry API answers: host, but for Docker Hub
+	path     string // repository path
+	scheme   string
+	origin   string // scheme://host:port of the registry API: what credentials go to
+	kc       Keychain
+	hc       *http.Client
+	timeout  time.Duration
+	tempDir  string
+	insecure bool // plain HTTP allowed beyond loopback
 
-	mu        sync.Mutex
-	creds     *Credentials
-	authz     map[string]string         // Authorization header by scope set
-	manifests map[image.Digest]manifest // read or written, verified
+	mu         sync.Mutex
+	creds      *Credentials
+	authz      map[string]string         // Authorization header by scope set
+	manifests  map[image.Digest]manifest // read or written, verified
+	cacheBytes int64                     // of manifests, at most cacheLimit
+	cacheLimit int64                     // maxManifestCache
+	sizes      map[image.Digest]int64    // blob sizes the cached manifests declare
 }
 
 type manifest struct {
@@ -98,7 +131,8 @@ func NewRegistry(ref string, opts RegistryOptions) (*Registry, error) {
 		}
 	}
 	r := &Registry{host: host, apiHost: host, path: path, scheme: "https", kc: opts.Keychain,
-		authz: map[string]string{}, manifests: map[image.Digest]manifest{}}
+		tempDir: opts.TempDir, insecure: opts.Insecure, authz: map[string]string{}, manifests: map[image.Digest]manifest{},
+		sizes: map[image.Digest]int64{}, cacheLimit: maxManifestCache}
 	if slices.Contains(hubNames, host) {
 		r.host, r.apiHost = hubHost, hubAPIHost
 	}
@@ -116,8 +150,39 @@ func NewRegistry(ref string, opts RegistryOptions) (*Registry, error) {
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	r.hc = &http.Client{Transport: rt}
+	r.hc = &http.Client{Transport: rt, CheckRedirect: checkRedirect}
+	r.origin = originOf(&url.URL{Scheme: r.scheme, Host: r.apiHost})
 	return r, nil
+}
+
+// originOf returns a URL's origin, "scheme://host:port", with the port
+// spelled out: credentials are sent only to the registry's own origin.
+func originOf(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// checkRedirect refuses a redirect from HTTPS to plain HTTP, and drops the
+// Authorization header when the redirect leaves the origin of the first
+// request (the registry, or its token realm): a blob served from a CDN gets
+// no credentials. The Go client itself keeps the header for another port of
+// the same host.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	for _, v := range via {
+		if v.URL.Scheme == "https" && req.URL.Scheme != "https" {
+			return fmt.Errorf("redirect from %s to %s: %w", originOf(v.URL), originOf(req.URL), ErrInsecureRedirect)
+		}
+	}
+	if originOf(req.URL) != originOf(via[0].URL) {
+		req.Header.Del("Authorization")
+	}
+	return nil
 }
 
 // Docker Hub is named docker.io (or index.docker.io); its API answers at
@@ -191,6 +256,16 @@ func (e *HTTPError) Error() string {
 // [ErrStalled]; the response body must be closed.
 func (r *Registry) do(ctx context.Context, scopes []string, method, u string, body func() io.Reader, size int64, hdr map[string]string, codes ...int) (*http.Response, error) {
 	key := strings.Join(scopes, " ")
+	pu, err := url.Parse(u)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s %s: %w", r, method, u, err)
+	}
+	if r.scheme == "https" && pu.Scheme != "https" {
+		return nil, fmt.Errorf("%s: %s %s: %w", r, method, u, ErrInsecureRedirect)
+	}
+	// Credentials go to the registry's own origin only: an upload location
+	// on another host gets none (it carries its own token, if any).
+	own := originOf(pu) == r.origin
 	for attempt := 0; ; attempt++ {
 		rctx, wd := watch(ctx, r.timeout)
 		var rd io.Reader
@@ -214,7 +289,7 @@ func (r *Registry) do(ctx context.Context, scopes []string, method, u string, bo
 		r.mu.Lock()
 		authz := r.authz[key]
 		r.mu.Unlock()
-		if authz != "" {
+		if authz != "" && own {
 			req.Header.Set("Authorization", authz)
 		}
 		resp, err := r.hc.Do(req)
@@ -225,7 +300,9 @@ func (r *Registry) do(ctx context.Context, scopes []string, method, u string, bo
 		}
 		wd.kick()
 		resp.Body = &watchedBody{Reader: wd.reader(rctx, resp.Body), body: resp.Body, w: wd}
-		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && originOf(resp.Request.URL) == r.origin {
+			// Only the registry's own challenge is answered: a host it
+			// redirected to gets no credentials.
 			ch := parseChallenge(resp.Header.Get("WWW-Authenticate"))
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 			resp.Body.Close()
@@ -263,11 +340,15 @@ func (r *Registry) get(ctx context.Context, method, u string, hdr map[string]str
 }
 
 // Tags lists the repository's tags; a repository that does not exist yet
-// has none.
+// has none. The list is bounded ([maxTagPages] pages, [maxTags] tags), and
+// a next page is followed only on the registry's own origin.
 func (r *Registry) Tags(ctx context.Context) ([]string, error) {
 	var tags []string
 	next := r.url("/tags/list?n=1000")
-	for next != "" {
+	for pages := 0; next != ""; pages++ {
+		if pages == maxTagPages {
+			return nil, fmt.Errorf("%s: list tags: more than %d pages: %w", r, maxTagPages, ErrTooLarge)
+		}
 		resp, err := r.get(ctx, http.MethodGet, next, nil)
 		if errors.Is(err, image.ErrNotFound) && len(tags) == 0 {
 			return nil, nil
@@ -278,7 +359,7 @@ func (r *Registry) Tags(ctx context.Context) ([]string, error) {
 		var page struct {
 			Tags []string `json:"tags"`
 		}
-		err = json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&page)
+		err = json.NewDecoder(io.LimitReader(resp.Body, maxTagPage)).Decode(&page)
 		link := resp.Header.Get("Link")
 		reqURL := resp.Request.URL
 		resp.Body.Close()
@@ -286,16 +367,35 @@ func (r *Registry) Tags(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("%s: list tags: %w", r, err)
 		}
 		tags = append(tags, page.Tags...)
-		next = ""
-		if strings.Contains(link, `rel="next"`) {
-			if i, j := strings.Index(link, "<"), strings.Index(link, ">"); i >= 0 && j > i {
-				if nu, err := reqURL.Parse(link[i+1 : j]); err == nil {
-					next = nu.String()
-				}
-			}
+		if len(tags) > maxTags {
+			return nil, fmt.Errorf("%s: list tags: more than %d tags: %w", r, maxTags, ErrTooLarge)
+		}
+		if next, err = r.nextPage(reqURL, link); err != nil {
+			return nil, fmt.Errorf("%s: list tags: %w", r, err)
 		}
 	}
 	return tags, nil
+}
+
+// nextPage returns the rel="next" target of a Link header, resolved
+// against the page's URL; "" when there is none. A target on another
+// origin (host, port or scheme) is refused.
+func (r *Registry) nextPage(page *url.URL, link string) (string, error) {
+	if !strings.Contains(link, `rel="next"`) {
+		return "", nil
+	}
+	i, j := strings.Index(link, "<"), strings.Index(link, ">")
+	if i < 0 || j < i {
+		return "", fmt.Errorf("bad Link header %q", link)
+	}
+	nu, err := page.Parse(link[i+1 : j])
+	if err != nil {
+		return "", fmt.Errorf("bad Link header %q: %w", link, err)
+	}
+	if originOf(nu) != r.origin {
+		return "", fmt.Errorf("next page on %s, not the registry's %s: %w", originOf(nu), r.origin, ErrInsecureRedirect)
+	}
+	return nu.String(), nil
 }
 
 // Refs implements [image.Source]: every tag with its manifest. Manifests are
@@ -381,10 +481,35 @@ func (r *Registry) getManifest(ctx context.Context, ref string, want *image.Dige
 		mt = image.ManifestType
 	}
 	m := manifest{raw: raw, mediaType: mt}
-	r.mu.Lock()
-	r.manifests[got] = m
-	r.mu.Unlock()
+	r.keep(got, m)
 	return got, m, nil
+}
+
+// keep caches a verified manifest, and the sizes it declares for its blobs,
+// while the cache holds less than [maxManifestCache] bytes.
+func (r *Registry) keep(d image.Digest, m manifest) {
+	var parsed v1.Manifest
+	json.Unmarshal(m.raw, &parsed) // a key blob or an index declares nothing
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.manifests[d]; ok || r.cacheBytes+int64(len(m.raw)) > r.cacheLimit {
+		return
+	}
+	r.manifests[d] = m
+	r.cacheBytes += int64(len(m.raw))
+	for _, desc := range append([]v1.Descriptor{parsed.Config}, parsed.Layers...) {
+		if bd, err := image.DigestFromHash(desc.Digest); err == nil && desc.Size >= 0 {
+			r.sizes[bd] = desc.Size
+		}
+	}
+}
+
+// declaredSize is the size a cached manifest gives blob d.
+func (r *Registry) declaredSize(d image.Digest) (int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, ok := r.sizes[d]
+	return n, ok
 }
 
 func (r *Registry) cached(d image.Digest) (manifest, bool) {
@@ -394,10 +519,12 @@ func (r *Registry) cached(d image.Digest) (manifest, bool) {
 	return m, ok
 }
 
-// OpenBlob implements [image.Source]. The whole blob is downloaded to an
-// unnamed temporary file and checked against d before it is served; a blob
-// whose bytes do not match returns an [*image.DigestError]. Manifests are
-// served too.
+// OpenBlob implements [image.Source]. The whole blob is downloaded to a
+// temporary file (in [RegistryOptions.TempDir]) and checked against d before
+// it is served; a blob whose bytes do not match returns an
+// [*image.DigestError]. No more is read than the blob's declared size: the
+// size a manifest read from this registry gives it, else the response's
+// Content-Length; a blob with neither is refused. Manifests are served too.
 func (r *Registry) OpenBlob(ctx context.Context, d image.Digest) (image.Blob, error) {
 	if m, ok := r.cached(d); ok {
 		return memBlob{bytes.NewReader(m.raw)}, nil
@@ -413,24 +540,78 @@ func (r *Registry) OpenBlob(ctx context.Context, d image.Digest) (image.Blob, er
 		return nil, err
 	}
 	defer resp.Body.Close()
-	f, err := os.CreateTemp("", "dvpc-blob-*")
+	size, ok := r.declaredSize(d)
+	if !ok {
+		if size = resp.ContentLength; size < 0 {
+			return nil, fmt.Errorf("%s: blob %s: no declared size: %w", r, d, ErrTooLarge)
+		}
+	}
+	f, err := os.CreateTemp(r.tempDir, "dvpc-blob-*")
 	if err != nil {
+		return nil, fmt.Errorf("%s: blob %s: %w", r, d, err)
+	}
+	b := &fileBlob{File: f}
+	if b.size, err = r.readBlob(resp, d, size, f); err != nil {
+		b.Close()
 		return nil, err
 	}
-	os.Remove(f.Name()) // unnamed: it goes when closed
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), resp.Body)
+	return b, nil
+}
+
+// FetchBlob streams blob d, of the declared size, into w and checks it
+// against d. It never writes more than size bytes to w: a registry that
+// announces or sends more is refused with an error naming it and the blob,
+// which wraps [ErrTooLarge] and an [*image.DigestError]. On an error, w may
+// hold part of the blob.
+func (r *Registry) FetchBlob(ctx context.Context, d image.Digest, size int64, w io.Writer) (int64, error) {
+	if m, ok := r.cached(d); ok && int64(len(m.raw)) == size {
+		n, err := w.Write(m.raw)
+		return int64(n), err
+	}
+	resp, err := r.get(ctx, http.MethodGet, r.url("/blobs/"+d.String()), nil)
+	if errors.Is(err, image.ErrNotFound) && size <= maxManifest {
+		if _, m, merr := r.getManifest(ctx, d.String(), &d); merr == nil {
+			if int64(len(m.raw)) != size {
+				return 0, fmt.Errorf("%s: %w", r, &image.DigestError{Want: d, Got: d, WantSize: size, GotSize: int64(len(m.raw))})
+			}
+			n, err := w.Write(m.raw)
+			return int64(n), err
+		}
+	}
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: blob %s: %w", r, d, err)
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return r.readBlob(resp, d, size, w)
+}
+
+// readBlob copies a blob's response body of the declared size into w,
+// reading no more than size bytes, and checks it against d.
+func (r *Registry) readBlob(resp *http.Response, d image.Digest, size int64, w io.Writer) (int64, error) {
+	if cl := resp.ContentLength; cl >= 0 && cl != size {
+		return 0, fmt.Errorf("%s: blob %s: announces %d bytes, %d declared: %w: %w", r, d, cl, size,
+			ErrTooLarge, &image.DigestError{Want: d, WantSize: size, GotSize: cl})
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(resp.Body, size))
+	if err != nil {
+		return n, fmt.Errorf("%s: blob %s: %w", r, d, err)
 	}
 	var got image.Digest
 	h.Sum(got[:0])
-	if got != d {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", r, &image.DigestError{Want: d, Got: got, WantSize: -1, GotSize: n})
+	if n < size {
+		return n, fmt.Errorf("%s: %w", r, &image.DigestError{Want: d, Got: got, WantSize: size, GotSize: n})
 	}
-	return &fileBlob{File: f, size: n}, nil
+	// One byte more, and the registry sends more than it declared.
+	var more [1]byte
+	if k, _ := io.ReadFull(resp.Body, more[:]); k > 0 {
+		return n, fmt.Errorf("%s: blob %s: sends more than the %d bytes declared: %w: %w", r, d, size,
+			ErrTooLarge, &image.DigestError{Want: d, WantSize: size, GotSize: size + 1})
+	}
+	if got != d {
+		return n, fmt.Errorf("%s: %w", r, &image.DigestError{Want: d, Got: got, WantSize: -1, GotSize: n})
+	}
+	return n, nil
 }
 
 type memBlob struct{ *bytes.Reader }
@@ -443,6 +624,16 @@ type fileBlob struct {
 }
 
 func (b *fileBlob) Size() int64 { return b.size }
+
+// Close closes and removes the temporary file. It is removed only now, as
+// an open file cannot be removed on Windows.
+func (b *fileBlob) Close() error {
+	err := b.File.Close()
+	if rerr := os.Remove(b.Name()); err == nil {
+		err = rerr
+	}
+	return err
+}
 
 // StatBlob implements [image.Source] with a HEAD request.
 func (r *Registry) StatBlob(ctx context.Context, d image.Digest) (int64, error) {

@@ -65,14 +65,18 @@ func TestPullStalledMirrors(t *testing.T) {
 		<-r.Context().Done()
 		return true
 	}, nil).Listener.Addr().String()
+	packSize, err := h.s.lay.StatBlob(ctx, h.pack)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Answers everything but the largest pack, of which it sends the
-	// headers and 1000 bytes, then nothing.
+	// headers (its true length) and 1000 bytes, then nothing.
 	stall := hostileProxy(t, h.reg, func(w http.ResponseWriter, r *http.Request) bool {
 		m := blobPathRE.FindStringSubmatch(r.URL.Path)
 		if m == nil || m[1] != h.pack.String() || r.Method != http.MethodGet {
 			return false
 		}
-		w.Header().Set("Content-Length", strconv.Itoa(2<<20))
+		w.Header().Set("Content-Length", strconv.FormatInt(packSize, 10))
 		w.WriteHeader(http.StatusOK)
 		w.Write(make([]byte, 1000))
 		w.(http.Flusher).Flush()
