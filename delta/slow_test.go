@@ -58,7 +58,9 @@ func timedMirror(t *testing.T, addr string, timeout time.Duration) *Registry {
 func TestPullStalledMirrors(t *testing.T) {
 	ctx := context.Background()
 	h := newSlowSet(t)
-	const timeout = 300 * time.Millisecond
+	// Long enough that the honest registry, on a loaded machine, never looks
+	// stalled; the mute and stalling proxies stall however long it is.
+	const timeout = 2 * time.Second
 
 	// Accepts the connection, never answers.
 	mute := hostileProxy(t, h.reg, func(w http.ResponseWriter, r *http.Request) bool {

@@ -70,7 +70,7 @@ func TestMirrors(t *testing.T) {
 	// Mirror b is not named: the new store takes it from the mirror list
 	// recorded in the newest snapshot.
 	fresh := cli.onStore(filepath.Join(dir, "new-pc"))
-	r = fresh.must("--timeout", "500ms", "pull", mute.Addr().String()+"/dvpc/home", urls[0])
+	r = fresh.must("--timeout", "2s", "pull", mute.Addr().String()+"/dvpc/home", urls[0])
 	if !strings.Contains(r.stderr, mute.Addr().String()) || !strings.Contains(r.stderr, "mirror stalled") {
 		t.Errorf("pull with a mute mirror should name it as stalled:\n%s", r)
 	}
