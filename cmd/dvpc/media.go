@@ -26,6 +26,7 @@ type mediaOpts struct {
 	span      bool
 	yes       bool
 	noClients bool
+	details   bool
 }
 
 func mediaCommand(g *globals) *cli.Command {
@@ -34,6 +35,7 @@ func mediaCommand(g *globals) *cli.Command {
 		&cli.StringFlag{Name: "snapshots", Value: "all", Usage: "which snapshots to carry: latest, all, or since DATE", Destination: &o.snapshots},
 		&cli.StringFlag{Name: "clients", Usage: "also carry the dvpc-* client binaries in `DIR` (see make clients)", Destination: &o.clients},
 		&cli.BoolFlag{Name: "no-clients", Usage: "carry no dvpc programs, only the store and its pages", Destination: &o.noClients},
+		&cli.BoolFlag{Name: "public-details", Usage: "list the snapshots (times, host, file counts, sizes) on the medium's pages, for anyone who finds it to read", Destination: &o.details},
 	}
 	return &cli.Command{
 		Name:  "media",
@@ -100,7 +102,7 @@ func (g *globals) mediaPlan(ctx context.Context, o mediaOpts, medium string) (*i
 		repo.Close()
 		return nil, nil, err
 	}
-	popts := media.PlanOptions{ClientsDir: o.clients, Medium: medium}
+	popts := media.PlanOptions{ClientsDir: o.clients, Medium: medium, PublicDetails: o.details}
 	if !o.noClients {
 		if popts.Self, err = os.Executable(); err != nil {
 			repo.Close()
