@@ -116,7 +116,7 @@ func (g *globals) mediaPlan(ctx context.Context, o mediaOpts, medium string) (*i
 		repo.Close()
 		return nil, nil, err
 	}
-	if len(plan.Clients) == 1 && !o.noClients {
+	if len(plan.Page.Clients) == 1 && !o.noClients {
 		fmt.Fprintf(g.stderr, "the %s carries only the dvpc program for %s/%s; `make clients` and --clients DIR add the others (its pages say how to get them)\n",
 			medium, runtime.GOOS, runtime.GOARCH)
 	}
