@@ -221,7 +221,7 @@ func classifyCode(ctx context.Context, err error, cmd string) (int, string) {
 	case errors.Is(err, image.ErrWrongPassphrase):
 		return exitPassphrase, "check DVPC_PASSPHRASE_FILE / DVPC_PASSPHRASE, or type one of your recovery codes instead of the passphrase"
 	case errors.Is(err, media.ErrNotRegular):
-		return exitIntegrity, "a dvpc medium holds only regular files and directories: someone put links or special files on this one; read it with a dvpc you trust and check it with `dvpc attach`"
+		return exitIntegrity, "a dvpc medium holds only regular files and directories, so this one was altered; read the disc, image or key itself rather than this copy"
 	case errors.Is(err, media.ErrDamaged):
 		return exitIntegrity, "the medium is damaged or cut short; `dvpc attach MEDIUM` lists the snapshots that restore whole"
 	case errors.As(err, &pe), errors.As(err, &rp):

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,6 +260,38 @@ func TestMediaSignedPrograms(t *testing.T) {
 		r := f.cli.expect(exitIntegrity, "attach", root)
 		if !strings.Contains(r.stdout, "BAD PROGRAM program "+c.want) {
 			t.Errorf("%s: attach does not say %q:\n%s", c.name, c.want, r)
+		}
+	}
+}
+
+// TestMediaDirSpecialFiles reads an extracted disc in which a blob is a
+// FIFO that no one writes, and another a symbolic link out of the medium:
+// restore fails at once as damage (6), naming the file, instead of
+// hanging or reading outside.
+func TestMediaDirSpecialFiles(t *testing.T) {
+	osirrox := requireTool(t, "osirrox", "xorriso")
+	f := newMediaFixture(t)
+	iso := filepath.Join(t.TempDir(), "disc.iso")
+	f.cli.must("media", "iso", "--out", iso, "--no-clients")
+	pack, _ := f.largestPack(t)
+	for _, c := range []struct {
+		name, want string
+		make       func(blob string) error
+	}{
+		{"FIFO", "a FIFO: not a regular file", func(blob string) error { return syscall.Mkfifo(blob, 0o644) }},
+		{"link", "a symbolic link: not a regular file", func(blob string) error { return os.Symlink(pack, blob) }},
+	} {
+		ext := extractISO(t, osirrox, iso)
+		blob := filepath.Join(ext, "store", "blobs", "sha256", filepath.Base(pack))
+		if err := os.Remove(blob); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.make(blob); err != nil {
+			t.Fatal(err)
+		}
+		r := f.cli.onStore(ext).expect(exitIntegrity, "restore", "latest", "--to", filepath.Join(t.TempDir(), "out"))
+		if !strings.Contains(r.stderr, filepath.Base(pack)+": "+c.want) {
+			t.Errorf("%s: restore does not name the blob:\n%s", c.name, r)
 		}
 	}
 }
