@@ -127,7 +127,8 @@ func CheckClients(fsys fs.FS, signer string) (good []string, bad []*ClientError,
 		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("list %s: %w", ClientsDir, err)
+		// A medium cut short or damaged: its programs cannot be checked.
+		return nil, []*ClientError{{Path: ClientsDir, Err: err}}, nil
 	}
 	names := map[string]bool{}
 	for _, e := range ents {

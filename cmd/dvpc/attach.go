@@ -101,6 +101,9 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		for _, p := range probs {
 			perr = append(perr, p.Error())
 		}
+		if programs == nil {
+			programs = []string{}
+		}
 		bad := []map[string]string{}
 		for _, p := range badPrograms {
 			bad = append(bad, map[string]string{"path": p.Path, "error": p.Error()})
