@@ -48,6 +48,7 @@ var hostDevices = devEnv{sys: "/sys", mountinfo: "/proc/self/mountinfo", mounts:
 type usbDevice struct {
 	node      string // the device node, symlinks resolved
 	name      string // the kernel's name, such as sdb
+	dev       string // its "major:minor", which the node and sysfs agree on
 	size      int64
 	model     string
 	removable bool
@@ -76,8 +77,7 @@ func writeUSBDevice(ctx context.Context, env devEnv, dev string, esp, data Conte
 	if !yes {
 		return fmt.Errorf("write USB key %s: erasing %s (%s) %w", dev, d.model, HumanBytes(d.size), ErrNotConfirmed)
 	}
-	// O_EXCL on a block device fails while the kernel has it mounted.
-	f, err := os.OpenFile(d.node, os.O_RDWR|os.O_EXCL, 0)
+	f, err := d.open()
 	if err != nil {
 		return fmt.Errorf("write USB key %s: %w", dev, err)
 	}
@@ -110,7 +110,42 @@ func (env devEnv) inspect(dev string) (*usbDevice, error) {
 	if fi.Mode()&fs.ModeDevice == 0 || fi.Mode()&fs.ModeCharDevice != 0 {
 		return nil, fmt.Errorf("%s is not a block device", dev)
 	}
-	return env.inspectName(node, filepath.Base(node))
+	num, ok := devNumber(fi)
+	if !ok {
+		return nil, fmt.Errorf("%s: no device number", dev)
+	}
+	d, err := env.inspectName(node, filepath.Base(node))
+	if err != nil {
+		return nil, err
+	}
+	// The checks read sysfs by the node's name; the node must be that
+	// device, not one named after it.
+	if num != d.dev {
+		return nil, fmt.Errorf("%s is device %s, but sysfs's %s is %s; give the device's own node, /dev/%s", dev, num, d.name, d.dev, d.name)
+	}
+	return d, nil
+}
+
+// open opens the device that was checked for writing, and makes sure it
+// is still that device: the node is opened by its path, which may have
+// been replaced since the checks.
+func (d *usbDevice) open() (*os.File, error) {
+	// O_EXCL on a block device fails while the kernel has it mounted.
+	f, err := os.OpenFile(d.node, os.O_RDWR|os.O_EXCL, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	num, ok := devNumber(fi)
+	if fi.Mode()&fs.ModeDevice == 0 || fi.Mode()&fs.ModeCharDevice != 0 || !ok || num != d.dev {
+		f.Close()
+		return nil, fmt.Errorf("%s changed after it was checked: it is no longer block device %s (%s); nothing was written", d.node, d.dev, d.name)
+	}
+	return f, nil
 }
 
 // inspectName checks the block device the kernel calls name.
@@ -127,7 +162,7 @@ func (env devEnv) inspectName(node, name string) (*usbDevice, error) {
 		return nil, fmt.Errorf("%s is a partition of %s; give the whole device, /dev/%s", name, b.disk, b.disk)
 	}
 	dir := filepath.Join(env.sys, "block", name)
-	d := &usbDevice{node: node, name: name}
+	d := &usbDevice{node: node, name: name, dev: readSys(dir, "dev")}
 	sectors, err := strconv.ParseInt(readSys(dir, "size"), 10, 64)
 	if err != nil || sectors <= 0 {
 		return nil, fmt.Errorf("%s: no size in sysfs (%q)", name, readSys(dir, "size"))

@@ -25,6 +25,14 @@ type Medium struct {
 	// end (see [Medium.Damage]).
 	fsys      fs.FS
 	end, want int64
+	// programs are the file systems that carry a program folder, by
+	// where they are on the medium ("" for the one holding the store).
+	programs []programFS
+}
+
+type programFS struct {
+	where string
+	fsys  fs.FS
 }
 
 // Close releases the medium.
@@ -69,8 +77,10 @@ func Open(p string) (*Medium, error) {
 		}
 		fsys, m.Label, m.close = usb.FS(), "DVPC", usb.Close
 		m.end, m.want = usb.Size()
+		m.programs = append(m.programs, programFS{where: "EFI partition", fsys: usb.ESPFS()})
 	}
 	m.fsys = fsys
+	m.programs = append([]programFS{{fsys: fsys}}, m.programs...)
 	if err := m.attachFS(fsys); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", p, err)
@@ -89,10 +99,44 @@ func openDir(p string) (*Medium, error) {
 		m.Store = lay
 		return m, nil
 	}
-	if err := m.attachFS(os.DirFS(p)); err != nil {
+	fsys, err := openDirFS(p)
+	if err != nil {
+		return nil, err
+	}
+	m.close = fsys.Close
+	if err := m.attachFS(fsys); err != nil {
+		fsys.Close()
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
+	m.programs = []programFS{{fsys: fsys}}
 	return m, nil
+}
+
+// CheckPrograms checks the signature of every program the medium carries
+// (on a USB key, on both partitions) against signer, the store's public
+// signing key as its unlocked key blob gives it (see [CheckClients]). It
+// returns the programs that passed and an error for each file that did
+// not, its path prefixed with the partition it is on when that is not
+// the one holding the store.
+func (m *Medium) CheckPrograms(signer string) (good []string, bad []*ClientError, err error) {
+	for _, p := range m.programs {
+		g, b, err := CheckClients(p.fsys, signer)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", m.Path, err)
+		}
+		for i := range g {
+			if p.where != "" {
+				g[i] = p.where + ": " + g[i]
+			}
+		}
+		for _, e := range b {
+			if p.where != "" {
+				e.Path = p.where + ": " + e.Path
+			}
+		}
+		good, bad = append(good, g...), append(bad, b...)
+	}
+	return good, bad, nil
 }
 
 func (m *Medium) attachFS(fsys fs.FS) error {

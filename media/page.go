@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/dvpc/dvpc/image"
 )
 
 // PageSnapshot is one snapshot as the disc's index page shows it.
@@ -21,17 +23,26 @@ type PageSnapshot struct {
 	Bytes int64
 }
 
-// Page is what index.html and README.txt describe.
+// Page is what index.html and README.txt describe. By default they show
+// only what identifies the medium and how to use it: its label, store ID,
+// signer, programs and the commands to type. The snapshots (times, host,
+// file counts and sizes) are shown only with PublicDetails; otherwise dvpc
+// shows them once the medium is unlocked.
 type Page struct {
 	Label     string
 	StoreID   string
 	Signer    string // OpenSSH public key of the snapshot signer
 	Signature string // its SHA256 fingerprint
 	Snapshots []PageSnapshot
-	Clients   []string // paths of the dvpc clients on the medium, such as "dvpc/dvpc-linux-amd64"
-	Disc      int      // this disc's number in a set; 0 when not spanned
-	Discs     int
-	Medium    string // MediumDVD or MediumUSB
+	// PublicDetails shows Snapshots to anyone who reads the medium.
+	PublicDetails bool
+	Clients       []string // paths of the dvpc clients on the medium, such as "dvpc/dvpc-linux-amd64"
+	// ClientSignature is the SHA256 fingerprint of the key the clients are
+	// signed with, as `ssh-keygen -Y verify` reports it.
+	ClientSignature string
+	Disc            int // this disc's number in a set; 0 when not spanned
+	Discs           int
+	Medium          string // MediumDVD or MediumUSB
 }
 
 // The media a page describes.
@@ -160,6 +171,38 @@ func (p Page) Systems() []PageSystem {
 	return systems
 }
 
+// private says where the snapshots are listed when the page does not
+// list them.
+func (p Page) private() string {
+	dev := "/dev/sr0"
+	if p.Medium == MediumUSB {
+		dev = "/dev/sdX"
+	}
+	return fmt.Sprintf("Which snapshots this %s holds, when they were taken, on which computer, and their sizes are shown "+
+		"only to whoever unlocks it: `dvpc attach %s` (or the `log` command below) asks for the passphrase or a recovery code, then lists them.", p.Medium, dev)
+}
+
+// checkIntro introduces the command that checks a program with OpenSSH.
+func (p Page) checkIntro() string {
+	example := ClientName("linux", "amd64")
+	if len(p.Clients) > 0 {
+		example = path.Base(p.Clients[0])
+	}
+	return fmt.Sprintf("Each program is signed with the store's key. Before you run one, check it on any computer with OpenSSH "+
+		"(Linux, macOS, Windows 10 and later): in a terminal in the %s folder of this %s (on Windows, in cmd), type, with CLIENT the program's name, such as %s:",
+		ClientsDir, p.Medium, example)
+}
+
+// checkOutcome says what the check must print.
+func (p Page) checkOutcome() string {
+	fp := p.ClientSignature
+	if fp == "" {
+		fp = p.Signature
+	}
+	return fmt.Sprintf("It must print `Good \"%s\" signature for %s with ED25519 key %s`, the signer's fingerprint, which you wrote down. "+
+		"If it prints anything else, do not run the program and do not type your passphrase into it.", image.ClientNamespace, image.ClientPrincipal, fp)
+}
+
 // getClient says how to get a client the medium does not carry, and then
 // run restore.
 func (p Page) getClient(restore string) string {
@@ -217,18 +260,22 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}.fp{word-break:break-all
 <h1>dvpc {{.P.Medium}} {{.P.Label}}{{if .P.Discs}} — disc {{.P.Disc}} of {{.P.Discs}}{{end}}</h1>
 <p>This {{.P.Medium}} holds an encrypted, signed dvpc store: versioned snapshots of a home
 directory. Nothing here can be read without the owner's passphrase or a recovery code.</p>
-<h2>Snapshots</h2>
+{{if .P.PublicDetails}}<h2>Snapshots</h2>
 <table id="snapshots"><thead><tr><th>Snapshot</th><th>Taken</th><th>Host</th><th class="n">Files</th><th class="n">Size</th></tr></thead><tbody>
 {{range .P.Snapshots}}<tr><td><code>{{.ID}}</code></td><td>{{date .Time}}</td><td>{{.Host}}</td><td class="n">{{.Files}}</td><td class="n">{{human .Bytes}}</td></tr>
 {{end}}</tbody></table>
-<h2>Signer</h2>
+{{else}}<p id="snapshots">{{ticks .Private}}</p>
+{{end}}<h2>Signer</h2>
 <p>Every snapshot is signed by this key; check its fingerprint against the one you wrote down:</p>
 <p class="fp"><code>{{.P.Signature}}</code></p>
 <p class="fp"><code>{{.P.Signer}}</code></p>
 <h2>Restore your files</h2>
 <p id="clients">{{if .P.Clients}}The dvpc programs on this {{.P.Medium}}: {{range $i, $c := .P.Clients}}{{if $i}}, {{end}}<code>{{$c}}</code>{{end}}.
 They read this {{.P.Medium}} directly; nothing needs to be installed.{{else}}This {{.P.Medium}} carries no dvpc program.{{end}}</p>
-<ul>
+{{if .P.Clients}}<p id="check">{{ticks .CheckIntro}}</p>
+<pre>{{.CheckLine}}</pre>
+<p>{{ticks .CheckOutcome}}</p>
+{{end}}<ul>
 {{range .Systems}}<li><b>{{.Name}}</b>: the {{$.P.Medium}} appears as <code>{{.Mount}}</code>{{if .Also}} (or <code>{{.Also}}</code>){{end}}.
 {{if .Commands}}Type:
 <pre>{{lines .Commands}}</pre>{{range .Others}}Use <code>{{.}}</code>.<br>{{end}}{{else}}{{ticks .Get}}{{end}}
@@ -256,9 +303,11 @@ func codeSpans(s string) template.HTML {
 func IndexHTML(p Page) ([]byte, error) {
 	var b bytes.Buffer
 	if err := pageTmpl.Execute(&b, struct {
-		P       Page
-		Systems []PageSystem
-	}{p, p.Systems()}); err != nil {
+		P                                   Page
+		Systems                             []PageSystem
+		Private                             string
+		CheckIntro, CheckLine, CheckOutcome string
+	}{p, p.Systems(), p.private(), p.checkIntro(), ClientVerifyLine("CLIENT"), p.checkOutcome()}); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
@@ -275,15 +324,28 @@ func ReadmeTXT(p Page) []byte {
 	}
 	fmt.Fprintf(&b, "\n\nThis %s holds an encrypted, signed dvpc store (store/, an OCI image layout).\n", p.Medium)
 	fmt.Fprintf(&b, "Nothing here can be read without the owner's passphrase or a recovery code.\nindex.html shows the same in a browser.\n\n")
-	fmt.Fprintf(&b, "Snapshots:\n")
-	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	for _, s := range p.Snapshots {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d files\t%s\n", s.ID, s.Time.UTC().Format("2006-01-02 15:04:05 UTC"), s.Host, s.Files, HumanBytes(s.Bytes))
+	if p.PublicDetails {
+		fmt.Fprintf(&b, "Snapshots:\n")
+		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		for _, s := range p.Snapshots {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d files\t%s\n", s.ID, s.Time.UTC().Format("2006-01-02 15:04:05 UTC"), s.Host, s.Files, HumanBytes(s.Bytes))
+		}
+		tw.Flush()
+	} else {
+		for _, l := range wrapText(p.private(), 76) {
+			fmt.Fprintf(&b, "%s\n", l)
+		}
 	}
-	tw.Flush()
 	fmt.Fprintf(&b, "\nSigner: %s\n        %s\n\n", p.Signature, p.Signer)
 	if len(p.Clients) > 0 {
-		fmt.Fprintf(&b, "dvpc programs on this %s: %s\n", p.Medium, strings.Join(p.Clients, ", "))
+		fmt.Fprintf(&b, "dvpc programs on this %s: %s\n\n", p.Medium, strings.Join(p.Clients, ", "))
+		for _, l := range wrapText(p.checkIntro(), 76) {
+			fmt.Fprintf(&b, "%s\n", l)
+		}
+		fmt.Fprintf(&b, "    %s\n", ClientVerifyLine("CLIENT"))
+		for _, l := range wrapText(p.checkOutcome(), 76) {
+			fmt.Fprintf(&b, "%s\n", l)
+		}
 	} else {
 		fmt.Fprintf(&b, "This %s carries no dvpc program.\n", p.Medium)
 	}

@@ -16,9 +16,10 @@ import (
 func samplePage() Page {
 	return Page{
 		Label: "DVPC_20261125", StoreID: "AXR45HSZ7O2RMIC4", Medium: "DVD",
-		Signer:    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMLV5MaNJKuNiHUE1lioc4xWa0ZPkd8fFGLVDeUgQTQl",
-		Signature: "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
-		Clients:   []string{"dvpc/dvpc-linux-amd64", "dvpc/dvpc-windows-amd64.exe"},
+		Signer:        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMLV5MaNJKuNiHUE1lioc4xWa0ZPkd8fFGLVDeUgQTQl",
+		Signature:     "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+		Clients:       []string{"dvpc/dvpc-linux-amd64", "dvpc/dvpc-windows-amd64.exe"},
+		PublicDetails: true,
 		Snapshots: []PageSnapshot{
 			{ID: "0aa47ed2ea34", Time: time.Date(2026, 11, 18, 9, 30, 0, 0, time.UTC), Host: "laptop", Files: 1204, Bytes: 3 << 30},
 			{ID: "c6401544be83", Time: time.Date(2026, 11, 25, 9, 31, 7, 0, time.UTC), Host: "laptop", Files: 1210, Bytes: 3<<30 + 5<<20},
@@ -28,13 +29,41 @@ func samplePage() Page {
 
 // TestIndexHTMLInChromium renders the disc's index page in headless
 // Chromium, as a phone or a strange PC would show it, and checks the text of
-// the rendered page and that a screenshot is drawn.
+// the rendered page and that a screenshot is drawn: with the snapshots
+// listed (--public-details), and by default, without them.
 func TestIndexHTMLInChromium(t *testing.T) {
+	text := renderInChromium(t, samplePage())
+	for _, want := range []string{"0aa47ed2ea34", "c6401544be83", "2026-11-25 09:31:07 UTC", "3.0 GiB", "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+		"Linux", "macOS", "Windows", "dvpc-windows-amd64.exe", "ssh-keygen -Y verify -f allowed_signers -I dvpc -n dvpc-client -s CLIENT.sig &lt; CLIENT"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("rendered page lacks %q", want)
+		}
+	}
+	p := samplePage()
+	p.PublicDetails = false
+	text = renderInChromium(t, p)
+	for _, want := range []string{"SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "DVPC_20261125", "dvpc attach /dev/sr0",
+		"dvpc-windows-amd64.exe", "ssh-keygen -Y verify -f allowed_signers -I dvpc -n dvpc-client -s CLIENT.sig &lt; CLIENT"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("rendered default page lacks %q", want)
+		}
+	}
+	for _, leak := range []string{"0aa47ed2ea34", "c6401544be83", "2026-11", "09:31", "laptop", "1204", "1210", "GiB"} {
+		if strings.Contains(text, leak) {
+			t.Errorf("rendered default page shows %q", leak)
+		}
+	}
+}
+
+// renderInChromium renders p's index page in headless Chromium, checks
+// that a screenshot is drawn and returns the text of the rendered page.
+func renderInChromium(t *testing.T, p Page) string {
+	t.Helper()
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatal("chromium is not installed: apt-get install chromium")
 	}
-	html, err := IndexHTML(samplePage())
+	html, err := IndexHTML(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,19 +89,28 @@ func TestIndexHTMLInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chromium --dump-dom: %v", err)
 	}
-	for _, want := range []string{"0aa47ed2ea34", "c6401544be83", "2026-11-25 09:31:07 UTC", "3.0 GiB", "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
-		"Linux", "macOS", "Windows", "dvpc-windows-amd64.exe"} {
-		if !strings.Contains(string(text), want) {
-			t.Errorf("rendered page lacks %q", want)
-		}
-	}
+	return string(text)
 }
 
 func TestReadme(t *testing.T) {
 	txt := string(ReadmeTXT(samplePage()))
-	for _, want := range []string{"0aa47ed2ea34", "2026-11-25 09:31:07 UTC", "index.html", "restore latest", "\r\n"} {
+	for _, want := range []string{"0aa47ed2ea34", "2026-11-25 09:31:07 UTC", "index.html", "restore latest", "\r\n",
+		"\r\n    ssh-keygen -Y verify -f allowed_signers -I dvpc -n dvpc-client -s CLIENT.sig < CLIENT\r\n"} {
 		if !strings.Contains(txt, want) {
 			t.Errorf("README.txt lacks %q", want)
+		}
+	}
+	p := samplePage()
+	p.PublicDetails = false
+	txt = string(ReadmeTXT(p))
+	for _, leak := range []string{"0aa47ed2ea34", "c6401544be83", "2026-11", "09:31", "laptop", "1204", "1210", "GiB"} {
+		if strings.Contains(txt, leak) {
+			t.Errorf("default README.txt shows %q:\n%s", leak, txt)
+		}
+	}
+	for _, want := range []string{"SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "dvpc attach /dev/sr0", "dvpc/dvpc-windows-amd64.exe"} {
+		if !strings.Contains(txt, want) {
+			t.Errorf("default README.txt lacks %q", want)
 		}
 	}
 }

@@ -24,7 +24,7 @@ type Plan struct {
 	Label   string
 	ModTime time.Time
 	Store   []Entry // under store/
-	Clients []Entry // under dvpc/
+	Clients []Entry // under dvpc/: the programs, their signatures and allowed_signers
 	Page    Page
 }
 
@@ -35,10 +35,14 @@ type PlanOptions struct {
 	Self       string
 	ClientsDir string
 	Medium     string // MediumDVD or MediumUSB
+	// PublicDetails lists the snapshots, with their times, hosts, file
+	// counts and sizes, on the medium's pages, for anyone to read.
+	PublicDetails bool
 }
 
 // NewPlan gathers the store subset for snaps (oldest first), checking every
-// signature on the way.
+// signature on the way, and signs the programs with the store's signing
+// key.
 func NewPlan(ctx context.Context, repo *image.Repo, snaps []*image.Snapshot, opts PlanOptions) (*Plan, error) {
 	if len(snaps) == 0 {
 		return nil, fmt.Errorf("no snapshots to put on the medium: %w", image.ErrNoSnapshot)
@@ -62,10 +66,16 @@ func NewPlan(ctx context.Context, repo *image.Repo, snaps []*image.Snapshot, opt
 		return nil, err
 	}
 	kf := repo.KeyFile()
-	p.Page = Page{Label: p.Label, StoreID: kf.StoreID, Signer: kf.SigningPublic, Signature: fingerprint(kf.SigningPublic), Medium: opts.Medium}
+	p.Page = Page{Label: p.Label, StoreID: kf.StoreID, Signer: kf.SigningPublic, Signature: fingerprint(kf.SigningPublic), Medium: opts.Medium,
+		PublicDetails: opts.PublicDetails, ClientSignature: fingerprint(repo.ClientSigner())}
 	for _, c := range p.Clients {
 		p.Page.Clients = append(p.Page.Clients, c.Path)
 	}
+	signed, sigs, err := signClients(p.Clients, repo)
+	if err != nil {
+		return nil, err
+	}
+	p.Clients = append(signed, sigs...)
 	for _, s := range snaps {
 		p.Page.Snapshots = append(p.Page.Snapshots, PageSnapshot{ID: s.ID, Time: s.Time(), Host: s.Config.Host,
 			Path: s.Config.Path, Files: s.Config.Stats.Files, Bytes: s.Config.Stats.Bytes})
@@ -99,7 +109,7 @@ func clientEntries(opts PlanOptions) ([]Entry, error) {
 			return nil, fmt.Errorf("--clients: %w", err)
 		}
 		for _, e := range ents {
-			if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), "dvpc-") {
+			if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), "dvpc-") || strings.HasSuffix(e.Name(), sigSuffix) {
 				continue
 			}
 			en, err := FileEntry(path.Join("dvpc", e.Name()), filepath.Join(opts.ClientsDir, e.Name()))

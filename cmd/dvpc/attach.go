@@ -65,6 +65,10 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		return err
 	}
 	unreadable := unreadableBlobs(ctx, src, snaps)
+	programs, badPrograms, err := checkPrograms(ms, repo)
+	if err != nil {
+		return err
+	}
 	if g.json {
 		var list []map[string]any
 		for _, s := range snaps {
@@ -97,8 +101,15 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		for _, p := range probs {
 			perr = append(perr, p.Error())
 		}
+		if programs == nil {
+			programs = []string{}
+		}
+		bad := []map[string]string{}
+		for _, p := range badPrograms {
+			bad = append(bad, map[string]string{"path": p.Path, "error": p.Error()})
+		}
 		json.NewEncoder(g.stdout).Encode(map[string]any{"media": med, "store_id": kf.StoreID, "signer": kf.SigningPublic,
-			"snapshots": list, "problems": perr, "missing_discs": missing})
+			"snapshots": list, "problems": perr, "missing_discs": missing, "programs": programs, "bad_programs": bad})
 	} else {
 		for i, m := range ms {
 			set := ""
@@ -123,6 +134,12 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		tw.Flush()
 		for _, p := range probs {
 			fmt.Fprintf(g.stdout, "PROBLEM %v\n", p)
+		}
+		if len(programs) > 0 {
+			fmt.Fprintf(g.stdout, "programs signed by the store's key: %s\n", strings.Join(programs, ", "))
+		}
+		for _, p := range badPrograms {
+			fmt.Fprintf(g.stdout, "BAD PROGRAM %v\n", p)
 		}
 		for _, d := range damage {
 			for _, f := range d.Files {
@@ -149,6 +166,9 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 	if len(probs) > 0 {
 		return integrityError{fmt.Errorf("%s failed verification", plural(len(probs), "snapshot"))}
 	}
+	if err := programsError(badPrograms); err != nil {
+		return err
+	}
 	var files int
 	for _, d := range damage {
 		files += len(d.Files)
@@ -164,6 +184,44 @@ func runAttach(ctx context.Context, g *globals, paths []string) error {
 		return partialError{fmt.Errorf("discs %v of the set are missing", missing)}
 	}
 	return nil
+}
+
+// checkPrograms checks the signatures of the programs every medium
+// carries against the unlocked store's signing key.
+func checkPrograms(ms []*media.Medium, repo *image.Repo) (good []string, bad []*media.ClientError, err error) {
+	for _, m := range ms {
+		g, b, err := m.CheckPrograms(repo.ClientSigner())
+		if err != nil {
+			return nil, nil, err
+		}
+		prefix := ""
+		if len(ms) > 1 {
+			prefix = m.Path + ": "
+		}
+		for _, p := range g {
+			good = append(good, prefix+p)
+		}
+		for _, e := range b {
+			e.Path = prefix + e.Path
+			bad = append(bad, e)
+		}
+	}
+	return good, bad, nil
+}
+
+// programsError is the error for programs that failed their signature
+// check, naming them, or nil.
+func programsError(bad []*media.ClientError) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	var names []string
+	for _, b := range bad {
+		names = append(names, b.Path)
+	}
+	return integrityError{withHint(fmt.Errorf("%s on the medium failed the signature check: %s",
+		plural(len(bad), "program file"), strings.Join(names, ", ")),
+		"do not run these programs or type a passphrase into them; restore with a dvpc you trust, and write the medium again")}
 }
 
 // mediaDamage checks each medium for files that cannot be read.

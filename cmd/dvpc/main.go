@@ -51,6 +51,8 @@ type globals struct {
 	stdin   io.Reader
 	// closers release opened media when the command ends.
 	closers []func()
+	// media are the media --store names, once opened.
+	media []*media.Medium
 	// noAgent keeps the keys out of the unlock agent; agentIdle is how long
 	// the agent keeps them unused.
 	noAgent   bool
@@ -218,6 +220,8 @@ func classifyCode(ctx context.Context, err error, cmd string) (int, string) {
 		return exitPassphrase, codeHints[codeErr.Reason]
 	case errors.Is(err, image.ErrWrongPassphrase):
 		return exitPassphrase, "check DVPC_PASSPHRASE_FILE / DVPC_PASSPHRASE, or type one of your recovery codes instead of the passphrase"
+	case errors.Is(err, media.ErrNotRegular):
+		return exitIntegrity, "a dvpc medium holds only regular files and directories, so this one was altered; read the disc, image or key itself rather than this copy"
 	case errors.Is(err, media.ErrDamaged):
 		return exitIntegrity, "the medium is damaged or cut short; `dvpc attach MEDIUM` lists the snapshots that restore whole"
 	case errors.As(err, &pe), errors.As(err, &rp):
@@ -286,6 +290,7 @@ func (g *globals) openSource() (image.Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.media = ms
 	g.closers = append(g.closers, func() {
 		for _, m := range ms {
 			m.Close()

@@ -28,6 +28,7 @@ type mediaOpts struct {
 	span      bool
 	yes       bool
 	noClients bool
+	details   bool
 }
 
 func mediaCommand(g *globals) *cli.Command {
@@ -36,6 +37,7 @@ func mediaCommand(g *globals) *cli.Command {
 		&cli.StringFlag{Name: "snapshots", Value: "all", Usage: "which snapshots to carry: latest, all, or since DATE", Destination: &o.snapshots},
 		&cli.StringFlag{Name: "clients", Usage: "also carry the dvpc-* client binaries in `DIR` (see make clients)", Destination: &o.clients},
 		&cli.BoolFlag{Name: "no-clients", Usage: "carry no dvpc programs, only the store and its pages", Destination: &o.noClients},
+		&cli.BoolFlag{Name: "public-details", Usage: "list the snapshots (times, host, file counts, sizes) on the medium's pages, for anyone who finds it to read", Destination: &o.details},
 	}
 	return &cli.Command{
 		Name:  "media",
@@ -110,7 +112,7 @@ func (g *globals) mediaPlan(ctx context.Context, o mediaOpts, medium string) (*i
 		repo.Close()
 		return nil, nil, err
 	}
-	popts := media.PlanOptions{ClientsDir: o.clients, Medium: medium}
+	popts := media.PlanOptions{ClientsDir: o.clients, Medium: medium, PublicDetails: o.details}
 	if !o.noClients {
 		if popts.Self, err = os.Executable(); err != nil {
 			repo.Close()
@@ -124,7 +126,7 @@ func (g *globals) mediaPlan(ctx context.Context, o mediaOpts, medium string) (*i
 		repo.Close()
 		return nil, nil, err
 	}
-	if len(plan.Clients) == 1 && !o.noClients {
+	if len(plan.Page.Clients) == 1 && !o.noClients {
 		fmt.Fprintf(g.stderr, "the %s carries only the dvpc program for %s/%s; `make clients` and --clients DIR add the others (its pages say how to get them)\n",
 			medium, runtime.GOOS, runtime.GOARCH)
 	}

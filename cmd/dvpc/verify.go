@@ -40,6 +40,12 @@ func runVerify(ctx context.Context, g *globals, readData bool) error {
 	if err != nil {
 		return err
 	}
+	// A medium's programs are checked too: its page tells people to run
+	// them.
+	_, badPrograms, err := checkPrograms(g.media, repo)
+	if err != nil {
+		return err
+	}
 	if g.json {
 		probs := []map[string]any{}
 		for _, p := range rep.Problems {
@@ -49,11 +55,17 @@ func runVerify(ctx context.Context, g *globals, readData bool) error {
 			}
 			probs = append(probs, m)
 		}
+		for _, p := range badPrograms {
+			probs = append(probs, map[string]any{"error": p.Error(), "program": p.Path})
+		}
 		json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "trees": rep.Trees, "blobs": rep.Blobs,
 			"bytes_read": rep.BytesRead, "read_data": readData, "problems": probs})
 	} else {
 		for _, p := range rep.Problems {
 			fmt.Fprintf(g.stdout, "PROBLEM %v\n", p)
+		}
+		for _, p := range badPrograms {
+			fmt.Fprintf(g.stdout, "BAD PROGRAM %v\n", p)
 		}
 		what := "structure"
 		if readData {
@@ -72,5 +84,5 @@ func runVerify(ctx context.Context, g *globals, readData bool) error {
 		}
 		return integrityError{withHint(err, hint)}
 	}
-	return nil
+	return programsError(badPrograms)
 }
