@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/dvpc
 DEMO := demo
 
-.PHONY: all build test test-short demo bench clients clean deps
+.PHONY: all build test test-short demo bench fuzz clients clean deps
 
 all: build
 
@@ -31,6 +31,13 @@ demo: build
 # dvpc against restic and borg on the same generated home; prints ratios.
 bench: build
 	$(GO) run ./cmd/dvpcbench -dvpc $(BIN) -work $${BENCH_DIR:-/tmp/dvpc-bench}
+
+# Every fuzz target in turn, FUZZTIME each; not part of `make test`. New
+# failing inputs land in testdata/fuzz/FuzzX/ of the package, the growing
+# corpus in the Go build cache (see testdata/fuzz.sh).
+FUZZTIME ?= 10m
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash testdata/fuzz.sh
 
 clients:
 	for p in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64; do \

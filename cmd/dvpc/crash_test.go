@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -183,6 +184,14 @@ func (h *crashHome) mutate(t testing.TB) {
 // finished by then. killed reports whether the signal ended it.
 func (d *dvpcCLI) runKilled(delay time.Duration, args ...string) (r result, killed bool) {
 	d.t.Helper()
+	return d.runKilledAfter(nil, delay, args...)
+}
+
+// runKilledAfter is runKilled with the delay counted from the moment
+// started first reports true, polled every half millisecond while dvpc runs;
+// a nil started counts it from the start.
+func (d *dvpcCLI) runKilledAfter(started func() bool, delay time.Duration, args ...string) (r result, killed bool) {
+	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd, full := d.command(ctx, args...)
@@ -193,14 +202,30 @@ func (d *dvpcCLI) runKilled(delay time.Duration, args ...string) (r result, kill
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	timer := time.NewTimer(delay)
-	defer timer.Stop()
 	var err error
-	select {
-	case err = <-done:
-	case <-timer.C:
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		err = <-done
+	finished := false
+	if started != nil {
+		tick := time.NewTicker(500 * time.Microsecond)
+	poll:
+		for !started() {
+			select {
+			case err = <-done:
+				finished = true
+				break poll
+			case <-tick.C:
+			}
+		}
+		tick.Stop()
+	}
+	if !finished {
+		timer := time.NewTimer(delay)
+		select {
+		case err = <-done:
+		case <-timer.C:
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			err = <-done
+		}
+		timer.Stop()
 	}
 	r = result{args: full, stdout: stdout.String(), stderr: stderr.String()}
 	var ee *exec.ExitError
@@ -316,35 +341,56 @@ func TestCrashSafety(t *testing.T) {
 	requireSameTree(t, home.root, home.mirror)
 	capture(d.snapshot(home.root))
 	// Measure, once, how long an uninterrupted snapshot of a typical change
-	// takes; the kills are spread over that time.
+	// takes, and when in it the first blob is written: every blob starts
+	// as a temporary file in .dvpc-tmp and is renamed into blobs/sha256,
+	// so the first change of either directory marks the start of the
+	// writes.
+	blobDir, tmpDir := filepath.Join(store, "blobs", "sha256"), filepath.Join(store, ".dvpc-tmp")
 	home.mutate(t)
 	// Written data is flushed before the measured run and before each
 	// killed one, so that they run under the same conditions.
 	syscall.Sync()
-	start := time.Now()
-	capture(d.snapshot(home.root))
-	span := time.Since(start)
-	t.Logf("an uninterrupted snapshot of a typical change takes %v", span)
+	var id string
+	span, writeAt := watchRun(dirsChanged(blobDir, tmpDir), func() { id = d.snapshot(home.root) })
+	capture(id)
+	if writeAt < 0 {
+		t.Fatalf("the measured snapshot wrote no blob")
+	}
+	writeSpan := max(span-writeAt, time.Millisecond)
+	t.Logf("an uninterrupted snapshot of a typical change takes %v, writing blobs from %v on", span, writeAt)
 
-	var nkilled, nwriting, nstored, nfinished, ncommitted int
+	// Three kills in four come at a random moment of the writes: after
+	// the first blob appears, within two thirds of the measured time
+	// the writes took. The fourth comes at a random moment of the whole
+	// run, so that some land before anything is written.
+	var nkilled, nmid, nfinished, ncommitted int
 	for i := 1; i <= iterations; i++ {
 		home.mutate(t)
-		delay := time.Duration(delays.Int64N(int64(span) + 1))
-		when := fmt.Sprintf("iteration %d (SIGKILL after %v)", i, delay)
-		blobsBefore := countFiles(t, filepath.Join(store, "blobs", "sha256"))
-		tmpBefore := countFiles(t, filepath.Join(store, ".dvpc-tmp"))
+		var started func() bool
+		var delay time.Duration
+		from := "the start"
+		if i%4 == 0 {
+			delay = time.Duration(delays.Int64N(int64(span) + 1))
+		} else {
+			delay = time.Duration(delays.Int64N(int64(writeSpan)*2/3 + 1))
+			from = "the first blob write"
+		}
+		when := fmt.Sprintf("iteration %d (SIGKILL %v after %s)", i, delay, from)
+		tmpBefore := listNames(t, tmpDir)
+		blobsBefore := countFiles(t, blobDir)
 		syscall.Sync()
-		r, killed := d.runKilled(delay, "snapshot", home.root)
+		if i%4 != 0 {
+			started = dirsChanged(blobDir, tmpDir)
+		}
+		r, killed := d.runKilledAfter(started, delay, "snapshot", home.root)
+		// The kill landed during the writes when it left a temporary
+		// file (a blob cut off before its rename) or new blobs, and the
+		// snapshot was not committed (checked below).
+		wrote := killed && (newNames(t, tmpDir, tmpBefore) > 0 || countFiles(t, blobDir) > blobsBefore)
+		t.Logf("%s: killed %v, wrote %v", when, killed, wrote)
 		switch {
 		case killed:
 			nkilled++
-			// Where the kill landed, roughly: while blobs were being
-			// written, or after some were stored.
-			if countFiles(t, filepath.Join(store, "blobs", "sha256")) > blobsBefore {
-				nstored++
-			} else if countFiles(t, filepath.Join(store, ".dvpc-tmp")) > tmpBefore {
-				nwriting++
-			}
 		case r.code == 0:
 			// It finished before the signal: a complete snapshot.
 			nfinished++
@@ -363,6 +409,9 @@ func TestCrashSafety(t *testing.T) {
 		}
 		switch {
 		case slices.Equal(ids, want):
+			if wrote {
+				nmid++
+			}
 		case killed && len(ids) == len(want)+1 && slices.Equal(ids[:len(want)], want):
 			ncommitted++
 			capture(ids[len(want)])
@@ -379,8 +428,11 @@ func TestCrashSafety(t *testing.T) {
 
 		capture(d.snapshot(home.root))
 	}
-	t.Logf("%d runs killed (%d while writing blobs, %d after storing some, %d after committing), %d finished before the signal",
-		nkilled, nwriting, nstored, ncommitted, nfinished)
+	t.Logf("%d of %d runs killed during the writes; %d killed in all (%d after committing), %d finished before the signal",
+		nmid, iterations, nkilled, ncommitted, nfinished)
+	if 2*nmid <= iterations {
+		t.Fatalf("only %d of %d kills landed while the snapshot was writing", nmid, iterations)
+	}
 	checkStore("at the end")
 	if n := countFiles(t, filepath.Join(store, ".dvpc-tmp")); n > 0 {
 		t.Logf("the killed runs left %d temporary files in %s", n, filepath.Join(store, ".dvpc-tmp"))
@@ -388,6 +440,90 @@ func TestCrashSafety(t *testing.T) {
 	for _, v := range versions {
 		checkRestore("at the end", v)
 	}
+}
+
+// watchRun calls fn, polling started every half millisecond meanwhile. It
+// returns how long fn took and when started first reported true; -1 if it
+// never did.
+func watchRun(started func() bool, fn func()) (total, at time.Duration) {
+	at = -1
+	begin := time.Now()
+	stop, polled := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	finish := func() { once.Do(func() { close(stop); <-polled }) }
+	defer finish() // also when fn ends the test
+	go func() {
+		defer close(polled)
+		tick := time.NewTicker(500 * time.Microsecond)
+		defer tick.Stop()
+		for {
+			if started() {
+				at = time.Since(begin)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	fn()
+	total = time.Since(begin)
+	finish()
+	return total, at
+}
+
+// dirsChanged returns a function that reports whether any of dirs has
+// been modified (an entry added, removed or renamed) since the call; a
+// directory that did not exist then changes by being created.
+func dirsChanged(dirs ...string) func() bool {
+	stamp := func(dir string) time.Time {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return time.Time{}
+		}
+		return fi.ModTime()
+	}
+	before := make([]time.Time, len(dirs))
+	for i, dir := range dirs {
+		before[i] = stamp(dir)
+	}
+	return func() bool {
+		for i, dir := range dirs {
+			if !stamp(dir).Equal(before[i]) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// listNames returns the names a directory holds; none if it does not
+// exist.
+func listNames(t testing.TB, dir string) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, e := range ents {
+		names[e.Name()] = true
+	}
+	return names
+}
+
+// newNames returns how many names dir holds that were not in before.
+func newNames(t testing.TB, dir string, before map[string]bool) int {
+	t.Helper()
+	n := 0
+	for name := range listNames(t, dir) {
+		if !before[name] {
+			n++
+		}
+	}
+	return n
 }
 
 // countFiles returns how many entries a directory holds; none if it does

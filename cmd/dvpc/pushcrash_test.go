@@ -176,7 +176,18 @@ func wipe(t *testing.T, reg *regtest.Registry) {
 	reg.Restart(t)
 }
 
-// TestPushCrash kills `dvpc push` at seeded random moments. After each kill
+// uploadsDir is where a registry keeps the uploads under way to the
+// repository dvpc/home: each blob upload starts as a directory there, which
+// the registry removes when the upload completes and keeps when it is cut
+// off.
+func uploadsDir(reg *regtest.Registry) string {
+	return filepath.Join(reg.Storage(), "docker", "registry", "v2", "repositories", "dvpc", "home", "_uploads")
+}
+
+// TestPushCrash kills `dvpc push` at seeded random moments, most of them
+// while it uploads (asserted: a majority of the kills leave an unfinished
+// upload, or new blobs or tags, on a mirror the push had not completed).
+// After each kill
 // the registry names no manifest whose blobs are missing and no signature
 // whose manifest is missing; the rerun uploads only what was not committed
 // (its bytes plus the bytes already there never exceed those of a full
@@ -198,34 +209,57 @@ func TestPushCrash(t *testing.T) {
 		cli.snapshot(home)
 	}
 
-	// One uninterrupted push, to a separate registry, sets the scale.
+	// One uninterrupted push, to a separate registry, sets the scale: how
+	// long it takes, when its first upload starts, and how many tags a
+	// complete push leaves.
 	cli.must("mirror", "add", measure.Addr()+"/dvpc/home", "--name", "measure")
-	start := time.Now()
-	full := parsePush(t, cli.must("--json", "push"))
-	pushTime := time.Since(start)
+	var full pushResult
+	pushTime, uploadAt := watchRun(dirsChanged(uploadsDir(measure)), func() { full = parsePush(t, cli.must("--json", "push")) })
 	if full.BytesUploaded < 40<<20 || full.BlobsUploaded == 0 {
 		t.Fatalf("full push: %+v", full)
 	}
+	if uploadAt < 0 {
+		t.Fatalf("the full push left no trace in %s", uploadsDir(measure))
+	}
+	uploadSpan := max(pushTime-uploadAt, time.Millisecond)
+	fullTags := len(regClient{t: t, base: measure.URL() + "/v2/dvpc/home"}.tags())
 	if again := parsePush(t, cli.must("--json", "push")); again.BytesUploaded != 0 || again.BlobsUploaded != 0 || again.Manifests != 0 {
 		t.Fatalf("a push after a completed one sent %+v", again)
 	}
 	cli.must("mirror", "remove", "measure")
-	t.Logf("full push: %+v in %v", full, pushTime)
+	t.Logf("full push: %+v in %v, uploading from %v on; %d tags", full, pushTime, uploadAt, fullTags)
 
 	url := reg.Addr() + "/dvpc/home"
 	cli.must("mirror", "add", url, "--name", "crashy")
 	rc := regClient{t: t, base: reg.URL() + "/v2/dvpc/home"}
 	rng := rand.New(rand.NewPCG(20261125, 5))
-	killedWithData := 0
+	killedWithData, kills, midWrite := 0, 0, 0
 	for i := range 5 {
 		if i > 0 {
 			wipe(t, reg)
 		}
-		// Two kills in a row: the second push resumes the first.
+		// Two kills in a row: the second push resumes the first. Four
+		// kills in five come at a random moment of the uploads: after
+		// the first one starts, within two thirds of the time the
+		// measured push took to upload what is still missing. The fifth
+		// comes at a random moment of the whole run.
 		for k := range 2 {
-			delay := time.Duration(rng.Int64N(int64(pushTime) + 1))
-			r, killed := cli.runKilled(delay, "--json", "push")
-			what := fmt.Sprintf("round %d, kill %d after %v (killed %v)", i, k, delay, killed)
+			kills++
+			present, _ := rc.presentBytes(store)
+			tagsBefore := len(rc.tags())
+			upBefore := listNames(t, uploadsDir(reg))
+			var started func() bool
+			var delay time.Duration
+			from := "the start"
+			if kills%5 == 0 {
+				delay = time.Duration(rng.Int64N(int64(pushTime) + 1))
+			} else {
+				left := float64(full.BytesUploaded-present) / float64(full.BytesUploaded)
+				delay = time.Duration(rng.Int64N(int64(float64(uploadSpan)*left*2/3) + 1))
+				started, from = dirsChanged(uploadsDir(reg)), "the first upload"
+			}
+			r, killed := cli.runKilledAfter(started, delay, "--json", "push")
+			what := fmt.Sprintf("round %d, kill %d %v after %s (killed %v)", i, k, delay, from, killed)
 			if !killed {
 				if r.code != 0 {
 					t.Fatalf("%s: push failed:\n%s", what, r)
@@ -233,7 +267,16 @@ func TestPushCrash(t *testing.T) {
 				parsePush(t, r)
 			}
 			n := rc.requireConsistent(what, true)
-			t.Logf("%s: %d tags", what, n)
+			// The kill landed during the writes when the push was not
+			// complete and the mirror holds an upload cut off, or blobs
+			// or tags it did not hold before.
+			after, _ := rc.presentBytes(store)
+			up := newNames(t, uploadsDir(reg), upBefore)
+			mid := killed && n < fullTags && (up > 0 || after > present || n > tagsBefore)
+			if mid {
+				midWrite++
+			}
+			t.Logf("%s: %d tags, %d bytes of blobs (%d before), %d uploads cut off; during the writes: %v", what, n, after, present, up, mid)
 		}
 		present, nPresent := rc.presentBytes(store)
 		r := parsePush(t, cli.must("--json", "push"))
@@ -254,7 +297,10 @@ func TestPushCrash(t *testing.T) {
 			t.Fatalf("round %d: a push after a completed one sent %+v", i, again)
 		}
 	}
-	t.Logf("%d of 5 rounds had blobs committed before the rerun", killedWithData)
+	t.Logf("%d of 5 rounds had blobs committed before the rerun; %d of %d kills landed during the writes", killedWithData, midWrite, kills)
+	if 2*midWrite <= kills {
+		t.Fatalf("only %d of %d kills landed while the push was writing", midWrite, kills)
+	}
 
 	// A new PC pulls from the mirror and restores identically.
 	fresh := cli.onStore(filepath.Join(dir, "new-pc"))

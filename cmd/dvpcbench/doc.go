@@ -19,7 +19,8 @@
 //
 //  1. the limits of the machine: tar -cf - home | cat >/dev/null (read)
 //     and tar -xf of a tar of the home made beforehand, untimed (write);
-//  2. init and an initial snapshot with each tool;
+//  2. init and an initial snapshot with each tool; for dvpc, in between,
+//     the unlock of a session, on its own row (see below);
 //  3. a deterministic week of work of about 1% of the home: same-size edits,
 //     appends, a new file, 1 MiB changed in the middle of the largest file,
 //     deletions and a directory rename, in place;
@@ -61,7 +62,15 @@
 // by an untimed sync so that one step's writeback does not slow the next.
 // Encryption is on for all tools: dvpc with DVPC_PASSPHRASE_FILE, restic with
 // a repository of version 2 (zstd) and borg with -e repokey-blake2 and
-// --compression zstd,3 (both flags can be changed). restic, borgbackup,
+// --compression zstd,3 (both flags can be changed). dvpc runs as in a
+// session: its store has the default argon2id parameters, and the
+// "unlock" step (with the agent emptied first, untimed) unlocks it once
+// with `dvpc --json log` and hands the keys to an unlock agent private to
+// the run (XDG_RUNTIME_DIR in a new temporary directory, ended with `dvpc
+// lock` at the end). Every later dvpc command takes the keys from the
+// agent, so no other figure includes the key derivation; the step checks
+// that a command with a wrong passphrase then still opens the store. restic
+// and borg derive their keys in every command, as they always do. restic, borgbackup,
 // xorriso and docker-registry are installed with apt-get when missing.
 //
 // dvpcbench prints a table (rows: measurements; columns: dvpc, restic,

@@ -116,12 +116,15 @@ func compareISOTree(store, tree map[string]entry) (files int, bytes int64, err e
 	return files, bytes, compareManifests(want, tree, manifestOpts{})
 }
 
-// isWorkingFile says whether a path of the store is, or is below, one of
-// dvpc's working files, or is the store's list of mirrors: that is the
-// configuration of this PC, not part of the store's OCI layout, and the
-// mirror steps (see mirror.go) write it before the ISO build.
+// isWorkingFile says whether a path of the store is outside its OCI
+// layout (oci-layout, index.json and blobs/), or is, or is below, one of
+// dvpc's working files. Such files belong to this PC and never go on a
+// medium: the list of mirrors (which the mirror steps, see mirror.go, write
+// before the ISO build), the trust state, locks and temporary files.
 func isWorkingFile(p string) bool {
-	if p == "dvpc-mirrors.json" {
+	switch top, _, _ := strings.Cut(p, "/"); top {
+	case "oci-layout", "index.json", "blobs":
+	default:
 		return true
 	}
 	for _, name := range strings.Split(p, "/") {

@@ -23,6 +23,7 @@ func TestCompareISOTree(t *testing.T) {
 		".dvpc-tmp.lock":      file(0, 6),
 		"blobs/.dvpc-tmp-xyz": file(3, 7),
 		"dvpc-mirrors.json":   file(200, 11),
+		"dvpc-state.json":     file(300, 12),
 	}
 	// What osirrox takes out of a good image: other modes and mtimes.
 	good := map[string]entry{
@@ -52,6 +53,7 @@ func TestCompareISOTree(t *testing.T) {
 		{"other size", func(m map[string]entry) { m["store/index.json"] = file(901, 2) }, "differs store/index.json"},
 		{"extra file", func(m map[string]entry) { m["dvpc/dvpc-linux-amd64"] = file(9e6, 10) }, "extra dvpc/dvpc-linux-amd64"},
 		{"working file carried", func(m map[string]entry) { m["store/.dvpc-tmp.lock"] = file(0, 6) }, "extra store/.dvpc-tmp.lock"},
+		{"trust state carried", func(m map[string]entry) { m["store/dvpc-state.json"] = file(300, 12) }, "extra store/dvpc-state.json"},
 		{"no page", func(m map[string]entry) { delete(m, "README.txt") }, "missing README.txt"},
 		{"page not a file", func(m map[string]entry) { m["index.html"] = dir }, "differs index.html"},
 		{"no store", func(m map[string]entry) {

@@ -47,6 +47,7 @@ type bench struct {
 	self         string // this executable, run as the wrapper
 	rssFloor     *result
 	work, home   string
+	runtime      string // XDG_RUNTIME_DIR of dvpc: its unlock agent's socket
 	tools        []*tool
 	runs         []*toolRun
 	plan         *plan
@@ -155,6 +156,10 @@ func newBench(cfg config) (*bench, error) {
 	if err := os.WriteFile(b.path("passphrase"), []byte(passphrase), 0o600); err != nil {
 		return nil, err
 	}
+	// Outside the work directory, whose path may be too long for a socket.
+	if b.runtime, err = os.MkdirTemp("", "dvpcbench-run-"); err != nil {
+		return nil, err
+	}
 	for _, n := range allTools { // fixed order: dvpc, restic, borg
 		if !slices.Contains(names, n) {
 			continue
@@ -241,6 +246,7 @@ func (b *bench) run() error {
 	}
 	b.ensureTools()
 	defer b.stopRegistries()
+	defer b.lockAgent()
 	// The smallest peak RSS the wrapper can report (see wrap.go).
 	b.rssFloor, _ = b.exec("rss-floor", exec.Command("true"), nil)
 	for i, t := range b.tools {
@@ -362,6 +368,7 @@ var (
 var measuredSteps = []string{"initial", "incremental", "restore", "restore-file"}
 
 var rows = []row{
+	{key: "unlock_s", label: "unlock (argon2id, default params) s", value: stepCell("unlock", seconds)},
 	{key: "initial_s", label: "initial snapshot s", value: stepCell("initial", seconds)},
 	{key: "incremental_s", label: "incremental snapshot s", value: stepCell("incremental", seconds)},
 	{key: "incremental_mib", label: "incremental bytes MiB", value: func(b *bench, tr *toolRun) cell {

@@ -81,6 +81,9 @@ type step struct {
 
 var steps = []step{
 	{name: "init", label: "init"},
+	// dvpc only: the unlock of a session (see unlockCmd); no other step
+	// pays it.
+	{name: "unlock", label: "unlock", needs: []string{"init"}, after: afterUnlock},
 	{name: "initial", label: "initial snapshot", needs: []string{"init"}, after: afterSnapshot},
 	{name: "incremental", label: "incremental snapshot", needs: []string{"initial"}, after: afterSnapshot},
 	{name: "restore", label: "full restore", needs: []string{"incremental"}, after: checkRestore},
@@ -116,6 +119,7 @@ var stages = []stage{
 	{name: "generate", global: (*bench).generate},
 	{name: "limits", global: runLimits("limits")},
 	{name: "init", step: "init"},
+	{name: "unlock", step: "unlock"},
 	{name: "initial", step: "initial"},
 	// Untimed for the table; dvpc only, so the peers' order is unchanged.
 	{name: "pull-initial", step: "pull-initial"},
@@ -275,12 +279,18 @@ func exitOK0(code int) bool { return code == 0 }
 
 func (b *bench) newDvpc() *tool {
 	t := &tool{name: "dvpc", bin: b.cfg.dvpc, repo: b.path("repo", "dvpc"), okExit: exitOK0, version: []string{"--version"}}
-	t.env = []string{"DVPC_PASSPHRASE_FILE=" + b.path("passphrase")}
+	// A session: the unlock agent, private to the run (its socket in
+	// b.runtime), keeps the store unlocked between commands, even while
+	// restic and borg run, and is ended at the end of the run (lockAgent).
+	t.env = []string{"DVPC_PASSPHRASE_FILE=" + b.path("passphrase"), "XDG_RUNTIME_DIR=" + b.runtime,
+		"DVPC_NO_AGENT=0", "DVPC_AGENT_TIMEOUT=" + agentIdle}
 	cmd := func(args ...string) *exec.Cmd {
 		return exec.Command(t.bin, append([]string{"--store", t.repo}, args...)...)
 	}
 	t.cmds = map[string]func(*bench, string) (*exec.Cmd, error){
-		"init":        func(*bench, string) (*exec.Cmd, error) { return cmd("init", "--argon2-memory", "64"), nil },
+		// The default key derivation, whose cost the unlock row shows.
+		"init":        func(*bench, string) (*exec.Cmd, error) { return cmd("init"), nil },
+		"unlock":      func(b *bench, _ string) (*exec.Cmd, error) { return unlockCmd(b, t) },
 		"initial":     func(b *bench, _ string) (*exec.Cmd, error) { return cmd("snapshot", "--json", b.home), nil },
 		"incremental": func(b *bench, _ string) (*exec.Cmd, error) { return cmd("snapshot", "--json", b.home), nil },
 		"restore":     func(b *bench, out string) (*exec.Cmd, error) { return cmd("restore", "latest", "--to", out), nil },
@@ -304,6 +314,49 @@ func (b *bench) newDvpc() *tool {
 		return []string{filepath.Join(out, filepath.FromSlash(rel)), filepath.Join(out, filepath.Base(rel)), out}
 	}
 	return t
+}
+
+// agentIdle is how long the bench's unlock agent keeps the keys without
+// use: longer than any run, which ends it with lockAgent.
+const agentIdle = "48h"
+
+// unlockCmd is the unlock of a session: with the agent emptied first
+// (untimed), a command that does nothing but unlock the store with the
+// passphrase, with the default argon2id parameters, and hand the keys to
+// the agent. Every later dvpc command takes them from the agent, as the
+// commands of a session do, so none of their figures includes the unlock.
+func unlockCmd(b *bench, t *tool) (*exec.Cmd, error) {
+	if r, err := b.dvpcPrep(t, "unlock-lock", "lock"); err != nil {
+		return nil, fmt.Errorf("dvpc lock: %w (see %s)", err, r.Log)
+	}
+	return exec.Command(t.bin, "--store", t.repo, "--json", "log"), nil
+}
+
+// afterUnlock checks that the agent now holds the keys: a command with a
+// wrong passphrase still opens the store.
+func afterUnlock(b *bench, _ *step, t *tool, _ *toolRun, _ string) string {
+	c := exec.Command(t.bin, "--store", t.repo, "--json", "log")
+	c.Env = append(os.Environ(), t.env...)
+	c.Env = append(c.Env, "DVPC_PASSPHRASE_FILE=", "DVPC_PASSPHRASE=not the passphrase")
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Sprintf("the unlock agent does not keep the store unlocked, so every figure includes an unlock: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return ""
+}
+
+// lockAgent ends the run's unlock agent, if dvpc is measured, and removes
+// the directory of its socket.
+func (b *bench) lockAgent() {
+	for _, t := range b.tools {
+		if t.name == "dvpc" {
+			if r, err := b.dvpcPrep(t, "lock", "lock"); err != nil {
+				b.logf("dvpc lock: %v (see %s)", err, r.Log)
+			}
+		}
+	}
+	if err := os.RemoveAll(b.runtime); err != nil {
+		b.logf("removing the agent's directory: %v", err)
+	}
 }
 
 func (b *bench) newRestic() *tool {
