@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -57,14 +58,25 @@ type Mirrors struct {
 	Mirrors []Mirror `json:"mirrors"`
 }
 
+// maxMirrorsFile bounds how much of the mirror list is read.
+const maxMirrorsFile = 16 << 20
+
 // LoadMirrors reads the mirror list of the store in dir; none is empty.
 func LoadMirrors(dir string) (*Mirrors, error) {
-	b, err := os.ReadFile(filepath.Join(dir, MirrorsFile))
+	f, err := os.Open(filepath.Join(dir, MirrorsFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Mirrors{}, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMirrorsFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", MirrorsFile, err)
+	}
+	if len(b) > maxMirrorsFile {
+		return nil, fmt.Errorf("%s is over %d bytes: not a mirror list", MirrorsFile, maxMirrorsFile)
 	}
 	var m Mirrors
 	if err := json.Unmarshal(b, &m); err != nil {

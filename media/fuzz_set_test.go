@@ -24,7 +24,7 @@ func FuzzSetListing(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(seed)
-	for _, s := range []string{`{}`, `{"discs":1,"disc":1}`, `{"discs":2,"disc":3}`, `{"discs":2,"disc":1,"packs":{"00":-1}}`, `[]`, ``} {
+	for _, s := range []string{`{}`, `{"discs":1,"disc":1}`, `{"discs":2,"disc":3}`, `{"discs":2,"disc":1,"packs":{"00":-1}}`, `[]`, ``, `{"discs":9000000000000000000,"disc":1}`} {
 		f.Add([]byte(s))
 	}
 	f.Add(seed[:len(seed)/2])

@@ -148,14 +148,43 @@ func (m *Medium) attachFS(fsys fs.FS) error {
 		return fmt.Errorf("%w: no store/ with an OCI layout: %v", ErrUnknownMedium, err)
 	}
 	m.Store = src
-	if b, err := fs.ReadFile(fsys, SetFile); err == nil {
+	b, err := readListing(fsys, SetFile)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s is not a valid set listing: %w", SetFile, err)
+	}
+	if err == nil {
 		var l SetListing
-		if err := json.Unmarshal(b, &l); err != nil || l.Discs < 1 || l.Disc < 1 || l.Disc > l.Discs || len(b) > 64<<20 {
+		if err := json.Unmarshal(b, &l); err != nil || l.Discs < 1 || l.Discs > maxSetDiscs || l.Disc < 1 || l.Disc > l.Discs {
 			return fmt.Errorf("%s is not a valid set listing", SetFile)
 		}
 		m.Set = &l
 	}
 	return nil
+}
+
+// maxSetDiscs bounds the discs a set listing may claim: a found disc that
+// claims billions must not make attach loop over them.
+const maxSetDiscs = 10000
+
+// maxListing bounds how much of a set listing is read.
+const maxListing = 1 << 20
+
+// readListing reads a small file of a medium, refusing one over maxListing
+// without reading it whole.
+func readListing(fsys fs.FS, name string) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxListing+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxListing {
+		return nil, fmt.Errorf("%s is over %d bytes", name, maxListing)
+	}
+	return b, nil
 }
 
 // sniff tells an ISO 9660 image from a GPT disk by their magic numbers.

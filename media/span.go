@@ -156,6 +156,9 @@ func (p *Plan) ISOSet(capacity int64, span bool) ([]Content, error) {
 		discs = append(discs, []Entry{pk})
 		used = append(used, pk.Size)
 	}
+	if len(discs) > maxSetDiscs {
+		return nil, fmt.Errorf("the store needs %d discs of this capacity, and a set holds at most %d; choose a larger --capacity", len(discs), maxSetDiscs)
+	}
 	listing := SetListing{Label: p.Label, Discs: len(discs), Packs: map[string]int{}}
 	for i, d := range discs {
 		for _, e := range d {
