@@ -72,8 +72,9 @@ func readNewPassphrase(stderr io.Writer, fileVar, valueVar string) ([]byte, erro
 }
 
 // errSecretFileOpen means a passphrase file others could read or replace:
-// like ssh with a private key, dvpc refuses it rather than warn.
-var errSecretFileOpen = errors.New("the passphrase file is not private")
+// like ssh with a private key, dvpc refuses it rather than warn, and has
+// no passphrase (exit 3).
+var errSecretFileOpen = fmt.Errorf("%w: the passphrase file is not private", errNoPassphrase)
 
 // readSecretFile reads a passphrase file after checking, on the file it
 // opened, that only its owner (the person running dvpc, or root) can read

@@ -83,7 +83,7 @@ func TestSafetyPassphraseFile(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			store := filepath.Join(t.TempDir(), "store")
 			pf := write(strings.ReplaceAll(c.name, " ", "-"), c.mode, c.uid)
-			r := newCLI(t, store, "").with("DVPC_PASSPHRASE_FILE", pf).expect(exitError, "init", "--argon2-memory", "8")
+			r := newCLI(t, store, "").with("DVPC_PASSPHRASE_FILE", pf).expect(exitPassphrase, "init", "--argon2-memory", "8")
 			if !strings.Contains(r.stderr, c.why) || !strings.Contains(r.stderr, "not private") {
 				t.Errorf("the refusal does not say why:\n%s", r)
 			}
