@@ -205,7 +205,12 @@ func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) er
 		defer close(rs.jobs)
 		return rs.dir(gctx, root, rootNode, "", sel)
 	})
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	// Jobs left when the workers stopped early hold handles: let go.
+	for job := range rs.jobs {
+		job.dir.release()
+	}
+	if err != nil {
 		return err
 	}
 	for _, l := range rs.hardlinks {
