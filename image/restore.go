@@ -39,7 +39,12 @@ type RestoreOptions struct {
 	Protect []string
 	// OnStoreKept receives each store directory the restore left alone.
 	OnStoreKept func(dir string)
-	Progress    *Progress
+	// KeepSetid keeps the setuid and setgid bits of files. Without it they
+	// are cleared, and each file that lost them goes to OnSetidCleared
+	// (called from several goroutines at once).
+	KeepSetid      bool
+	OnSetidCleared func(path string)
+	Progress       *Progress
 }
 
 // ErrInsideStore means a restore target lies inside a live store.
@@ -57,18 +62,42 @@ func (e *PartialError) Error() string {
 
 func (e *PartialError) Unwrap() error { return e.First }
 
+// dirHandle is an open directory of the restore target. Every entry is
+// made, opened and changed relative to the handle of its directory, never
+// through a path: a directory swapped for a link after it was opened cannot
+// redirect what is written into it, and one swapped before is refused. The
+// walker and the file workers share a handle; the last to let go closes it.
+type dirHandle struct {
+	sysDir
+	host string // for messages and the store checks
+	refs atomic.Int32
+}
+
+func (d *dirHandle) retain() { d.refs.Add(1) }
+
+func (d *dirHandle) release() {
+	if d.refs.Add(-1) == 0 {
+		d.close()
+	}
+}
+
 type restoreJob struct {
-	host string
+	dir  *dirHandle // retained for the job
+	name string
 	node *Node
 }
 
 type restorer struct {
-	r     *Repo
-	opts  RestoreOptions
-	jobs  chan restoreJob
+	r    *Repo
+	opts RestoreOptions
+	jobs chan restoreJob
+	root *dirHandle
+	// links maps a hard-link group to the first member's path relative
+	// to the target.
 	links map[uint64]string
 	dirs  []dirMeta
-	// hardlinks are made once every file is written: {existing, new}.
+	// hardlinks are made once every file is written: {existing, new},
+	// relative to the target.
 	hardlinks [][2]string
 	failed    atomic.Int64
 	first     atomic.Value
@@ -80,6 +109,7 @@ type restorer struct {
 }
 
 type dirMeta struct {
+	rel  string // slash-separated, relative to the target; "" is the target
 	host string
 	node *Node
 }
@@ -116,7 +146,7 @@ func CleanPath(p string) (string, error) {
 // Restore writes a snapshot (or the chosen paths) into opts.Target, which
 // becomes the snapshotted directory. It never writes outside the target.
 func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) error {
-	root, err := r.rootNode(ctx, s)
+	rootNode, err := r.rootNode(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -147,7 +177,12 @@ func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) er
 	if err != nil {
 		return err
 	}
-	rs := &restorer{r: r, opts: opts, jobs: make(chan restoreJob, 64), links: map[uint64]string{}, isRoot: os.Geteuid() == 0,
+	root, err := openTarget(target)
+	if err != nil {
+		return fmt.Errorf("open restore target: %w", err)
+	}
+	defer root.release()
+	rs := &restorer{r: r, opts: opts, jobs: make(chan restoreJob, 64), root: root, links: map[uint64]string{}, isRoot: os.Geteuid() == 0,
 		chunks: semaphore.NewWeighted(restoreChunks()), protect: protect, kept: map[string]bool{}}
 	// A live store inside the target is left alone whether or not the
 	// snapshot holds a copy of it: say so.
@@ -168,21 +203,26 @@ func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) er
 	}
 	g.Go(func() error {
 		defer close(rs.jobs)
-		return rs.dir(gctx, target, root, "", sel)
+		return rs.dir(gctx, root, rootNode, "", sel)
 	})
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	// Jobs left when the workers stopped early hold handles: let go.
+	for job := range rs.jobs {
+		job.dir.release()
+	}
+	if err != nil {
 		return err
 	}
 	for _, l := range rs.hardlinks {
-		if err := os.Link(l[0], l[1]); err != nil {
-			rs.fail(l[1], err)
+		if err := rs.link(l[0], l[1]); err != nil {
+			rs.fail(rs.hostOf(l[1]), err)
 		}
 	}
 	// Directory metadata last, deepest first, so writing children does not
 	// change it.
 	for i := len(rs.dirs) - 1; i >= 0; i-- {
 		d := rs.dirs[i]
-		if err := rs.setMeta(d.host, d.node, nil); err != nil {
+		if err := rs.dirMeta(d.rel, d.node); err != nil {
 			rs.fail(d.host, err)
 		}
 	}
@@ -248,11 +288,11 @@ func selected(sel []string, rel string) (in, below bool) {
 	return false, below
 }
 
-func (rs *restorer) dir(ctx context.Context, host string, node *Node, rel string, sel []string) error {
-	rs.dirs = append(rs.dirs, dirMeta{host: host, node: node})
+func (rs *restorer) dir(ctx context.Context, d *dirHandle, node *Node, rel string, sel []string) error {
+	rs.dirs = append(rs.dirs, dirMeta{rel: rel, host: d.host, node: node})
 	tree, err := rs.r.LoadTree(ctx, node.Subtree)
 	if err != nil {
-		rs.fail(host, err)
+		rs.fail(d.host, err)
 		return nil
 	}
 	for _, n := range tree.Nodes {
@@ -265,55 +305,60 @@ func (rs *restorer) dir(ctx context.Context, host string, node *Node, rel string
 		if !in && !(below && n.Type == TypeDir) {
 			continue
 		}
-		chost := filepath.Join(host, name)
+		chost := filepath.Join(d.host, name)
 		if rs.isStore(chost) {
 			rs.keep(chost)
 			continue
 		}
-		if err := rs.clear(chost, n.Type == TypeDir); err != nil {
+		if err := rs.clear(d, name, n.Type == TypeDir); err != nil {
 			rs.fail(chost, err)
 			continue
 		}
 		switch n.Type {
 		case TypeDir:
-			if err := os.Mkdir(chost, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			if err := d.mkdir(name); err != nil && !errors.Is(err, fs.ErrExist) {
 				rs.fail(chost, err)
 				continue
 			}
-			if err := rs.dir(ctx, chost, n, crel, sel); err != nil {
+			// Opened without following a link: a directory replaced by
+			// one since the check above fails here, alone.
+			sub, err := d.openDir(name)
+			if err != nil {
+				rs.fail(chost, err)
+				continue
+			}
+			err = rs.dir(ctx, sub, n, crel, sel)
+			sub.release()
+			if err != nil {
 				return err
 			}
 		case TypeFile:
 			if n.LinkGroup != 0 {
 				if first, ok := rs.links[n.LinkGroup]; ok {
-					rs.hardlinks = append(rs.hardlinks, [2]string{first, chost})
+					rs.hardlinks = append(rs.hardlinks, [2]string{first, crel})
 					continue
 				}
-			}
-			if n.LinkGroup != 0 {
-				rs.links[n.LinkGroup] = chost
+				rs.links[n.LinkGroup] = crel
 			}
 			// Workers create the files: creating is the slow part on many
 			// file systems, and directories can take creates in parallel.
+			d.retain()
 			select {
-			case rs.jobs <- restoreJob{host: chost, node: n}:
+			case rs.jobs <- restoreJob{dir: d, name: name, node: n}:
 			case <-ctx.Done():
+				d.release()
 				return ctx.Err()
 			}
 		case TypeSymlink:
-			if err := os.Symlink(string(n.Target), chost); err != nil {
+			if err := d.symlink(string(n.Target), name); err != nil {
 				rs.fail(chost, err)
 				continue
 			}
-			if err := rs.setMeta(chost, n, nil); err != nil {
+			if err := rs.setMeta(d, name, n, nil); err != nil {
 				rs.fail(chost, err)
 			}
 		case TypeFIFO:
-			if err := mkfifo(chost); err != nil {
-				rs.fail(chost, err)
-				continue
-			}
-			if err := rs.setMeta(chost, n, nil); err != nil {
+			if err := rs.makeFIFO(d, name, n); err != nil {
 				rs.fail(chost, err)
 			}
 		}
@@ -324,9 +369,9 @@ func (rs *restorer) dir(ctx context.Context, host string, node *Node, rel string
 // clear makes room for an entry: without --overwrite the target is empty;
 // with it, whatever is in the way (a symlink above all) is removed, so
 // nothing is ever written through a link.
-func (rs *restorer) clear(host string, wantDir bool) error {
-	fi, err := os.Lstat(host)
-	if errors.Is(err, os.ErrNotExist) {
+func (rs *restorer) clear(d *dirHandle, name string, wantDir bool) error {
+	isDir, err := d.lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -335,15 +380,69 @@ func (rs *restorer) clear(host string, wantDir bool) error {
 	if !rs.opts.Overwrite {
 		return fmt.Errorf("already exists")
 	}
-	if wantDir && fi.IsDir() {
+	if wantDir && isDir {
 		return nil
 	}
-	if fi.IsDir() {
-		if s := rs.storeBelow(host); s != "" {
+	if isDir {
+		if s := rs.storeBelow(filepath.Join(d.host, name)); s != "" {
 			return fmt.Errorf("not replaced: the dvpc store %s is inside it", s)
 		}
 	}
-	return os.RemoveAll(host)
+	return d.removeAll(name)
+}
+
+// hostOf returns the path on this system of rel, for messages.
+func (rs *restorer) hostOf(rel string) string {
+	return filepath.Join(rs.root.host, filepath.FromSlash(rel))
+}
+
+// link makes the hard link newRel to oldRel, both below the target,
+// through handles of their directories opened without following links.
+func (rs *restorer) link(oldRel, newRel string) error {
+	od, err := rs.root.openBeneath(path.Dir(oldRel))
+	if err != nil {
+		return err
+	}
+	defer od.release()
+	nd, err := rs.root.openBeneath(path.Dir(newRel))
+	if err != nil {
+		return err
+	}
+	defer nd.release()
+	return nd.link(od, path.Base(oldRel), path.Base(newRel))
+}
+
+// dirMeta sets the metadata of the directory rel through a handle of it.
+func (rs *restorer) dirMeta(rel string, n *Node) error {
+	if rel == "" {
+		return rs.setMeta(nil, rs.root.host, n, rs.root.file())
+	}
+	parent, err := rs.root.openBeneath(path.Dir(rel))
+	if err != nil {
+		return err
+	}
+	defer parent.release()
+	d, err := parent.openDir(path.Base(rel))
+	if err != nil {
+		return err
+	}
+	defer d.release()
+	return rs.setMeta(parent, path.Base(rel), n, d.file())
+}
+
+// mode returns the mode bits to give the entry n at host: setuid and
+// setgid are cleared from all but directories unless KeepSetid. On a
+// directory setgid only passes its group on to new entries, and no
+// program runs with it.
+func (rs *restorer) mode(host string, n *Node) uint32 {
+	m := n.Mode & 0o7777
+	if n.Type != TypeDir && m&0o6000 != 0 && !rs.opts.KeepSetid {
+		m &^= 0o6000
+		if rs.opts.OnSetidCleared != nil {
+			rs.opts.OnSetidCleared(host)
+		}
+	}
+	return m
 }
 
 // keep reports a store directory the restore leaves alone, once.
@@ -453,24 +552,13 @@ func (rs *restorer) storeBelow(dir string) string {
 
 func (rs *restorer) worker(ctx context.Context) error {
 	for job := range rs.jobs {
-		f, err := createNoFollow(job.host)
-		if err != nil {
-			rs.fail(job.host, err)
-			continue
-		}
-		err = rs.writeFile(ctx, f, job.node)
-		if err == nil {
-			err = rs.setMeta(job.host, job.node, f)
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
+		err := rs.restoreFile(ctx, job)
+		job.dir.release()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			os.Remove(job.host)
-			rs.fail(job.host, err)
+			rs.fail(filepath.Join(job.dir.host, job.name), err)
 			continue
 		}
 		if pr := rs.opts.Progress; pr != nil {
@@ -478,6 +566,26 @@ func (rs *restorer) worker(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// restoreFile creates, writes and closes one file in its directory; a file
+// that could not be written whole is removed.
+func (rs *restorer) restoreFile(ctx context.Context, job restoreJob) error {
+	f, err := job.dir.create(job.name)
+	if err != nil {
+		return err
+	}
+	err = rs.writeFile(ctx, f, job.node)
+	if err == nil {
+		err = rs.setMeta(job.dir, job.name, job.node, f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		job.dir.remove(job.name)
+	}
+	return err
 }
 
 // restoreChunks bounds the chunks the restore workers hold at once, each

@@ -22,7 +22,7 @@ func readPassphrase(stderr io.Writer, prompt string) ([]byte, error) {
 
 func readSecret(stderr io.Writer, prompt, fileVar, valueVar string) ([]byte, error) {
 	if f := os.Getenv(fileVar); f != "" {
-		b, err := os.ReadFile(f)
+		b, err := readSecretFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", fileVar, err)
 		}
@@ -69,4 +69,28 @@ func readNewPassphrase(stderr io.Writer, fileVar, valueVar string) ([]byte, erro
 		return nil, errors.New("the two passphrases differ; nothing was changed")
 	}
 	return a, nil
+}
+
+// errSecretFileOpen means a passphrase file others could read or replace:
+// like ssh with a private key, dvpc refuses it rather than warn, and has
+// no passphrase (exit 3).
+var errSecretFileOpen = fmt.Errorf("%w: the passphrase file is not private", errNoPassphrase)
+
+// readSecretFile reads a passphrase file after checking, on the file it
+// opened, that only its owner (the person running dvpc, or root) can read
+// or change it.
+func readSecretFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSecretFile(name, fi); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(io.LimitReader(f, 64<<10))
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -20,6 +21,7 @@ type restoreOpts struct {
 	to        string
 	overwrite bool
 	stdout    bool
+	keepSetid bool
 	home      string
 }
 
@@ -34,6 +36,7 @@ func restoreCommand(g *globals) *cli.Command {
 			&cli.StringFlag{Name: "to", Usage: "target directory; it becomes the snapshotted directory", Destination: &o.to},
 			&cli.BoolFlag{Name: "overwrite", Usage: "restore into a non-empty directory, replacing what is in the way", Destination: &o.overwrite},
 			&cli.BoolFlag{Name: "stdout", Usage: "write one file's content to standard output", Destination: &o.stdout},
+			&cli.BoolFlag{Name: "keep-setid", Usage: "keep the setuid and setgid bits of files (cleared by default)", Destination: &o.keepSetid},
 			homeFlag(&o.home),
 		},
 		Action: func(c *cli.Context) error {
@@ -103,19 +106,28 @@ func runRestore(ctx context.Context, g *globals, o restoreOpts, spec string, pat
 	start := time.Now()
 	stop := startProgress(g.stderr, "restore:", &prog)
 	var kept []string
+	var setid atomic.Int64
 	err = repo.Restore(ctx, s, image.RestoreOptions{
 		Target: o.to, Paths: rels, Overwrite: o.overwrite, Progress: &prog, Protect: g.liveStores(),
-		OnError:     func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: could not restore %s: %v\n", p, err) },
-		OnStoreKept: func(dir string) { kept = append(kept, dir) },
+		OnError:        func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: could not restore %s: %v\n", p, err) },
+		OnStoreKept:    func(dir string) { kept = append(kept, dir) },
+		KeepSetid:      o.keepSetid,
+		OnSetidCleared: func(string) { setid.Add(1) },
 	})
 	stop()
 	if len(kept) > 0 {
 		fmt.Fprintf(g.stderr, "dvpc: left the store %s alone: a restore never writes into a dvpc store; everything else was restored\n", strings.Join(kept, ", "))
 	}
+	if n := setid.Load(); n > 0 {
+		fmt.Fprintf(g.stderr, "dvpc: cleared the setuid/setgid bits of %s; add --keep-setid to keep them\n", plural(n, "file"))
+	}
 	if g.json {
 		res := map[string]any{"snapshot": s.ID, "to": o.to, "files": prog.Files.Load(), "bytes": prog.Bytes.Load(), "duration_s": time.Since(start).Seconds()}
 		if len(kept) > 0 {
 			res["stores_left_alone"] = kept
+		}
+		if n := setid.Load(); n > 0 {
+			res["setid_cleared"] = n
 		}
 		if err != nil {
 			res["error"] = err.Error()
