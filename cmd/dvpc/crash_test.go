@@ -346,18 +346,25 @@ func TestCrashSafety(t *testing.T) {
 	// so the first change of either directory marks the start of the
 	// writes.
 	blobDir, tmpDir := filepath.Join(store, "blobs", "sha256"), filepath.Join(store, ".dvpc-tmp")
-	home.mutate(t)
-	// Written data is flushed before the measured run and before each
-	// killed one, so that they run under the same conditions.
-	syscall.Sync()
-	var id string
-	span, writeAt := watchRun(dirsChanged(blobDir, tmpDir), func() { id = d.snapshot(home.root) })
-	capture(id)
-	if writeAt < 0 {
-		t.Fatalf("the measured snapshot wrote no blob")
+	// The shortest of three runs stands for the writes: a shared machine
+	// makes any one run slower than the next.
+	var span, writeSpan time.Duration
+	for range 3 {
+		home.mutate(t)
+		// Written data is flushed before the measured runs and before
+		// each killed one, so that they run under the same conditions.
+		syscall.Sync()
+		var id string
+		sp, writeAt := watchRun(dirsChanged(blobDir, tmpDir), func() { id = d.snapshot(home.root) })
+		capture(id)
+		if writeAt < 0 {
+			t.Fatalf("the measured snapshot wrote no blob")
+		}
+		t.Logf("an uninterrupted snapshot of a typical change takes %v, writing blobs from %v on", sp, writeAt)
+		if ws := max(sp-writeAt, time.Millisecond); writeSpan == 0 || ws < writeSpan {
+			span, writeSpan = sp, ws
+		}
 	}
-	writeSpan := max(span-writeAt, time.Millisecond)
-	t.Logf("an uninterrupted snapshot of a typical change takes %v, writing blobs from %v on", span, writeAt)
 
 	// Three kills in four come at a random moment of the writes: after
 	// the first blob appears, within two thirds of the measured time
@@ -392,9 +399,13 @@ func TestCrashSafety(t *testing.T) {
 		case killed:
 			nkilled++
 		case r.code == 0:
-			// It finished before the signal: a complete snapshot.
+			// It finished before the signal: a complete snapshot. The
+			// writes are faster than measured now: aim earlier.
 			nfinished++
 			capture(strings.TrimSpace(r.stdout))
+			if started != nil {
+				writeSpan = max(writeSpan/2, time.Millisecond)
+			}
 		default:
 			t.Fatalf("%s: the snapshot failed by itself:\n%s", when, r)
 		}
