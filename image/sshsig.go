@@ -60,12 +60,17 @@ type sshsigBlob struct {
 // signSSHSIG signs msg and returns an armored SSHSIG signature, the format
 // `ssh-keygen -Y sign` writes.
 func (k signingKey) signSSHSIG(msg []byte) ([]byte, error) {
-	sig, err := k.signer.Sign(rand.Reader, sshsigSignedData(SignatureNamespace, msg))
+	return k.signSSHSIGIn(SignatureNamespace, msg)
+}
+
+// signSSHSIGIn signs msg in an SSHSIG namespace.
+func (k signingKey) signSSHSIGIn(namespace string, msg []byte) ([]byte, error) {
+	sig, err := k.signer.Sign(rand.Reader, sshsigSignedData(namespace, msg))
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	blob := append([]byte("SSHSIG"), ssh.Marshal(sshsigBlob{
-		Version: 1, PublicKey: k.signer.PublicKey().Marshal(), Namespace: SignatureNamespace,
+		Version: 1, PublicKey: k.signer.PublicKey().Marshal(), Namespace: namespace,
 		HashAlg: "sha512", Signature: ssh.Marshal(sig),
 	})...)
 	enc := base64.StdEncoding.EncodeToString(blob)
@@ -82,6 +87,10 @@ func (k signingKey) signSSHSIG(msg []byte) ([]byte, error) {
 // VerifySSHSIG checks an armored SSHSIG signature of msg against the public
 // key in authorized_keys form. It wraps [ErrBadSignature] on any mismatch.
 func VerifySSHSIG(authorizedKey string, msg, armored []byte) error {
+	return verifySSHSIGIn(SignatureNamespace, authorizedKey, msg, armored)
+}
+
+func verifySSHSIGIn(namespace, authorizedKey string, msg, armored []byte) error {
 	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorizedKey))
 	if err != nil {
 		return fmt.Errorf("parse public key: %w", err)
@@ -104,9 +113,9 @@ func VerifySSHSIG(authorizedKey string, msg, armored []byte) error {
 	if err := ssh.Unmarshal(rest, &blob); err != nil {
 		return fmt.Errorf("parse signature: %v: %w", err, ErrBadSignature)
 	}
-	if blob.Version != 1 || blob.Namespace != SignatureNamespace || blob.HashAlg != "sha512" {
+	if blob.Version != 1 || blob.Namespace != namespace || blob.HashAlg != "sha512" {
 		return fmt.Errorf("signature version %d, namespace %q, hash %q: want 1, %q, sha512: %w",
-			blob.Version, blob.Namespace, blob.HashAlg, SignatureNamespace, ErrBadSignature)
+			blob.Version, blob.Namespace, blob.HashAlg, namespace, ErrBadSignature)
 	}
 	if !bytes.Equal(blob.PublicKey, pub.Marshal()) {
 		return fmt.Errorf("signed by another key: %w", ErrBadSignature)
@@ -115,7 +124,7 @@ func VerifySSHSIG(authorizedKey string, msg, armored []byte) error {
 	if err := ssh.Unmarshal(blob.Signature, &sig); err != nil {
 		return fmt.Errorf("parse signature: %v: %w", err, ErrBadSignature)
 	}
-	if err := pub.Verify(sshsigSignedData(SignatureNamespace, msg), &sig); err != nil {
+	if err := pub.Verify(sshsigSignedData(namespace, msg), &sig); err != nil {
 		return fmt.Errorf("%v: %w", err, ErrBadSignature)
 	}
 	return nil
