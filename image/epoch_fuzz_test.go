@@ -103,4 +103,3 @@ func FuzzParseRotationStatement(f *testing.F) {
 		}
 	})
 }
-

@@ -506,7 +506,7 @@ func TestCalibrateArgon2(t *testing.T) {
 	}{
 		{2 * time.Second, Argon2Params{Time: 2, MemoryKiB: 64 << 10, Threads: 2}},
 		{125 * time.Millisecond, Argon2Params{Time: 2, MemoryKiB: 256 << 10, Threads: 2}},
-		{10 * time.Millisecond, Argon2Params{Time: 6, MemoryKiB: 1 << 20, Threads: 2}},
+		{10 * time.Millisecond, Argon2Params{Time: 10, MemoryKiB: 256 << 10, Threads: 2}},
 	} {
 		calls := 0
 		got := CalibrateArgon2(500*time.Millisecond, 2, func(p Argon2Params) time.Duration {
@@ -518,4 +518,3 @@ func TestCalibrateArgon2(t *testing.T) {
 		}
 	}
 }
-

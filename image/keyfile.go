@@ -78,26 +78,31 @@ func (p Argon2Params) validate() error {
 // still opens, but its passphrase should be set again (`dvpc key passwd`).
 func (p Argon2Params) Weak() bool { return p.MemoryKiB < Argon2MinMemoryKiB || p.Time < Argon2MinTime }
 
-// validateNew checks parameters for a new passphrase key: the range, and
+// ValidateNew checks parameters for a new passphrase key: the range, and
 // the floor. Only test builds (a go test binary, or dvpc built with the
 // tag dvpc_unsafe_test) accept weaker ones, so that tests run fast; they
 // enforce the floor too when DVPC_TEST_ARGON2_FLOOR=enforce. A dvpc built
 // for users always enforces it.
-func (p Argon2Params) validateNew() error {
+func (p Argon2Params) ValidateNew() error {
 	if err := p.validate(); err != nil {
 		return err
 	}
-	lifted := (testing.Testing() || unsafeTestBuild) && os.Getenv("DVPC_TEST_ARGON2_FLOOR") != "enforce"
-	if p.Weak() && !lifted {
+	if p.Weak() && Argon2FloorEnforced() {
 		return fmt.Errorf("argon2id with %d MiB and time %d: %w (at least %d MiB and time %d)",
 			p.MemoryKiB>>10, p.Time, ErrWeakArgon2, Argon2MinMemoryKiB>>10, Argon2MinTime)
 	}
 	return nil
 }
 
+// Argon2FloorEnforced reports whether new keys must meet the argon2id
+// floor: always, except in test builds (see [Argon2Params.ValidateNew]).
+func Argon2FloorEnforced() bool {
+	return !(testing.Testing() || unsafeTestBuild) || os.Getenv("DVPC_TEST_ARGON2_FLOOR") == "enforce"
+}
+
 // CalibrateArgon2 returns parameters at or above the floor that take about
 // target on this machine, measured with one hash at the floor and scaled
-// (memory first, up to 1 GiB, then time). It hashes once; measure returns
+// (memory first, up to 256 MiB, then time, up to 10 passes). It hashes once; measure returns
 // how long one hash with the given parameters takes.
 func CalibrateArgon2(target time.Duration, threads int, measure func(Argon2Params) time.Duration) Argon2Params {
 	p := DefaultArgon2
@@ -114,7 +119,7 @@ func CalibrateArgon2(target time.Duration, threads int, measure func(Argon2Param
 		return p
 	}
 	scale := float64(target) / float64(d)
-	mem := min(float64(p.MemoryKiB)*scale, 1<<20)
+	mem := min(float64(p.MemoryKiB)*scale, 256<<10)
 	scale /= mem / float64(p.MemoryKiB)
 	p.MemoryKiB = uint32(mem) &^ 1023
 	p.Time = uint32(min(max(float64(p.Time)*scale, Argon2MinTime), 10))
@@ -254,7 +259,7 @@ func NewKeyFile(passphrase []byte, p Argon2Params) (*KeyFile, []string, *Keys, e
 	if len(passphrase) == 0 {
 		return nil, nil, nil, errors.New("empty passphrase: choose a passphrase")
 	}
-	if err := p.validateNew(); err != nil {
+	if err := p.ValidateNew(); err != nil {
 		return nil, nil, nil, err
 	}
 	s := newSecrets(0)
@@ -800,7 +805,7 @@ func (kf *KeyFile) Rotate(k *Keys, opts RotateOptions) (*KeyFile, *Keys, []strin
 		if opts.Argon2 != (Argon2Params{}) {
 			nkf.Argon2 = opts.Argon2
 		}
-		if err := nkf.Argon2.validateNew(); err != nil {
+		if err := nkf.Argon2.ValidateNew(); err != nil {
 			return nil, nil, nil, err
 		}
 		rs = append([]Recipient{passphraseRecipient(opts.NewPassphrase, nkf.Argon2)}, rs...)

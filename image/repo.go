@@ -239,7 +239,7 @@ func Open(ctx context.Context, src Source, secret []byte) (*Repo, OpenInfo, erro
 	if err != nil {
 		return nil, OpenInfo{}, err
 	}
-	info := OpenInfo{RecoveryLeft: kf.RecoveryLeft(), Legacy: kf.Version == 1, WeakArgon2: kf.Argon2.Weak()}
+	info := OpenInfo{RecoveryLeft: kf.RecoveryLeft(), Legacy: kf.Version == 1, WeakArgon2: kf.Argon2.Weak() && Argon2FloorEnforced()}
 	r, err := newRepo(src, kf, u.Keys)
 	if err != nil {
 		return nil, info, err

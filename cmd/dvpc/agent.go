@@ -268,17 +268,35 @@ func (g *globals) unlock(ctx context.Context, src image.Source) (*image.Repo, er
 	if err != nil {
 		return nil, err
 	}
-	if info.RecoveryUsed {
-		remain := "remain"
-		if info.RecoveryLeft == 1 {
-			remain = "remains"
-		}
-		fmt.Fprintf(g.stderr, "dvpc: unlocked with a recovery code; it is now used up. %s %s. Set a new passphrase with `dvpc key passwd`.\n", plural(info.RecoveryLeft, "recovery code"), remain)
-	}
+	reportUnlock(g, repo, info)
 	if ag != nil {
 		ag.keep(repo.Keys())
 	}
 	return repo, nil
+}
+
+// reportUnlock tells the person what unlocking with a recovery code did,
+// and warns about a passphrase key below today's argon2id floor.
+func reportUnlock(g *globals, repo *image.Repo, info image.OpenInfo) {
+	if info.WeakArgon2 && !info.RecoveryUsed {
+		fmt.Fprintln(g.stderr, "dvpc: this store's passphrase key uses argon2id parameters below today's floor; run `dvpc key passwd` to raise them.")
+	}
+	if !info.RecoveryUsed {
+		return
+	}
+	remain := "remain"
+	if info.RecoveryLeft == 1 {
+		remain = "remains"
+	}
+	left := plural(info.RecoveryLeft, "recovery code") + " " + remain
+	switch {
+	case !info.Retired:
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s. This store cannot be written, so the code is NOT used up: it is retired, with a new key epoch, the next time it unlocks a store that can be written (or run `dvpc key burn %s` on your store).\n", info.RecoveryID, info.RecoveryID)
+	case info.Legacy:
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is removed from this store, but older copies of this store's key blob (version 1) still open with it. %s. Run `dvpc key passwd` now: it starts a new key epoch that no old code or passphrase opens.\n", info.RecoveryID, left)
+	default:
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is now used up: key epoch %d started, which it cannot open, and nothing written from now on is readable with it once your mirrors and media are synced. %s. Set a new passphrase with `dvpc key passwd`.\n", info.RecoveryID, repo.Keys().Epoch(), left)
+	}
 }
 
 func lockCommand(g *globals) *cli.Command {

@@ -213,8 +213,8 @@ func TestAgentSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(kf.Recovery) != image.RecoveryCodes-1 {
-		t.Errorf("%d recovery codes left after a session of three commands, want %d", len(kf.Recovery), image.RecoveryCodes-1)
+	if kf.RecoveryLeft() != image.RecoveryCodes-1 {
+		t.Errorf("%d recovery codes left after a session of three commands, want %d", kf.RecoveryLeft(), image.RecoveryCodes-1)
 	}
 
 	// Another user is refused even when the modes let them connect.
