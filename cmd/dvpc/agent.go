@@ -295,7 +295,7 @@ func reportUnlock(g *globals, repo *image.Repo, info image.OpenInfo) {
 	case info.Legacy:
 		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is removed from this store, but older copies of this store's key blob (version 1) still open with it. %s. Run `dvpc key passwd` now: it starts a new key epoch that no old code or passphrase opens.\n", info.RecoveryID, left)
 	default:
-		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is now used up: key epoch %d started, which it cannot open, and nothing written from now on is readable with it once your mirrors and media are synced. %s. Set a new passphrase with `dvpc key passwd`.\n", info.RecoveryID, repo.Keys().Epoch(), left)
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is now used up: key epoch %d started, which it cannot open, and nothing written from now on is readable with it once your mirrors and media are synced. %s. Set a new passphrase with `dvpc key passwd`; if this PC is not yours, it knows the new epoch: run `dvpc key rotate` on your own PC after your next sync.\n", info.RecoveryID, repo.Keys().Epoch(), left)
 	}
 }
 

@@ -154,6 +154,14 @@ func runKeySigner(ctx context.Context, g *globals, principal string) error {
 	if principal == "" {
 		principal = "dvpc-" + kf.StoreID
 	}
-	_, err = fmt.Fprintln(g.stdout, image.AllowedSigners(principal, kf.SigningPublic))
-	return err
+	// Every epoch's key, the current one first: each signed the snapshots
+	// of its epoch. Which key may sign which sequence numbers is dvpc's
+	// rule (`dvpc verify`); ssh-keygen checks each signature alone.
+	epochs := kf.Epochs()
+	for i := len(epochs) - 1; i >= 0; i-- {
+		if _, err := fmt.Fprintln(g.stdout, image.AllowedSigners(principal, epochs[i].Key)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
