@@ -264,6 +264,14 @@ func (g *globals) unlock(ctx context.Context, src image.Source) (*image.Repo, er
 		return nil, err
 	}
 	repo, info, err := image.Open(ctx, src, pass)
+	if errors.Is(err, image.ErrWrongPassphrase) {
+		// An old disc or mirror copy: a newer key blob of the same store
+		// in the default store may open it with today's passphrase.
+		if r := openWithNewerKeys(ctx, src, g.store, pass); r != nil {
+			clear(pass)
+			return r, nil
+		}
+	}
 	clear(pass)
 	if err != nil {
 		return nil, err
@@ -273,6 +281,32 @@ func (g *globals) unlock(ctx context.Context, src image.Source) (*image.Repo, er
 		ag.keep(repo.Keys())
 	}
 	return repo, nil
+}
+
+// openWithNewerKeys opens a read-only source whose own key blob the
+// secret does not open, with the newer key blob of the same store in the
+// default store, if there is one; nil otherwise.
+func openWithNewerKeys(ctx context.Context, src image.Source, store string, secret []byte) *image.Repo {
+	if _, writable := src.(image.Store); writable {
+		return nil
+	}
+	local := defaultStore()
+	if filepath.Clean(local) == filepath.Clean(store) {
+		return nil
+	}
+	lay, err := image.OpenLayout(local)
+	if err != nil {
+		return nil
+	}
+	kf, err := image.ReadKeyFile(ctx, lay)
+	if err != nil {
+		return nil
+	}
+	repo, err := image.OpenWithKeyFile(ctx, src, kf, secret)
+	if err != nil {
+		return nil
+	}
+	return repo
 }
 
 // reportUnlock tells the person what unlocking with a recovery code did,

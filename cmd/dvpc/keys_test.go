@@ -24,6 +24,7 @@ import (
 // still verify and restore, and the old DVD opens with the old passphrase,
 // and, with the newer key blob at hand, with the new one.
 func TestRecoveryCodeOnStrangePC(t *testing.T) {
+	requireTool(t, "xorriso", "xorriso")
 	ctx := context.Background()
 	reg := regtest.Start(t)
 	dir := t.TempDir()
@@ -34,13 +35,16 @@ func TestRecoveryCodeOnStrangePC(t *testing.T) {
 	homeA := filepath.Join(dir, "a", "home")
 	writeFileAt0(t, filepath.Join(homeA, ".bashrc"), "alias ll='ls -l'\n")
 	randomFile(t, filepath.Join(homeA, "photo.bin"), 1, 1<<20)
-	a := newCLI(t, filepath.Join(dir, "a", "store"), pass)
+	xdg := filepath.Join(dir, "a", "data") // A's default store lives here
+	a := newCLI(t, filepath.Join(xdg, "dvpc", "store"), pass)
 	codes := initCodes(t, a)
 	a.must("mirror", "add", mirror, "--name", "m")
 	a.snapshot(homeA)
 	a.must("push")
 	dvd := filepath.Join(dir, "dvd")
-	copyStore(t, a.store, dvd) // last month's disc
+	copyStore(t, a.store, dvd) // last month's disc, as a directory
+	iso := filepath.Join(dir, "last-month.iso")
+	a.must("media", "iso", "--out", iso, "--no-clients")
 	theft := filepath.Join(dir, "theft")
 	copyStore(t, a.store, theft) // what the code's watcher copies
 
@@ -157,6 +161,11 @@ func TestRecoveryCodeOnStrangePC(t *testing.T) {
 	const newPass = "a new passphrase after the code was seen"
 	a.with("DVPC_NEW_PASSPHRASE", newPass).must("key", "passwd")
 	a.with("DVPC_PASSPHRASE", newPass).onStore(dvd).expect(exitPassphrase, "log")
+	a.onStore(iso).must("log")
+	a.with("DVPC_PASSPHRASE", newPass).onStore(iso).expect(exitPassphrase, "log")
+	if r := a.with("DVPC_PASSPHRASE", newPass).with("XDG_DATA_HOME", xdg).onStore(iso).must("log"); !strings.Contains(r.stdout, "home") {
+		t.Errorf("the old disc with today's passphrase and the newer key blob of the default store:\n%s", r)
+	}
 	aKF, err := image.ReadKeyFile(ctx, mk(a.store))
 	if err != nil {
 		t.Fatal(err)
