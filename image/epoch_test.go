@@ -518,3 +518,47 @@ func TestCalibrateArgon2(t *testing.T) {
 		}
 	}
 }
+
+// TestOtherRecipient: someone else's X25519 key added as a recipient opens
+// the new epoch, and every older one, with its own secret.
+func TestOtherRecipient(t *testing.T) {
+	ctx := context.Background()
+	lay, _ := newKeyedLayout(t)
+	r, _, err := Open(ctx, lay, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	home := t.TempDir()
+	writeFile(t, filepath.Join(home, "shared"), []byte("for the help desk\n"))
+	s1, _ := mustSnapshot(t, r, home, SnapshotOptions{})
+	secret := randomBytes(32)
+	id := identity(secret)
+	if _, err := r.Rotate(ctx, RotateOptions{AddX25519: []Recipient{{Public: id.public(), Label: "help desk"}}}); err != nil {
+		t.Fatal(err)
+	}
+	kf, keys := r.KeyFile(), r.Keys()
+	if kf.Epoch != 1 || kf.Recipients[len(kf.Recipients)-1].Label != "help desk" {
+		t.Fatalf("recipient added: epoch %d, %+v", kf.Epoch, kf.Recipients[len(kf.Recipients)-1])
+	}
+	parsed, err := ParseKeyFile(mustMarshal(t, kf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := parsed.UnlockX25519(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Epoch() != 1 || got.ChunkID([]byte("x")) != keys.ChunkID([]byte("x")) {
+		t.Fatal("the other recipient's keys differ")
+	}
+	if _, err := parsed.UnlockX25519(randomBytes(32)); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("a stranger's key: %v", err)
+	}
+	desk, err := OpenUnlocked(ctx, lay, nil, got.Export())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer desk.Close()
+	mustRestoreEqual(t, desk, loadSnap(t, desk, s1), home)
+}

@@ -757,6 +757,10 @@ type RotateOptions struct {
 	// HighSeq is the highest sequence number the store holds: the old
 	// signing key signs nothing above it.
 	HighSeq uint64
+	// AddX25519 are other people's keys (a reader of a shared folder, a
+	// help desk) to seal the new epoch to as well; each needs its
+	// X25519 public key and a label.
+	AddX25519 []Recipient
 }
 
 // Rotate starts the next key epoch: new sealing keys and a new signing
@@ -810,6 +814,12 @@ func (kf *KeyFile) Rotate(k *Keys, opts RotateOptions) (*KeyFile, *Keys, []strin
 		}
 		rs = append([]Recipient{passphraseRecipient(opts.NewPassphrase, nkf.Argon2)}, rs...)
 	}
+	for i, r := range opts.AddX25519 {
+		if len(r.Public) != 32 {
+			return nil, nil, nil, fmt.Errorf("add recipient %q: public key of %d bytes, want 32", r.Label, len(r.Public))
+		}
+		rs = append(rs, Recipient{Kind: RecipientX25519, ID: fmt.Sprintf("x%d-%d", nkf.Epoch, i+1), Label: r.Label, Public: r.Public})
+	}
 	if len(rs) == 0 {
 		return nil, nil, nil, errors.New("rotate keys: nobody could open the new epoch (no passphrase, no recovery code left)")
 	}
@@ -844,18 +854,6 @@ func (kf *KeyFile) Rotate(k *Keys, opts RotateOptions) (*KeyFile, *Keys, []strin
 		return nil, nil, nil, err
 	}
 	return nkf, keys, codes, nil
-}
-
-// AddRecipient starts a new epoch that someone else's X25519 key can also
-// open (a reader of a shared folder, a help desk).
-func (kf *KeyFile) AddRecipient(k *Keys, pub []byte, label string, opts RotateOptions) (*KeyFile, *Keys, error) {
-	if len(pub) != 32 {
-		return nil, nil, fmt.Errorf("add recipient: public key of %d bytes, want 32", len(pub))
-	}
-	withNew := *kf
-	withNew.Recipients = append(slices.Clone(kf.Recipients), Recipient{Kind: RecipientX25519, ID: fmt.Sprintf("x%d", len(kf.Recipients)), Label: label, Public: pub})
-	nkf, keys, _, err := withNew.Rotate(k, opts)
-	return nkf, keys, err
 }
 
 // exportVersion is the first byte of [Keys.Export]'s form.

@@ -135,3 +135,22 @@ func (id *identity) openFrom(sealed, ad []byte) ([]byte, error) {
 	}
 	return open(aead, nil, sealed[curve25519.PointSize:], ad)
 }
+
+// UnlockX25519 opens the key blob with the secret half of someone else's
+// recipient (kind x25519), added with [RotateOptions].AddX25519.
+func (kf *KeyFile) UnlockX25519(secret []byte) (*Keys, error) {
+	if len(secret) != curve25519.ScalarSize {
+		return nil, fmt.Errorf("x25519 identity of %d bytes, want %d", len(secret), curve25519.ScalarSize)
+	}
+	id := identity(secret)
+	for i := range kf.Recipients {
+		r := &kf.Recipients[i]
+		if r.Kind != RecipientX25519 {
+			continue
+		}
+		if s, err := kf.openRecipient(r, &id); err == nil {
+			return kf.keysOf(s)
+		}
+	}
+	return nil, ErrWrongPassphrase
+}
