@@ -223,7 +223,7 @@ func TestOpenUnlocked(t *testing.T) {
 	if _, err := OpenUnlocked(ctx, other, nil, secret); err == nil {
 		t.Fatal("one store's secrets opened another store")
 	}
-	for _, bad := range [][]byte{nil, secret[1:], append([]byte{2}, secret[1:]...)} {
+	for _, bad := range [][]byte{nil, secret[1:], append([]byte{exportVersion + 1}, secret[1:]...), append([]byte{1}, secret[1:]...)} {
 		if _, err := OpenUnlocked(ctx, lay, nil, bad); err == nil {
 			t.Fatalf("secrets %x accepted", bad)
 		}
