@@ -427,9 +427,24 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	var kf *image.KeyFile
 	var keysRef *image.Ref
 	var want []wantBlob
+	keysNewer := false
 	if _, ok := findRef(dstRefs, image.KeysRef); ok {
 		if kf, err = image.ReadKeyFile(ctx, dst); err != nil {
 			return rep, err
+		}
+		// A mirror's key blob of a later epoch along the same signed
+		// chain replaces it; a rival chain is never taken.
+		if kr, ok := findRef(fo.refs, image.KeysRef); ok && kr.Desc.Digest != mustRef(dstRefs, image.KeysRef).Desc.Digest {
+			if mk, err := image.ReadKeyFile(ctx, fo); err == nil {
+				if newer, _ := kf.Extends(mk); newer {
+					blobs, err := manifestBlobs(ctx, fo, kr.Desc)
+					if err != nil {
+						return rep, err
+					}
+					want = append(want, blobs...)
+					kf, keysRef, keysNewer = mk, &kr, true
+				}
+			}
 		}
 	} else {
 		kr, ok := findRef(fo.refs, image.KeysRef)
@@ -577,7 +592,7 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 			return rep, err
 		}
 	}
-	if len(acc) == 0 && len(heal) == 0 {
+	if len(acc) == 0 && len(heal) == 0 && !keysNewer {
 		return rep, nil
 	}
 
@@ -631,15 +646,15 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	if err := g.Wait(); err != nil {
 		return rep, err
 	}
-	if len(acc) == 0 {
+	if len(acc) == 0 && !keysNewer {
 		return rep, nil
 	}
 
 	// Name them: the keys if new, each signature before its snapshot.
 	err = dst.UpdateRefs(ctx, func(refs []image.Ref) ([]image.Ref, error) {
 		if keysRef != nil {
-			if _, ok := findRef(refs, image.KeysRef); !ok {
-				refs = append(refs, *keysRef)
+			if _, ok := findRef(refs, image.KeysRef); !ok || keysNewer {
+				refs = setRef(refs, *keysRef)
 			}
 		}
 		for _, a := range acc {
@@ -695,6 +710,11 @@ func NewestVerified(ctx context.Context, m image.Source, refs []image.Ref, kf *i
 	return "", probs, nil
 }
 
+func mustRef(refs []image.Ref, name string) image.Ref {
+	r, _ := findRef(refs, name)
+	return r
+}
+
 // verifySnapshot reads a snapshot manifest and its signature, checks the
 // signature against the key file and the store ID, and returns the blobs
 // both manifests need.
@@ -718,7 +738,11 @@ func verifySnapshot(ctx context.Context, src image.Source, kf *image.KeyFile, sn
 	if err != nil {
 		return nil, nil, fmt.Errorf("signature blob: %w", err)
 	}
-	if err := image.VerifySSHSIG(kf.SigningPublic, raw, sigBytes); err != nil {
+	pub, err := kf.SignerOf(m.Annotations)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := image.VerifySSHSIG(pub, raw, sigBytes); err != nil {
 		return nil, nil, err
 	}
 	if m.ArtifactType != image.SnapshotArtifactType {

@@ -102,7 +102,7 @@ func (r *Repo) openChunk(kind byte, id ChunkID, sealed []byte, raw int64, dst []
 	if len(sealed) < sealOverhead {
 		return nil, fmt.Errorf("sealed chunk of %d bytes is shorter than its envelope: %w", len(sealed), ErrSeal)
 	}
-	pt, err := open(r.keys.blob, sealed[sealOverhead-16:sealOverhead-16], sealed, chunkAD(kind, id)) // in place
+	pt, err := r.keys.openBlobInPlace(sealed, chunkAD(kind, id))
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (r *Repo) loadIndexBlob(ctx context.Context, d Digest, size int64) error {
 	if err != nil {
 		return fmt.Errorf("index blob: %w", err)
 	}
-	pt, err := open(r.keys.meta, nil, sealed, []byte("dvpc v1 index"))
+	pt, err := r.keys.openMeta(sealed, []byte("dvpc v1 index"))
 	if err != nil {
 		return fmt.Errorf("index blob %s: %w", d, err)
 	}

@@ -672,7 +672,7 @@ func FuzzParseKeyFile(f *testing.F) {
 			}
 			return
 		}
-		if kf.Version != 1 || kf.StoreID == "" || kf.Argon2.validate() != nil {
+		if (kf.Version != 1 && kf.Version != 2) || kf.StoreID == "" || kf.Argon2.validate() != nil {
 			t.Fatalf("ParseKeyFile accepted %+v", kf)
 		}
 		if bytes.Equal(b, fx.keyBlob) {

@@ -126,7 +126,7 @@ func (h *HomeID) UnmarshalText(b []byte) error {
 // HomeID returns the ID of the home called name in this store.
 func (k *Keys) HomeID(name string) HomeID {
 	key := make([]byte, 32)
-	r := hkdf.New(sha256.New, k.secrets.master[:], []byte(k.storeID), []byte("dvpc v1 home id"))
+	r := hkdf.New(sha256.New, k.secrets.storeMaster(), []byte(k.storeID), []byte("dvpc v1 home id"))
 	if _, err := io.ReadFull(r, key); err != nil {
 		panic(err) // hkdf cannot fail for 32 bytes
 	}

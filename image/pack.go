@@ -100,7 +100,7 @@ func (k *Keys) ParsePackHeader(pack io.ReaderAt, size int64) ([]packEntry, error
 	if _, err := pack.ReadAt(sealed, size-packTrailerLen-hlen); err != nil {
 		return nil, fmt.Errorf("read pack header: %w", err)
 	}
-	pt, err := open(k.meta, nil, sealed, []byte("dvpc v1 pack header"))
+	pt, err := k.openMeta(sealed, []byte("dvpc v1 pack header"))
 	if err != nil {
 		return nil, fmt.Errorf("pack header: %w", err)
 	}

@@ -210,14 +210,26 @@ func (kf *KeyFile) readUsedAnnotations(ann map[string]string) {
 
 // OpenInfo says how a store was unlocked.
 type OpenInfo struct {
-	// RecoveryUsed is true when a recovery code opened the store; it has
-	// been burnt if the store is writable.
+	// RecoveryUsed is true when a recovery code opened the store.
 	RecoveryUsed bool
+	// RecoveryID is that code's number.
+	RecoveryID string
+	// Retired is true when the code was retired: on a writable store, a
+	// new key epoch was started without it (or, for a version 1 key blob,
+	// its wrapper was removed from this copy). On a read-only source the
+	// code is not retired; the next writable store it opens retires it.
+	Retired bool
+	// Legacy is true for a version 1 key blob: a retired code still opens
+	// older copies of it until `key passwd` starts a new epoch.
+	Legacy       bool
 	RecoveryLeft int
+	// WeakArgon2 is true when the passphrase key is below today's floor.
+	WeakArgon2 bool
 }
 
 // Open unlocks a store with a passphrase or a recovery code. A recovery
-// code is burnt when src is a writable [Store].
+// code that opens a writable [Store] is retired at once: a new key epoch
+// is started that it does not open ([Repo.Rotate]).
 func Open(ctx context.Context, src Source, secret []byte) (*Repo, OpenInfo, error) {
 	kf, err := ReadKeyFile(ctx, src)
 	if err != nil {
@@ -227,26 +239,117 @@ func Open(ctx context.Context, src Source, secret []byte) (*Repo, OpenInfo, erro
 	if err != nil {
 		return nil, OpenInfo{}, err
 	}
-	info := OpenInfo{RecoveryLeft: len(kf.Recovery)}
-	st, _ := src.(Store)
-	if u.RecoveryID != "" {
-		info.RecoveryUsed = true
-		if st != nil {
-			info.RecoveryLeft = kf.BurnRecovery(u.RecoveryID)
-			unlock, err := st.Lock(ctx)
-			if err != nil {
-				return nil, info, err
-			}
-			err = saveKeyFile(ctx, st, kf)
-			unlock()
-			if err != nil {
-				return nil, info, fmt.Errorf("burn recovery code: %w", err)
-			}
-		}
-	}
+	info := OpenInfo{RecoveryLeft: kf.RecoveryLeft(), Legacy: kf.Version == 1, WeakArgon2: kf.Argon2.Weak() && Argon2FloorEnforced()}
 	r, err := newRepo(src, kf, u.Keys)
-	return r, info, err
+	if err != nil {
+		return nil, info, err
+	}
+	if u.RecoveryID == "" {
+		return r, info, nil
+	}
+	info.RecoveryUsed, info.RecoveryID = true, u.RecoveryID
+	if r.st == nil {
+		return r, info, nil
+	}
+	if kf.Version == 1 {
+		unlock, err := r.st.Lock(ctx)
+		if err != nil {
+			return nil, info, err
+		}
+		info.RecoveryLeft = kf.burnV1(u.RecoveryID)
+		err = saveKeyFile(ctx, r.st, kf)
+		unlock()
+		if err != nil {
+			return nil, info, fmt.Errorf("burn recovery code: %w", err)
+		}
+		info.Retired = true
+		return r, info, nil
+	}
+	if _, err := r.Rotate(ctx, RotateOptions{Burn: []string{u.RecoveryID}}); err != nil {
+		return nil, info, fmt.Errorf("retire recovery code %s: %w", u.RecoveryID, err)
+	}
+	info.Retired, info.RecoveryLeft = true, r.kf.RecoveryLeft()
+	return r, info, nil
 }
+
+// Rotate starts a new key epoch in the store (see [KeyFile.Rotate]) and
+// makes r use it: what r writes from now on is sealed and signed with the
+// new keys. It returns new recovery codes when the old ones could not be
+// carried over.
+func (r *Repo) Rotate(ctx context.Context, opts RotateOptions) ([]string, error) {
+	if r.st == nil {
+		return nil, fmt.Errorf("rotate keys: %w", ErrReadOnly)
+	}
+	high, err := r.highSeq(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rotate keys: %w", err)
+	}
+	opts.HighSeq = max(opts.HighSeq, high)
+	unlock, err := r.st.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cur, err := ReadKeyFile(ctx, r.st)
+	if err != nil {
+		return nil, err
+	}
+	if cur.SigningPublic != r.kf.SigningPublic {
+		return nil, errors.New("rotate keys: the store's key blob changed since it was unlocked; unlock again")
+	}
+	nkf, keys, codes, err := r.kf.Rotate(r.keys, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := saveKeyFile(ctx, r.st, nkf); err != nil {
+		return nil, fmt.Errorf("rotate keys: %w", err)
+	}
+	r.kf, r.keys = nkf, keys
+	return codes, nil
+}
+
+// highSeq is the highest sequence number of a verified snapshot in the
+// store or in its trust state.
+func (r *Repo) highSeq(ctx context.Context) (uint64, error) {
+	snaps, _, err := r.Snapshots(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var high uint64
+	for _, s := range snaps {
+		high = max(high, s.Config.Seq)
+	}
+	if st, err := r.state(); err == nil && st != nil {
+		high = max(high, st.HighSeq)
+	}
+	return high, nil
+}
+
+// OpenWithKeyFile unlocks kf, a newer key blob of src's store found
+// elsewhere (a mirror, the USB key), and reads src with it: the current
+// passphrase then reads an old disc, whose own key blob it does not open.
+// kf must continue src's chain of epochs; src's key blob is not changed,
+// and recovery codes are not retired (the source is not written).
+func OpenWithKeyFile(ctx context.Context, src Source, kf *KeyFile, secret []byte) (*Repo, error) {
+	own, err := ReadKeyFile(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := own.Extends(kf); err != nil {
+		return nil, err
+	}
+	if kf.Epoch < own.Epoch {
+		return nil, fmt.Errorf("key blob of epoch %d is older than the store's own (epoch %d): %w", kf.Epoch, own.Epoch, ErrEpoch)
+	}
+	u, err := kf.Unlock(secret)
+	if err != nil {
+		return nil, err
+	}
+	return newRepo(readOnly{src}, kf, u.Keys)
+}
+
+// readOnly hides that a source can be written.
+type readOnly struct{ Source }
 
 // OpenUnlocked opens a store with secrets that unlocked it before, as
 // [Keys.Export] gave them (the unlock agent keeps them between commands).
@@ -297,20 +400,16 @@ func (r *Repo) KeyFile() *KeyFile { return r.kf }
 // Keys returns the unlocked keys.
 func (r *Repo) Keys() *Keys { return r.keys }
 
-// SetPassphrase rewraps the keys under a new passphrase and saves them.
-func (r *Repo) SetPassphrase(ctx context.Context, newPass []byte) error {
-	if r.st == nil {
-		return errors.New("set passphrase: the store is read-only")
+// SetPassphrase starts a new key epoch sealed to a new passphrase (with
+// argon2id parameters p, or the key blob's when zero) and the remaining
+// recovery codes: the old passphrase opens no copy of the new key blob.
+// It returns new recovery codes when a version 1 key blob's could not be
+// carried over.
+func (r *Repo) SetPassphrase(ctx context.Context, newPass []byte, p Argon2Params) ([]string, error) {
+	if len(newPass) == 0 {
+		return nil, errors.New("empty passphrase: choose a passphrase")
 	}
-	unlock, err := r.st.Lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := r.kf.SetPassphrase(r.keys, newPass); err != nil {
-		return err
-	}
-	return saveKeyFile(ctx, r.st, r.kf)
+	return r.Rotate(ctx, RotateOptions{NewPassphrase: newPass, Argon2: p})
 }
 
 // blobCache keeps blobs open for range reads.

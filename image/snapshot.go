@@ -194,7 +194,11 @@ func (r *Repo) loadSnapshot(ctx context.Context, refs []Ref, ref Ref) (*Snapshot
 		return nil, err
 	}
 	// The signature is checked before anything in the manifest is used.
-	if err := verifySignature(ctx, r.src, refs, r.kf.SigningPublic, md, raw); err != nil {
+	pub, err := r.kf.SignerOf(m.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifySignature(ctx, r.src, refs, pub, md, raw); err != nil {
 		return nil, err
 	}
 	if m.ArtifactType != SnapshotArtifactType || string(m.Config.MediaType) != SnapshotConfigType {
@@ -211,7 +215,7 @@ func (r *Repo) loadSnapshot(ctx context.Context, refs []Ref, ref Ref) (*Snapshot
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	pt, err := open(r.keys.meta, nil, sealed, []byte("dvpc v1 snapshot config"))
+	pt, err := r.keys.openMeta(sealed, []byte("dvpc v1 snapshot config"))
 	if err != nil {
 		return nil, fmt.Errorf("config blob %s: %w", cd, err)
 	}
@@ -338,6 +342,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, cfg *SnapshotConfig, layers [
 			AnnotationCreated: cfg.Time.UTC().Format(time.RFC3339Nano),
 			AnnotationSeq:     strconv.FormatUint(cfg.Seq, 10),
 			AnnotationStore:   r.kf.StoreID,
+			AnnotationEpoch:   strconv.FormatUint(uint64(r.keys.Epoch()), 10),
 		},
 	}
 	homeID := r.keys.HomeID(cfg.Home)

@@ -325,7 +325,7 @@ func TestKeys(t *testing.T) {
 	if _, _, err := Open(ctx, lay, []byte(codes[2])); !errors.Is(err, ErrWrongPassphrase) {
 		t.Fatalf("burnt code unlocked again: %v", err)
 	}
-	if err := r.SetPassphrase(ctx, []byte("new")); err != nil {
+	if _, err := r.SetPassphrase(ctx, []byte("new"), Argon2Params{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := Open(ctx, lay, []byte("old")); !errors.Is(err, ErrWrongPassphrase) {

@@ -60,8 +60,13 @@ type sshsigBlob struct {
 // signSSHSIG signs msg and returns an armored SSHSIG signature, the format
 // `ssh-keygen -Y sign` writes.
 func (k signingKey) signSSHSIG(msg []byte) ([]byte, error) {
+	return k.signSSHSIGIn(SignatureNamespace, msg)
+}
+
+// signSSHSIGIn signs msg in an SSHSIG namespace.
+func (k signingKey) signSSHSIGIn(namespace string, msg []byte) ([]byte, error) {
 	h := sha512.Sum512(msg)
-	return k.signSSHSIGHash(SignatureNamespace, h[:])
+	return k.signSSHSIGHash(namespace, h[:])
 }
 
 // signSSHSIGHash signs, in namespace, the message whose SHA-512 is h.
@@ -88,8 +93,13 @@ func (k signingKey) signSSHSIGHash(namespace string, h []byte) ([]byte, error) {
 // VerifySSHSIG checks an armored SSHSIG signature of msg against the public
 // key in authorized_keys form. It wraps [ErrBadSignature] on any mismatch.
 func VerifySSHSIG(authorizedKey string, msg, armored []byte) error {
+	return verifySSHSIGIn(SignatureNamespace, authorizedKey, msg, armored)
+}
+
+// verifySSHSIGIn checks an armored SSHSIG signature of msg in namespace.
+func verifySSHSIGIn(namespace, authorizedKey string, msg, armored []byte) error {
 	h := sha512.Sum512(msg)
-	return verifySSHSIGHash(authorizedKey, SignatureNamespace, h[:], armored)
+	return verifySSHSIGHash(authorizedKey, namespace, h[:], armored)
 }
 
 // verifySSHSIGHash checks an armored SSHSIG signature, in namespace, of the

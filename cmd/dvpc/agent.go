@@ -264,21 +264,73 @@ func (g *globals) unlock(ctx context.Context, src image.Source) (*image.Repo, er
 		return nil, err
 	}
 	repo, info, err := image.Open(ctx, src, pass)
+	if errors.Is(err, image.ErrWrongPassphrase) {
+		// An old disc or mirror copy: a newer key blob of the same store
+		// in the default store may open it with today's passphrase.
+		if r := openWithNewerKeys(ctx, src, g.store, pass); r != nil {
+			clear(pass)
+			return r, nil
+		}
+	}
 	clear(pass)
 	if err != nil {
 		return nil, err
 	}
-	if info.RecoveryUsed {
-		remain := "remain"
-		if info.RecoveryLeft == 1 {
-			remain = "remains"
-		}
-		fmt.Fprintf(g.stderr, "dvpc: unlocked with a recovery code; it is now used up. %s %s. Set a new passphrase with `dvpc key passwd`.\n", plural(info.RecoveryLeft, "recovery code"), remain)
-	}
+	reportUnlock(g, repo, info)
 	if ag != nil {
 		ag.keep(repo.Keys())
 	}
 	return repo, nil
+}
+
+// openWithNewerKeys opens a read-only source whose own key blob the
+// secret does not open, with the newer key blob of the same store in the
+// default store, if there is one; nil otherwise.
+func openWithNewerKeys(ctx context.Context, src image.Source, store string, secret []byte) *image.Repo {
+	if _, writable := src.(image.Store); writable {
+		return nil
+	}
+	local := defaultStore()
+	if filepath.Clean(local) == filepath.Clean(store) {
+		return nil
+	}
+	lay, err := image.OpenLayout(local)
+	if err != nil {
+		return nil
+	}
+	kf, err := image.ReadKeyFile(ctx, lay)
+	if err != nil {
+		return nil
+	}
+	repo, err := image.OpenWithKeyFile(ctx, src, kf, secret)
+	if err != nil {
+		return nil
+	}
+	return repo
+}
+
+// reportUnlock tells the person what unlocking with a recovery code did,
+// and warns about a passphrase key below today's argon2id floor.
+func reportUnlock(g *globals, repo *image.Repo, info image.OpenInfo) {
+	if info.WeakArgon2 && !info.RecoveryUsed {
+		fmt.Fprintln(g.stderr, "dvpc: this store's passphrase key uses argon2id parameters below today's floor; run `dvpc key passwd` to raise them.")
+	}
+	if !info.RecoveryUsed {
+		return
+	}
+	remain := "remain"
+	if info.RecoveryLeft == 1 {
+		remain = "remains"
+	}
+	left := plural(info.RecoveryLeft, "recovery code") + " " + remain
+	switch {
+	case !info.Retired:
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s. This store cannot be written, so the code is NOT used up: it is retired, with a new key epoch, the next time it unlocks a store that can be written (or run `dvpc key burn %s` on your store).\n", info.RecoveryID, info.RecoveryID)
+	case info.Legacy:
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is removed from this store, but older copies of this store's key blob (version 1) still open with it. %s. Run `dvpc key passwd` now: it starts a new key epoch that no old code or passphrase opens.\n", info.RecoveryID, left)
+	default:
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is now used up: key epoch %d started, which it cannot open, and nothing written from now on is readable with it once your mirrors and media are synced. %s. Set a new passphrase with `dvpc key passwd`; if this PC is not yours, it knows the new epoch: run `dvpc key rotate` on your own PC after your next sync.\n", info.RecoveryID, repo.Keys().Epoch(), left)
+	}
 }
 
 func lockCommand(g *globals) *cli.Command {

@@ -213,8 +213,19 @@ func TestAgentSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(kf.Recovery) != image.RecoveryCodes-1 {
-		t.Errorf("%d recovery codes left after a session of three commands, want %d", len(kf.Recovery), image.RecoveryCodes-1)
+	if kf.RecoveryLeft() != image.RecoveryCodes-1 {
+		t.Errorf("%d recovery codes left after a session of three commands, want %d", kf.RecoveryLeft(), image.RecoveryCodes-1)
+	}
+	// The code started epoch 1, whose keys the agent holds; a rotation
+	// through the agent hands it epoch 2's, with no secret typed.
+	if kf.Epoch != 1 {
+		t.Errorf("the code did not start a key epoch: epoch %d", kf.Epoch)
+	}
+	if r := ag.must("key", "rotate"); !strings.Contains(r.stderr, "key epoch 2 started") {
+		t.Errorf("key rotate through the agent:\n%s", r)
+	}
+	if r := ag.must("log"); !strings.Contains(r.stdout, id) {
+		t.Errorf("log through the agent after a rotation:\n%s", r)
 	}
 
 	// Another user is refused even when the modes let them connect.

@@ -62,7 +62,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	dvpcBin = filepath.Join(dir, "dvpc")
-	build := exec.Command(gobin, "build", "-o", dvpcBin, ".")
+	build := exec.Command(gobin, "build", "-tags", "dvpc_unsafe_test", "-o", dvpcBin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "dvpc tests: go build -o %s . failed: %v\n%s", dvpcBin, err, out)
 		return 1

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"unicode"
 
 	"golang.org/x/term"
 )
@@ -93,4 +95,72 @@ func readSecretFile(name string) ([]byte, error) {
 		return nil, err
 	}
 	return io.ReadAll(io.LimitReader(f, 64<<10))
+}
+
+// passphraseBits is a rough, no-dictionary estimate of a passphrase's
+// entropy, in the spirit of zxcvbn: a run of letters counts as at most a
+// guessable word (10 bits plus 3 a letter, one more for mixed case), digits
+// 3.3 bits each, other characters 5 or more; the whole is capped by the
+// distinct characters used, so "aaaaaaaaaaaa" is not long.
+func passphraseBits(pass []byte) float64 {
+	rs := []rune(string(pass))
+	distinct := map[rune]bool{}
+	var bits float64
+	pool := map[string]bool{}
+	for i := 0; i < len(rs); {
+		r := rs[i]
+		distinct[r] = true
+		switch {
+		case unicode.IsLetter(r) && r < 128:
+			j, upper, lower := i, false, false
+			for ; j < len(rs) && unicode.IsLetter(rs[j]) && rs[j] < 128; j++ {
+				distinct[rs[j]] = true
+				upper = upper || unicode.IsUpper(rs[j])
+				lower = lower || unicode.IsLower(rs[j])
+			}
+			n := float64(j - i)
+			letters := 26.0
+			if upper && lower {
+				letters = 52
+			}
+			bits += min(n*math.Log2(letters), 10+3*n)
+			if upper && lower {
+				bits++
+			}
+			pool["letters"] = true
+			i = j
+			continue
+		case r >= '0' && r <= '9':
+			bits += math.Log2(10)
+			pool["digits"] = true
+		case r < 128:
+			bits += math.Log2(33)
+			pool["symbols"] = true
+		default:
+			bits += math.Log2(100)
+			pool["other"] = true
+		}
+		i++
+	}
+	size := 0
+	for k := range pool {
+		size += map[string]int{"letters": 52, "digits": 10, "symbols": 33, "other": 100}[k]
+	}
+	if size == 0 {
+		return 0
+	}
+	return min(bits, 2*float64(len(distinct))*math.Log2(float64(size)))
+}
+
+// weakPassphraseBits is where the warning starts: a passphrase below it
+// falls to an offline guesser with the key blob in days, even at the
+// argon2id floor.
+const weakPassphraseBits = 60
+
+// warnWeakPassphrase warns, without refusing, about a passphrase that is
+// short or drawn from few characters.
+func warnWeakPassphrase(g *globals, pass []byte) {
+	if bits := passphraseBits(pass); bits < weakPassphraseBits {
+		fmt.Fprintf(g.stderr, "dvpc: warning: this passphrase is weak (about %.0f bits; aim for %d or more): anyone who copies the key blob from a mirror or a disc can try guesses offline. Several unrelated words, or 16 or more mixed characters, are stronger.\n", bits, weakPassphraseBits)
+	}
 }
