@@ -3,7 +3,6 @@ package delta
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -13,7 +12,7 @@ import (
 
 // ErrTagMismatch means a tag does not name its snapshot as the signed
 // manifest says (snap-<seq>-<id>): it is refused, never kept.
-var ErrTagMismatch = errors.New("the tag does not match the signed snapshot")
+var ErrTagMismatch = image.ErrTagMismatch
 
 // Divergence is a home with more than one head after a pull: two PCs
 // snapshotted it apart. `dvpc sync` merges them.
@@ -242,6 +241,71 @@ func homesOf(lin image.Lineage, members []image.Digest) []image.HomeID {
 	for _, m := range members {
 		if s, ok := lin[m]; ok && !slices.Contains(out, s.Home) {
 			out = append(out, s.Home)
+		}
+	}
+	return out
+}
+
+// mirrorRefs is one reachable mirror's own tags.
+type mirrorRefs struct {
+	st   *mirrorState
+	refs []image.Ref
+}
+
+// behind names the mirrors (not media, which no push catches up) that lack
+// a head of the store once taken are in it: a mirror is behind when some
+// head is neither a snapshot it holds nor an ancestor of one. What a
+// mirror holds is the manifests its snapshot tags point at, placed by
+// their signed manifests, never by the tags' names. It also sets each
+// mirror's newest snapshot by signed seq.
+func behind(byMirror []mirrorRefs, h *localHistory, offered, taken []offer) []string {
+	lin := h.with(offered)
+	members := slices.Clone(h.members)
+	for _, o := range taken {
+		members = append(members, o.signed.Manifest)
+	}
+	var heads []image.Signed
+	seen := map[image.HomeID]bool{}
+	for _, m := range members {
+		s, ok := lin[m]
+		if !ok || seen[s.Home] {
+			continue
+		}
+		seen[s.Home] = true
+		heads = append(heads, lin.Heads(s.Home, members)...)
+	}
+	var out []string
+	for _, mr := range byMirror {
+		var held []image.Signed
+		var newest image.Signed
+		for _, r := range mr.refs {
+			if !image.IsSnapshotRef(r.Name) {
+				continue
+			}
+			md, err := image.DigestFromHash(r.Desc.Digest)
+			if err != nil {
+				continue
+			}
+			if s, ok := lin[md]; ok {
+				held = append(held, s)
+				if newest.Manifest.IsZero() || s.Seq > newest.Seq {
+					newest = s
+				}
+			}
+		}
+		if !newest.Manifest.IsZero() {
+			mr.st.use.Newest = newest.Ref()
+		}
+		if _, medium := mr.st.ep.(*SourceEndpoint); medium {
+			continue // read-only: no push catches it up
+		}
+		for _, hd := range heads {
+			if !slices.ContainsFunc(held, func(s image.Signed) bool {
+				return s.Manifest == hd.Manifest || lin.IsAncestor(hd, s.Manifest)
+			}) {
+				out = append(out, mr.st.use.Mirror)
+				break
+			}
 		}
 	}
 	return out

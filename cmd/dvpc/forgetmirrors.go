@@ -35,7 +35,7 @@ func (g *globals) alsoOnMirrors(ctx context.Context, on bool, forget func() erro
 	}
 	var gone []image.Digest
 	for _, r := range before {
-		if !strings.HasPrefix(r.Name, "snap-") || slicesHasRef(after, r) {
+		if !image.IsSnapshotRef(r.Name) || slicesHasRef(after, r) {
 			continue
 		}
 		if d, err := image.DigestFromHash(r.Desc.Digest); err == nil {

@@ -349,7 +349,7 @@ func TestPullHostileTag(t *testing.T) {
 	s3 := pc1.snapshot(home)
 	pc1.must("push")
 	r = pc2.must("pull")
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") {
+	if !strings.Contains(r.stdout, "pulled 1 snapshot") {
 		t.Errorf("a real snapshot after the fake tag should arrive:\n%s", r)
 	}
 	pc2.requireRestores("latest", home)

@@ -50,7 +50,7 @@ func TestPullFromMedia(t *testing.T) {
 	pcStore := filepath.Join(dir, "pc")
 	pc := cli.onStore(pcStore)
 	r := pc.must("pull", iso)
-	if !strings.Contains(r.stdout, "pulled 1 snapshots") {
+	if !strings.Contains(r.stdout, "pulled 1 snapshot") {
 		t.Errorf("pull from the disc:\n%s", r)
 	}
 	if got := mirrorURLs(t, pcStore); !slices.Equal(got, []string{url}) {

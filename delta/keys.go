@@ -1,0 +1,125 @@
+package delta
+
+import (
+	"context"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+// KeyCandidate is one key blob that sources offer under the "keys" tag.
+// Which one a store without a key trusts is settled by its caller, by
+// unlocking it or matching its signer, before anything is written.
+type KeyCandidate struct {
+	KeyFile *image.KeyFile
+	Sources []string // the sources that offer it, in the order given
+}
+
+// KeyCandidates reads each source's key blob, and returns the distinct
+// ones (by store ID and signing key) in the order of the first source that
+// offers each, and what the sources failed on. It trusts none of them.
+func KeyCandidates(ctx context.Context, sources []Endpoint) ([]KeyCandidate, []MirrorFailure) {
+	var out []KeyCandidate
+	var fails []MirrorFailure
+	for _, src := range sources {
+		refs, err := src.Refs(ctx)
+		if err != nil {
+			fails = append(fails, MirrorFailure{Mirror: src.String(), Err: err})
+			continue
+		}
+		kr, ok := findRef(refs, image.KeysRef)
+		if !ok {
+			continue
+		}
+		kf, err := image.ReadKeyFileAt(ctx, src, kr.Desc)
+		if err != nil {
+			fails = append(fails, MirrorFailure{Mirror: src.String(), Err: fmt.Errorf("key blob: %w", err)})
+			continue
+		}
+		i := 0
+		for i < len(out) && !sameKey(out[i].KeyFile, kf) {
+			i++
+		}
+		if i == len(out) {
+			out = append(out, KeyCandidate{KeyFile: kf})
+		}
+		out[i].Sources = append(out[i].Sources, src.String())
+	}
+	return out, fails
+}
+
+// sameKey reports whether two key blobs are of one store and one signing
+// key: whatever else differs between them (a recovery code burnt in one),
+// a snapshot one verifies, the other verifies too.
+func sameKey(a, b *image.KeyFile) bool {
+	return a.StoreID == b.StoreID && a.SigningPublic == b.SigningPublic
+}
+
+// settleKey returns the key snapshots are verified with: the store's own,
+// else trusted, which the caller settled. With no key in the store, it
+// also returns the keys tag of the first mirror whose key blob is the
+// trusted key, and the blobs of its manifest, to be named with the
+// snapshots. Every mirror whose key blob is another key is named
+// ([ErrForeignKey]); its other blobs may still serve the pull.
+func settleKey(ctx context.Context, dst image.Store, dstRefs []image.Ref, fo *failover, byMirror []mirrorRefs, trusted *image.KeyFile) (*image.KeyFile, *image.Ref, []wantBlob, error) {
+	own, haveOwn := findRef(dstRefs, image.KeysRef)
+	var kf *image.KeyFile
+	if haveOwn {
+		var err error
+		if kf, err = image.ReadKeyFile(ctx, dst); err != nil {
+			return nil, nil, nil, err
+		}
+	} else if trusted == nil {
+		return nil, nil, nil, ErrKeyNotSettled
+	} else {
+		kf = trusted
+	}
+	var keysRef *image.Ref
+	var want []wantBlob
+	for _, mr := range byMirror {
+		kr, ok := findRef(mr.refs, image.KeysRef)
+		if !ok {
+			continue
+		}
+		md, err := image.DigestFromHash(kr.Desc.Digest)
+		if err != nil {
+			fo.fail(mr.st, image.Digest{}, fmt.Errorf("key manifest: %w", err))
+			continue
+		}
+		if haveOwn && kr.Desc.Digest == own.Desc.Digest {
+			continue // the store's own key blob
+		}
+		other, err := image.ReadKeyFileAt(ctx, mr.st.ep, kr.Desc)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, nil, ctx.Err()
+			}
+			fo.fail(mr.st, md, fmt.Errorf("key blob: %w", err))
+			continue
+		}
+		if !sameKey(kf, other) {
+			fo.fail(mr.st, image.Digest{}, fmt.Errorf("key blob (tag %s) of store %s, signer %s: %w", image.KeysRef, other.StoreID, image.SignerFingerprint(other.SigningPublic), ErrForeignKey))
+			continue
+		}
+		if haveOwn || keysRef != nil {
+			continue
+		}
+		blobs, err := manifestBlobs(ctx, mr.st.ep, kr.Desc)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, nil, ctx.Err()
+			}
+			fo.fail(mr.st, md, fmt.Errorf("key manifest: %w", err))
+			continue
+		}
+		want = blobs
+		keysRef = &image.Ref{Name: image.KeysRef, Desc: v1.Descriptor{MediaType: kr.Desc.MediaType, Size: kr.Desc.Size,
+			Digest: kr.Desc.Digest, ArtifactType: kr.Desc.ArtifactType}}
+	}
+	if !haveOwn && keysRef == nil {
+		return nil, nil, nil, fmt.Errorf("no mirror serves the settled key blob (store %s): %w", kf.StoreID, image.ErrNotFound)
+	}
+	return kf, keysRef, want, nil
+}
