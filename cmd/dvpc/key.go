@@ -63,6 +63,9 @@ func runKeySigner(ctx context.Context, g *globals, principal string) error {
 	if principal == "" {
 		principal = "dvpc-" + kf.StoreID
 	}
-	_, err = fmt.Fprintln(g.stdout, image.AllowedSigners(principal, kf.SigningPublic))
-	return err
+	if _, err = fmt.Fprintln(g.stdout, image.AllowedSigners(principal, kf.SigningPublic)); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stderr, "signer %s (a new PC can trust it with `dvpc pull --signer %[1]s URL...`)\n", kf.Signer())
+	return nil
 }
