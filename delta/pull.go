@@ -77,6 +77,7 @@ const (
 // the order to try them: for [WantLatest], newest first.
 func selectSnapshots(refs []image.Ref, want string) ([]string, error) {
 	var names []string
+	manifests := map[v1.Hash]bool{} // of the names a named want matches
 	for _, r := range refs {
 		if !image.IsSnapshotRef(r.Name) {
 			continue
@@ -87,6 +88,7 @@ func selectSnapshots(refs []image.Ref, want string) ([]string, error) {
 		default:
 			if md, err := image.DigestFromHash(r.Desc.Digest); err == nil && image.MatchesSnapshot(r.Name, md, want) {
 				names = append(names, r.Name)
+				manifests[r.Desc.Digest] = true
 			}
 		}
 	}
@@ -99,7 +101,9 @@ func selectSnapshots(refs []image.Ref, want string) ([]string, error) {
 	switch {
 	case len(names) == 0 && want != "" && want != WantAll && want != WantLatest:
 		return nil, fmt.Errorf("no mirror holds snapshot %q: %w", want, image.ErrNoSnapshot)
-	case len(names) > 1 && want != "" && want != WantAll && want != WantLatest:
+	case len(manifests) > 1:
+		// Several names of one manifest are not ambiguous: verifying
+		// them keeps the one its signed manifest makes.
 		return nil, fmt.Errorf("snapshot %q is ambiguous (%s); give more digits: %w", want, strings.Join(names, ", "), image.ErrNoSnapshot)
 	}
 	return names, nil

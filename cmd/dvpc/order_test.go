@@ -159,6 +159,12 @@ func TestMirrorTagOrder(t *testing.T) {
 		t.Errorf("pull --all: %+v, want %s and no mirror behind", p, tag1)
 	}
 
+	// Naming snapshot 1 is not ambiguous for its second, false name.
+	pc4 := newCLI(t, filepath.Join(dir, "pc4"), homesPass)
+	if p := pullResult(t, pc4.must("--json", "pull", s1, hostile, honest)); !slices.Equal(p.Snapshots, []string{tag1}) {
+		t.Errorf("pull %s: %v, want %s", s1, p.Snapshots, tag1)
+	}
+
 	// A store that holds the fake tag, as an older dvpc kept it.
 	pc3 := pc2.onStore(filepath.Join(dir, "pc3"))
 	copyStore(t, pc2.store, pc3.store)
