@@ -3,6 +3,8 @@ package delta
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -309,4 +311,83 @@ func behind(byMirror []mirrorRefs, h *localHistory, offered, taken []offer) []st
 		}
 	}
 	return out
+}
+
+// offerSnapshots verifies the snapshots names lists that the store lacks.
+// A name may point at different manifests on different mirrors: each
+// mirror's version (with that mirror's signature tag) is tried in turn,
+// so a hostile mirror listed first cannot hide an honest one's. A tag that
+// misnames its snapshot, or a forged signature, names the mirror; what
+// cannot be verified anywhere is refused in rep. Which of the verified
+// ones are taken is decided later, on what is signed alone.
+func offerSnapshots(ctx context.Context, fo *failover, byMirror []mirrorRefs, names []string, local *localHistory, kf *image.KeyFile, minSeq uint64, rep *PullReport) ([]offer, error) {
+	var offered []offer
+	for _, name := range names {
+		var errs []error
+		var lastMD image.Digest
+		tried := map[string]bool{}
+		var done bool
+		for _, mr := range byMirror {
+			refs := mr.refs
+			r, found := findRef(refs, name)
+			if !found {
+				continue
+			}
+			md, err := image.DigestFromHash(r.Desc.Digest)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if known, ok := local.signedOf(md, offered); ok {
+				// Held already, or offered under its own name: a tag
+				// that gives it another is refused, not kept.
+				if known.Manifest == md && known.Ref() != name {
+					err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), known.Ref(), ErrTagMismatch)
+					fo.fail(mr.st, md, err)
+					errs = append(errs, err)
+					lastMD = md
+					break
+				}
+				done = true
+				break
+			}
+			lastMD = md
+			sigRef, found := image.SignatureRefFor(refs, r)
+			if !found {
+				errs = append(errs, fmt.Errorf("no signature (tag %s): %w", image.SignatureRef(md), image.ErrBadSignature))
+				continue
+			}
+			key := r.Desc.Digest.String() + " " + sigRef.Desc.Digest.String()
+			if tried[key] {
+				continue
+			}
+			tried[key] = true
+			v, err := image.VerifySnapshot(ctx, fo, kf, r, sigRef)
+			rep.ManifestsRead += 2
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if errors.Is(err, image.ErrBadSignature) || errors.Is(err, ErrTagMismatch) {
+					// Named: this mirror's version of the snapshot is
+					// forged, or its tag misnames it.
+					fo.fail(mr.st, md, fmt.Errorf("%s: %w", name, err))
+				}
+				errs = append(errs, err)
+				continue
+			}
+			sg := v.Signed
+			if sg.Seq < minSeq {
+				errs = append(errs, fmt.Errorf("sequence %d < %d: %w", sg.Seq, minSeq, ErrRollback))
+				continue
+			}
+			offered = append(offered, offer{signed: sg, snap: v.Ref(), sig: v.SigRef(), blobs: verifiedBlobs(v)})
+			done = true
+			break
+		}
+		if !done && len(errs) > 0 {
+			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: name, Manifest: lastMD, Err: errors.Join(errs...)})
+		}
+	}
+	return offered, nil
 }

@@ -443,11 +443,8 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 		return rep, err
 	}
 
-	// Snapshots the store lacks, verified before anything of them is kept.
-	// A name may point at different manifests on different mirrors: each
-	// mirror's version (with that mirror's signature tag) is tried in turn,
-	// so a hostile mirror listed first cannot hide an honest one's. Which
-	// of the verified ones are taken is decided on what is signed alone.
+	// Snapshots the store lacks, verified before anything of them is kept;
+	// which of them are taken is decided on what is signed alone.
 	local, err := readLocalHistory(ctx, dst, dstRefs)
 	if err != nil {
 		return rep, err
@@ -456,73 +453,9 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	if err != nil {
 		return rep, err
 	}
-	var offered []offer
-	for _, name := range names {
-		var errs []error
-		var lastMD image.Digest
-		tried := map[string]bool{}
-		var done bool
-		for _, mr := range byMirror {
-			refs := mr.refs
-			r, found := findRef(refs, name)
-			if !found {
-				continue
-			}
-			md, err := image.DigestFromHash(r.Desc.Digest)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if known, ok := local.signedOf(md, offered); ok {
-				// Held already, or offered under its own name: a tag
-				// that gives it another is refused, not kept.
-				if known.Manifest == md && known.Ref() != name {
-					err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), known.Ref(), ErrTagMismatch)
-					fo.fail(mr.st, md, err)
-					errs = append(errs, err)
-					lastMD = md
-					break
-				}
-				done = true
-				break
-			}
-			lastMD = md
-			sigRef, found := image.SignatureRefFor(refs, r)
-			if !found {
-				errs = append(errs, fmt.Errorf("no signature (tag %s): %w", image.SignatureRef(md), image.ErrBadSignature))
-				continue
-			}
-			key := r.Desc.Digest.String() + " " + sigRef.Desc.Digest.String()
-			if tried[key] {
-				continue
-			}
-			tried[key] = true
-			v, err := image.VerifySnapshot(ctx, fo, kf, r, sigRef)
-			rep.ManifestsRead += 2
-			if err != nil {
-				if ctx.Err() != nil {
-					return rep, ctx.Err()
-				}
-				if errors.Is(err, image.ErrBadSignature) || errors.Is(err, ErrTagMismatch) {
-					// Named: this mirror's version of the snapshot is
-					// forged, or its tag misnames it.
-					fo.fail(mr.st, md, fmt.Errorf("%s: %w", name, err))
-				}
-				errs = append(errs, err)
-				continue
-			}
-			sg := v.Signed
-			if sg.Seq < opts.MinSeq {
-				errs = append(errs, fmt.Errorf("sequence %d < %d: %w", sg.Seq, opts.MinSeq, ErrRollback))
-				continue
-			}
-			offered = append(offered, offer{signed: sg, snap: v.Ref(), sig: v.SigRef(), blobs: verifiedBlobs(v)})
-			done = true
-			break
-		}
-		if !done && len(errs) > 0 {
-			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: name, Manifest: lastMD, Err: errors.Join(errs...)})
-		}
+	offered, err := offerSnapshots(ctx, fo, byMirror, names, local, kf, opts.MinSeq, &rep)
+	if err != nil {
+		return rep, err
 	}
 	named := opts.Want != "" && opts.Want != WantAll && opts.Want != WantLatest
 	var acc []offer

@@ -371,7 +371,7 @@ func runPush(ctx context.Context, g *globals) error {
 	for i, r := range results {
 		m := &ms.Mirrors[i]
 		e := map[string]any{"mirror": m.Name, "url": m.URL, "blobs_uploaded": r.Report.BlobsUploaded, "bytes_uploaded": r.Report.BytesUploaded,
-			"blobs_skipped": r.Report.BlobsSkipped, "manifests": r.Report.Manifests}
+			"blobs_skipped": r.Report.BlobsSkipped, "manifests": r.Report.Manifests, "snapshots_refused": r.Report.Refused}
 		if r.Err != nil {
 			m.LastError = r.Err.Error()
 			failed = append(failed, m.Name)
@@ -393,6 +393,13 @@ func runPush(ctx context.Context, g *globals) error {
 	}
 	if err := ms.Save(g.store); err != nil {
 		return err
+	}
+	refused := 0
+	for _, r := range results {
+		refused = max(refused, r.Report.Refused)
+	}
+	if refused > 0 {
+		fmt.Fprintf(g.stderr, "dvpc: not sent: %s in the store that do not verify, or whose tag misnames them; `dvpc verify` names them\n", plural(refused, "snapshot"))
 	}
 	if g.json {
 		json.NewEncoder(g.stdout).Encode(out)

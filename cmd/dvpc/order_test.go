@@ -191,7 +191,9 @@ func TestMirrorTagOrder(t *testing.T) {
 		}
 		pc.requireRestores("latest", home)
 	}
-	pc3.must("push")
+	if r := pc3.must("push"); !strings.Contains(r.stderr, "not sent: 1 snapshot") {
+		t.Errorf("push should say it did not send the misnamed tag:\n%s", r)
+	}
 	for i, reg := range regs {
 		if tags := registryTags(t, reg, repo); slices.Contains(tags, fake) != (i == 1) {
 			t.Errorf("after a push from the store holding %s, mirror %d's tags are %v", fake, i, tags)
