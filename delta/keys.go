@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -18,8 +19,10 @@ type KeyCandidate struct {
 }
 
 // KeyCandidates reads each source's key blob, and returns the distinct
-// ones (by store ID and signing key) in the order of the first source that
-// offers each, and what the sources failed on. It trusts none of them.
+// ones in the order of the first source that offers each, and what the
+// sources failed on. It trusts none of them: two blobs of one key that
+// differ in a wrapper are two candidates, since only the one that opens
+// may be kept.
 func KeyCandidates(ctx context.Context, sources []Endpoint) ([]KeyCandidate, []MirrorFailure) {
 	var out []KeyCandidate
 	var fails []MirrorFailure
@@ -39,7 +42,7 @@ func KeyCandidates(ctx context.Context, sources []Endpoint) ([]KeyCandidate, []M
 			continue
 		}
 		i := 0
-		for i < len(out) && !sameKey(out[i].KeyFile, kf) {
+		for i < len(out) && !sameBlob(out[i].KeyFile, kf) {
 			i++
 		}
 		if i == len(out) {
@@ -57,11 +60,19 @@ func sameKey(a, b *image.KeyFile) bool {
 	return a.StoreID == b.StoreID && a.SigningPublic == b.SigningPublic
 }
 
+// sameBlob reports whether two key blobs say the same: one store, one
+// signing key and the same wrappers.
+func sameBlob(a, b *image.KeyFile) bool {
+	ab, errA := a.Marshal()
+	bb, errB := b.Marshal()
+	return errA == nil && errB == nil && bytes.Equal(ab, bb)
+}
+
 // settleKey returns the key snapshots are verified with: the store's own,
 // else trusted, which the caller settled. With no key in the store, it
-// also returns the keys tag of the first mirror whose key blob is the
-// trusted key, and the blobs of its manifest, to be named with the
-// snapshots. Every mirror whose key blob is another key is named
+// also returns the keys tag of the first mirror whose key blob is trusted
+// itself (not merely of the same key: a blob whose wrappers differ may not
+// open), and the blobs of its manifest, to be named with the snapshots. Every mirror whose key blob is another key is named
 // ([ErrForeignKey]); its other blobs may still serve the pull.
 func settleKey(ctx context.Context, dst image.Store, dstRefs []image.Ref, fo *failover, byMirror []mirrorRefs, trusted *image.KeyFile) (*image.KeyFile, *image.Ref, []wantBlob, error) {
 	own, haveOwn := findRef(dstRefs, image.KeysRef)
@@ -103,7 +114,7 @@ func settleKey(ctx context.Context, dst image.Store, dstRefs []image.Ref, fo *fa
 			fo.fail(mr.st, image.Digest{}, fmt.Errorf("key blob (tag %s) of store %s, signer %s: %w", image.KeysRef, other.StoreID, image.SignerFingerprint(other.SigningPublic), ErrForeignKey))
 			continue
 		}
-		if haveOwn || keysRef != nil {
+		if haveOwn || keysRef != nil || !sameBlob(kf, other) {
 			continue
 		}
 		blobs, err := manifestBlobs(ctx, mr.st.ep, kr.Desc)

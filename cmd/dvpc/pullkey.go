@@ -12,7 +12,8 @@ import (
 // settlePullKey decides which key a store that has none trusts, before
 // anything is written to it: among the key blobs the sources offer, the
 // one whose signer is signer (a fingerprint, SHA256:...), else the one the
-// unlock agent's keys or the person's passphrase or recovery code opens.
+// unlock agent's keys or the person's passphrase or recovery code opens
+// (which also picks among several blobs of that signer).
 // A blob that does not open is never trusted; the pull names the sources
 // that offer another key than the one trusted. The secret typed is kept in g for the unlock that follows
 // in the same command, so it is asked once.
@@ -25,12 +26,21 @@ func (g *globals) settlePullKey(ctx context.Context, sources []delta.Endpoint, s
 		return nil, fmt.Errorf("pull: no source offers a key blob (a %q tag); nothing was written: %w", image.KeysRef, image.ErrNotFound)
 	}
 	if signer != "" {
+		var of []delta.KeyCandidate
 		for _, c := range cands {
 			if c.KeyFile.Signer() == signer {
-				return c.KeyFile, nil
+				of = append(of, c)
 			}
 		}
-		return nil, fmt.Errorf("pull: no source offers the key of signer %s (%s); nothing was written: %w", signer, describeCandidates(cands), image.ErrNotFound)
+		switch len(of) {
+		case 0:
+			return nil, fmt.Errorf("pull: no source offers the key of signer %s (%s); nothing was written: %w", signer, describeCandidates(cands), image.ErrNotFound)
+		case 1:
+			return of[0].KeyFile, nil
+		}
+		// Blobs of that signer that differ in their wrappers: only one
+		// that opens may be kept.
+		cands = of
 	}
 	if ag := g.agent(); ag != nil {
 		for _, c := range cands {
