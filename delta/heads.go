@@ -39,6 +39,10 @@ type localHistory struct {
 	present map[image.Digest]bool
 	members []image.Digest // the store's snapshots whose manifests read
 	lin     image.Lineage  // those, and the forgotten ones
+	// misnamed are the store's tags that name a snapshot otherwise than
+	// its signed manifest does, while the right tag names it too (as an
+	// older dvpc kept a mirror's tag): they are dropped.
+	misnamed []image.Ref
 }
 
 // readLocalHistory reads the store's snapshot manifests. Their signatures were
@@ -72,6 +76,11 @@ func readLocalHistory(ctx context.Context, dst image.Store, refs []image.Ref) (*
 		}
 		h.lin.Add(sg)
 		h.members = append(h.members, md)
+		if sg.Ref() != r.Name {
+			if right, ok := findRef(refs, sg.Ref()); ok && right.Desc.Digest == r.Desc.Digest {
+				h.misnamed = append(h.misnamed, r)
+			}
+		}
 	}
 	if sf, ok := dst.(image.Stateful); ok {
 		st, err := sf.LoadState()
@@ -390,4 +399,24 @@ func offerSnapshots(ctx context.Context, fo *failover, byMirror []mirrorRefs, na
 		}
 	}
 	return offered, nil
+}
+
+// dropMisnamed removes the store's tags that misname a snapshot also named
+// by its right tag.
+func dropMisnamed(ctx context.Context, dst image.Store, misnamed []image.Ref, rep *PullReport) error {
+	if len(misnamed) == 0 {
+		return nil
+	}
+	err := dst.UpdateRefs(ctx, func(refs []image.Ref) ([]image.Ref, error) {
+		return slices.DeleteFunc(refs, func(r image.Ref) bool {
+			return slices.ContainsFunc(misnamed, func(m image.Ref) bool { return m.Name == r.Name && m.Desc.Digest == r.Desc.Digest })
+		}), nil
+	})
+	if err != nil {
+		return fmt.Errorf("drop misnamed tags: %w", err)
+	}
+	for _, m := range misnamed {
+		rep.Dropped = append(rep.Dropped, m.Name)
+	}
+	return nil
 }

@@ -168,6 +168,9 @@ type PullReport struct {
 	// Unhealed lists the missing or damaged blobs of snapshots already
 	// held that no mirror served intact ([PullOptions.Heal]).
 	Unhealed []UnrepairedBlob
+	// Dropped lists the store's own tags that misnamed a snapshot also
+	// named rightly (kept from a mirror by an older dvpc): removed.
+	Dropped []string
 }
 
 // BadMirrors names the mirrors that served bytes that did not match their
@@ -483,6 +486,9 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 			return rep, err
 		}
 	}
+	if err := dropMisnamed(ctx, dst, local.misnamed, &rep); err != nil {
+		return rep, err
+	}
 	if len(acc) == 0 && len(heal) == 0 {
 		return rep, nil
 	}
@@ -748,20 +754,6 @@ func setRef(refs []image.Ref, r image.Ref) []image.Ref {
 		}
 	}
 	return append(refs, r)
-}
-
-// NewestSnapshot returns the snapshot tag among refs with the highest
-// sequence number ("" if none). It trusts the tags, so it is for a store's
-// own refs, whose tags were rebuilt from verified manifests; a mirror's
-// are ordered by [NewestVerified].
-func NewestSnapshot(refs []image.Ref) string {
-	var newest string
-	for _, r := range refs {
-		if _, _, ok := image.ParseSnapshotRef(r.Name); ok && (newest == "" || compareSnapshotRefs(r.Name, newest) > 0) {
-			newest = r.Name
-		}
-	}
-	return newest
 }
 
 // compareSnapshotRefs orders snapshot tags by the sequence number they

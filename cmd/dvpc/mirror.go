@@ -361,7 +361,16 @@ func runPush(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	newest := delta.NewestSnapshot(refs)
+	// What the mirrors hold after the push, by what is signed: a tag in
+	// the store that misnames its snapshot is neither sent nor counted.
+	kf, err := image.ReadKeyFile(ctx, lay)
+	if err != nil {
+		return err
+	}
+	newest, _, err := delta.NewestVerified(ctx, lay, refs, kf)
+	if err != nil {
+		return err
+	}
 	var prog image.Progress
 	stop := startProgressOf(g.stderr, "push:", "blobs", "sent", &prog)
 	results := delta.PushTo(ctx, lay, regs, delta.PushOptions{Progress: &prog})
@@ -560,6 +569,9 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 	for _, p := range rep.Refused {
 		fmt.Fprintf(g.stderr, "dvpc: refused %v\n", p)
 	}
+	for _, d := range rep.Dropped {
+		fmt.Fprintf(g.stderr, "dvpc: dropped the store's tag %s: it misnamed a snapshot the store holds under its signed name\n", d)
+	}
 	if err != nil {
 		return err
 	}
@@ -591,7 +603,7 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 		}
 		if err := json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
 			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "blobs_replaced": rep.BlobsReplaced, "blobs_unhealed": len(rep.Unhealed), "bad_mirrors": rep.BadMirrors(),
-			"behind": rep.Behind, "mirrors": uses, "mirrors_adopted": adopted, "diverged": rep.Diverged}); err != nil {
+			"behind": rep.Behind, "dropped": rep.Dropped, "mirrors": uses, "mirrors_adopted": adopted, "diverged": rep.Diverged}); err != nil {
 			return err
 		}
 		return unhealed

@@ -67,6 +67,7 @@ type pullJSON struct {
 	Snapshots []string `json:"snapshots"`
 	Bad       []string `json:"bad_mirrors"`
 	Behind    []string `json:"behind"`
+	Dropped   []string `json:"dropped"`
 }
 
 func pullResult(t *testing.T, r result) pullJSON {
@@ -174,6 +175,14 @@ func TestMirrorTagOrder(t *testing.T) {
 	idx.Manifests = append(idx.Manifests, d)
 	writeStoreIndex(t, pc3.store, idx)
 
+	// Its push does not spread the tag.
+	if r := pc3.must("push"); !strings.Contains(r.stderr, "not sent: 1 snapshot") {
+		t.Errorf("push should say it did not send the misnamed tag:\n%s", r)
+	}
+	if tags := registryTags(t, regs[0], repo); slices.Contains(tags, fake) {
+		t.Errorf("after a push from the store holding %s, the honest mirror's tags are %v", fake, tags)
+	}
+
 	writeText(t, filepath.Join(home, "a.txt"), "three\n")
 	if err := os.Chtimes(filepath.Join(home, "a.txt"), time.Now(), time.Now()); err != nil {
 		t.Fatal(err)
@@ -189,19 +198,33 @@ func TestMirrorTagOrder(t *testing.T) {
 		if !slices.Equal(p.Behind, []string{hostile}) {
 			t.Errorf("%s: behind %v, want only %s, which lacks %s", pc.store, p.Behind, hostile, s3)
 		}
+		if want := pc == pc3; slices.Equal(p.Dropped, []string{fake}) != want {
+			t.Errorf("%s: dropped %v", pc.store, p.Dropped)
+		}
 		pc.requireRestores("latest", home)
 	}
-	if r := pc3.must("push"); !strings.Contains(r.stderr, "not sent: 1 snapshot") {
-		t.Errorf("push should say it did not send the misnamed tag:\n%s", r)
+	if _, refs := readStoreIndex(t, pc3.store); slices.ContainsFunc(refs, func(r storeRef) bool { return r.Name == fake }) {
+		t.Errorf("%s still holds %s after a pull", pc3.store, fake)
 	}
-	for i, reg := range regs {
-		if tags := registryTags(t, reg, repo); slices.Contains(tags, fake) != (i == 1) {
-			t.Errorf("after a push from the store holding %s, mirror %d's tags are %v", fake, i, tags)
-		}
-	}
+	pc3.must("push")
 	// The mirrors hold what the store does: none is behind.
 	if p := pullResult(t, pc3.must("--json", "pull")); len(p.Behind) != 0 {
 		t.Errorf("after the push, behind %v", p.Behind)
+	}
+	// The next snapshot waits for a push to each mirror: the push
+	// recorded the newest snapshot by what is signed, not the fake tag.
+	writeText(t, filepath.Join(home, "a.txt"), "four\n")
+	if err := os.Chtimes(filepath.Join(home, "a.txt"), time.Now(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pc3.snapshot(home)
+	var rows []struct {
+		Name    string `json:"name"`
+		Pending int    `json:"snapshots_pending"`
+	}
+	r = pc3.must("--json", "mirror", "list")
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil || len(rows) != 2 || rows[0].Pending != 1 || rows[1].Pending != 1 {
+		t.Errorf("mirror list after a new snapshot: %+v, %v; want 1 pending on each\n%s", rows, err, r)
 	}
 }
 
