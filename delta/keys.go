@@ -111,7 +111,7 @@ func settleKey(ctx context.Context, dst image.Store, dstRefs []image.Ref, fo *fa
 			continue
 		}
 		if !sameKey(kf, other) {
-			fo.fail(mr.st, image.Digest{}, fmt.Errorf("key blob (tag %s) of store %s, signer %s: %w", image.KeysRef, other.StoreID, image.SignerFingerprint(other.SigningPublic), ErrForeignKey))
+			fo.fail(mr.st, image.Digest{}, fmt.Errorf("key blob (tag %s) of store %s, signer %s: %w", image.KeysRef, other.StoreID, other.Signer(), ErrForeignKey))
 			continue
 		}
 		if haveOwn || keysRef != nil || !sameBlob(kf, other) {
