@@ -55,7 +55,8 @@ func KeyCandidates(ctx context.Context, sources []Endpoint) ([]KeyCandidate, []M
 
 // sameKey reports whether two key blobs are of one store and one signing
 // key: whatever else differs between them (a recovery code burnt in one),
-// a snapshot one verifies, the other verifies too.
+// a snapshot one verifies, the other verifies too. It is the one place
+// that decides whether a mirror's key blob is the store's key or foreign.
 func sameKey(a, b *image.KeyFile) bool {
 	return a.StoreID == b.StoreID && a.SigningPublic == b.SigningPublic
 }
