@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -371,7 +372,7 @@ func offerSnapshots(ctx context.Context, fo *failover, byMirror []mirrorRefs, na
 				continue
 			}
 			tried[key] = true
-			v, err := image.VerifySnapshot(ctx, fo, kf, r, sigRef)
+			v, err := image.VerifySnapshot(ctx, preferring{fo, mr.st}, kf, r, sigRef)
 			rep.ManifestsRead += 2
 			if err != nil {
 				if ctx.Err() != nil {
@@ -419,4 +420,33 @@ func dropMisnamed(ctx context.Context, dst image.Store, misnamed []image.Ref, re
 		rep.Dropped = append(rep.Dropped, m.Name)
 	}
 	return nil
+}
+
+// preferring reads through the failover, asking one mirror first: the one
+// whose tags named what is read, which should hold it.
+type preferring struct {
+	fo *failover
+	m  *mirrorState
+}
+
+var _ image.Source = preferring{}
+
+func (p preferring) Refs(ctx context.Context) ([]image.Ref, error) { return p.fo.Refs(ctx) }
+
+func (p preferring) OpenBlob(ctx context.Context, d image.Digest) (image.Blob, error) {
+	start := time.Now()
+	b, err := p.m.ep.OpenBlob(ctx, d)
+	if err == nil {
+		p.fo.served(p.m, b.Size(), time.Since(start))
+		return b, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	p.fo.fail(p.m, d, err)
+	return p.fo.OpenBlob(ctx, d)
+}
+
+func (p preferring) StatBlob(ctx context.Context, d image.Digest) (int64, error) {
+	return p.fo.StatBlob(ctx, d)
 }
