@@ -200,7 +200,7 @@ func TestAuthBasic(t *testing.T) {
 				}
 			}
 			dst := newLayout(t)
-			prep, err := Pull(ctx, mirrorsOf(t, []*regtest.Registry{reg}, "dvpc/home"), dst, PullOptions{})
+			prep, err := Pull(ctx, mirrorsOf(t, []*regtest.Registry{reg}, "dvpc/home"), dst, PullOptions{Key: s.key()})
 			if err != nil {
 				t.Fatalf("pull: %v", err)
 			}
@@ -430,7 +430,7 @@ func TestAuthBearer(t *testing.T) {
 	}
 
 	dst := newLayout(t)
-	prep, err := Pull(ctx, []*Registry{mirrorAt(t, addr, "dvpc/home")}, dst, PullOptions{})
+	prep, err := Pull(ctx, []*Registry{mirrorAt(t, addr, "dvpc/home")}, dst, PullOptions{Key: s.key()})
 	if err != nil {
 		t.Fatalf("pull: %v", err)
 	}
@@ -501,7 +501,7 @@ func TestAuthWrongPassword(t *testing.T) {
 				t.Fatalf("push with a wrong password sent %+v", res[0].Report)
 			}
 
-			prep, err := Pull(ctx, []*Registry{mirrorAt(t, c.addr, "dvpc/home")}, newLayout(t), PullOptions{})
+			prep, err := Pull(ctx, []*Registry{mirrorAt(t, c.addr, "dvpc/home")}, newLayout(t), PullOptions{Key: s.key()})
 			if err == nil {
 				t.Fatalf("pull with a wrong password: %+v", prep)
 			}

@@ -65,5 +65,10 @@
 // is decided on the signed sequence numbers, home IDs and parents, never on
 // tag names: a home's head only moves to a descendant, a snapshot that
 // descends from no head is kept as a second head (the home diverged), and
-// snapshots below [PullOptions.MinSeq] are refused.
+// snapshots below [PullOptions.MinSeq] are refused. A mirror is behind
+// when a head of the store is neither a snapshot it holds nor an ancestor
+// of one. A store without a key trusts none a mirror offers: the caller
+// settles one among [KeyCandidates] ([PullOptions.Key]), and mirrors
+// offering another are named ([ErrForeignKey]). Push sends only snapshots
+// that verify, under their rebuilt tags.
 package delta

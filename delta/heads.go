@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -13,7 +15,7 @@ import (
 
 // ErrTagMismatch means a tag does not name its snapshot as the signed
 // manifest says (snap-<seq>-<id>): it is refused, never kept.
-var ErrTagMismatch = errors.New("the tag does not match the signed snapshot")
+var ErrTagMismatch = image.ErrTagMismatch
 
 // Divergence is a home with more than one head after a pull: two PCs
 // snapshotted it apart. `dvpc sync` merges them.
@@ -38,6 +40,10 @@ type localHistory struct {
 	present map[image.Digest]bool
 	members []image.Digest // the store's snapshots whose manifests read
 	lin     image.Lineage  // those, and the forgotten ones
+	// misnamed are the store's tags that name a snapshot otherwise than
+	// its signed manifest does, while the right tag names it too (as an
+	// older dvpc kept a mirror's tag): they are dropped.
+	misnamed []image.Ref
 }
 
 // readLocalHistory reads the store's snapshot manifests. Their signatures were
@@ -71,6 +77,11 @@ func readLocalHistory(ctx context.Context, dst image.Store, refs []image.Ref) (*
 		}
 		h.lin.Add(sg)
 		h.members = append(h.members, md)
+		if sg.Ref() != r.Name {
+			if right, ok := findRef(refs, sg.Ref()); ok && right.Desc.Digest == r.Desc.Digest {
+				h.misnamed = append(h.misnamed, r)
+			}
+		}
 	}
 	if sf, ok := dst.(image.Stateful); ok {
 		st, err := sf.LoadState()
@@ -245,4 +256,197 @@ func homesOf(lin image.Lineage, members []image.Digest) []image.HomeID {
 		}
 	}
 	return out
+}
+
+// mirrorRefs is one reachable mirror's own tags.
+type mirrorRefs struct {
+	st   *mirrorState
+	refs []image.Ref
+}
+
+// behind names the mirrors (not media, which no push catches up) that lack
+// a head of the store once taken are in it: a mirror is behind when some
+// head is neither a snapshot it holds nor an ancestor of one. What a
+// mirror holds is the manifests its snapshot tags point at, placed by
+// their signed manifests, never by the tags' names. It also sets each
+// mirror's newest snapshot by signed seq.
+func behind(byMirror []mirrorRefs, h *localHistory, offered, taken []offer) []string {
+	lin := h.with(offered)
+	members := slices.Clone(h.members)
+	for _, o := range taken {
+		members = append(members, o.signed.Manifest)
+	}
+	var heads []image.Signed
+	seen := map[image.HomeID]bool{}
+	for _, m := range members {
+		s, ok := lin[m]
+		if !ok || seen[s.Home] {
+			continue
+		}
+		seen[s.Home] = true
+		heads = append(heads, lin.Heads(s.Home, members)...)
+	}
+	var out []string
+	for _, mr := range byMirror {
+		var held []image.Signed
+		var newest image.Signed
+		for _, r := range mr.refs {
+			if !image.IsSnapshotRef(r.Name) {
+				continue
+			}
+			md, err := image.DigestFromHash(r.Desc.Digest)
+			if err != nil {
+				continue
+			}
+			if s, ok := lin[md]; ok {
+				held = append(held, s)
+				if newest.Manifest.IsZero() || s.Seq > newest.Seq {
+					newest = s
+				}
+			}
+		}
+		if !newest.Manifest.IsZero() {
+			mr.st.use.Newest = newest.Ref()
+		}
+		if _, medium := mr.st.ep.(*SourceEndpoint); medium {
+			continue // read-only: no push catches it up
+		}
+		for _, hd := range heads {
+			if !slices.ContainsFunc(held, func(s image.Signed) bool {
+				return s.Manifest == hd.Manifest || lin.IsAncestor(hd, s.Manifest)
+			}) {
+				out = append(out, mr.st.use.Mirror)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// offerSnapshots verifies the snapshots names lists that the store lacks.
+// A name may point at different manifests on different mirrors: each
+// mirror's version (with that mirror's signature tag) is tried in turn,
+// so a hostile mirror listed first cannot hide an honest one's. A tag that
+// misnames its snapshot, or a forged signature, names the mirror; what
+// cannot be verified anywhere is refused in rep. Which of the verified
+// ones are taken is decided later, on what is signed alone.
+func offerSnapshots(ctx context.Context, fo *failover, byMirror []mirrorRefs, names []string, local *localHistory, kf *image.KeyFile, minSeq uint64, rep *PullReport) ([]offer, error) {
+	var offered []offer
+	for _, name := range names {
+		var errs []error
+		var lastMD image.Digest
+		tried := map[string]bool{}
+		var done bool
+		for _, mr := range byMirror {
+			refs := mr.refs
+			r, found := findRef(refs, name)
+			if !found {
+				continue
+			}
+			md, err := image.DigestFromHash(r.Desc.Digest)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if known, ok := local.signedOf(md, offered); ok {
+				// Held already, or offered under its own name: a tag
+				// that gives it another is refused, not kept.
+				if known.Manifest == md && known.Ref() != name {
+					err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), known.Ref(), ErrTagMismatch)
+					fo.fail(mr.st, md, err)
+					errs = append(errs, err)
+					lastMD = md
+					break
+				}
+				done = true
+				break
+			}
+			lastMD = md
+			sigRef, found := image.SignatureRefFor(refs, r)
+			if !found {
+				errs = append(errs, fmt.Errorf("no signature (tag %s): %w", image.SignatureRef(md), image.ErrBadSignature))
+				continue
+			}
+			key := r.Desc.Digest.String() + " " + sigRef.Desc.Digest.String()
+			if tried[key] {
+				continue
+			}
+			tried[key] = true
+			v, err := image.VerifySnapshot(ctx, preferring{fo, mr.st}, kf, r, sigRef)
+			rep.ManifestsRead += 2
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if errors.Is(err, image.ErrBadSignature) || errors.Is(err, ErrTagMismatch) {
+					// Named: this mirror's version of the snapshot is
+					// forged, or its tag misnames it.
+					fo.fail(mr.st, md, fmt.Errorf("%s: %w", name, err))
+				}
+				errs = append(errs, err)
+				continue
+			}
+			sg := v.Signed
+			if sg.Seq < minSeq {
+				errs = append(errs, fmt.Errorf("sequence %d < %d: %w", sg.Seq, minSeq, ErrRollback))
+				continue
+			}
+			offered = append(offered, offer{signed: sg, snap: v.Ref(), sig: v.SigRef(), blobs: verifiedBlobs(v)})
+			done = true
+			break
+		}
+		if !done && len(errs) > 0 {
+			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: name, Manifest: lastMD, Err: errors.Join(errs...)})
+		}
+	}
+	return offered, nil
+}
+
+// dropMisnamed removes the store's tags that misname a snapshot also named
+// by its right tag.
+func dropMisnamed(ctx context.Context, dst image.Store, misnamed []image.Ref, rep *PullReport) error {
+	if len(misnamed) == 0 {
+		return nil
+	}
+	err := dst.UpdateRefs(ctx, func(refs []image.Ref) ([]image.Ref, error) {
+		return slices.DeleteFunc(refs, func(r image.Ref) bool {
+			return slices.ContainsFunc(misnamed, func(m image.Ref) bool { return m.Name == r.Name && m.Desc.Digest == r.Desc.Digest })
+		}), nil
+	})
+	if err != nil {
+		return fmt.Errorf("drop misnamed tags: %w", err)
+	}
+	for _, m := range misnamed {
+		rep.Dropped = append(rep.Dropped, m.Name)
+	}
+	return nil
+}
+
+// preferring reads through the failover, asking one mirror first: the one
+// whose tags named what is read, which should hold it.
+type preferring struct {
+	fo *failover
+	m  *mirrorState
+}
+
+var _ image.Source = preferring{}
+
+func (p preferring) Refs(ctx context.Context) ([]image.Ref, error) { return p.fo.Refs(ctx) }
+
+func (p preferring) OpenBlob(ctx context.Context, d image.Digest) (image.Blob, error) {
+	start := time.Now()
+	b, err := p.m.ep.OpenBlob(ctx, d)
+	if err == nil {
+		p.fo.served(p.m, b.Size(), time.Since(start))
+		return b, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	p.fo.fail(p.m, d, err)
+	return p.fo.OpenBlob(ctx, d)
+}
+
+func (p preferring) StatBlob(ctx context.Context, d image.Digest) (int64, error) {
+	return p.fo.StatBlob(ctx, d)
 }

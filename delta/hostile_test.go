@@ -247,7 +247,7 @@ func TestHostileMirrors(t *testing.T) {
 	// ones are named.
 	all := []string{h.flip, h.notFound, h.stale, h.sigForg, h.honest}
 	dst := newLayout(t)
-	rep, err := Pull(ctx, h.mirrors(t, all...), dst, PullOptions{Health: []int{0, 1, 2, 3, 4}})
+	rep, err := Pull(ctx, h.mirrors(t, all...), dst, PullOptions{Health: []int{0, 1, 2, 3, 4}, Key: h.s.key()})
 	if err != nil {
 		t.Fatalf("pull from all mirrors: %v; %+v", err, rep)
 	}
@@ -274,7 +274,7 @@ func TestHostileMirrors(t *testing.T) {
 	// newest (the first snapshot) is not accepted.
 	dst = newLayout(t)
 	before := readIndex(t, dst)
-	rep, err = Pull(ctx, h.mirrors(t, h.stale), dst, PullOptions{MinSeq: h.s2.Config.Seq})
+	rep, err = Pull(ctx, h.mirrors(t, h.stale), dst, PullOptions{MinSeq: h.s2.Config.Seq, Key: h.s.key()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestHostileMirrors(t *testing.T) {
 		t.Fatal("a refused pull changed index.json")
 	}
 	// With the others too, only the second snapshot is taken.
-	rep, err = Pull(ctx, h.mirrors(t, h.stale, h.flip, h.honest), dst, PullOptions{MinSeq: h.s2.Config.Seq})
+	rep, err = Pull(ctx, h.mirrors(t, h.stale, h.flip, h.honest), dst, PullOptions{MinSeq: h.s2.Config.Seq, Key: h.s.key()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestHostileMirrors(t *testing.T) {
 	// pull fails and names nothing.
 	dst = newLayout(t)
 	before = readIndex(t, dst)
-	rep, err = Pull(ctx, h.mirrors(t, h.flip, h.notFound), dst, PullOptions{})
+	rep, err = Pull(ctx, h.mirrors(t, h.flip, h.notFound), dst, PullOptions{Key: h.s.key()})
 	if err == nil || !strings.Contains(err.Error(), h.pack.String()) {
 		t.Fatalf("pull from the corrupting and the 404 mirror: %+v, %v", rep, err)
 	}
@@ -316,7 +316,7 @@ func TestHostileMirrors(t *testing.T) {
 	// The signature-breaking mirror alone: every snapshot is refused for its
 	// signature, and nothing is named. (With other mirrors beside it, their
 	// signatures are tried too: see TestHostileMirrorFirstDoesNotHideHonest.)
-	rep, err = Pull(ctx, h.mirrors(t, h.sigForg), dst, PullOptions{})
+	rep, err = Pull(ctx, h.mirrors(t, h.sigForg), dst, PullOptions{Key: h.s.key()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func TestHostileMirrorFirstDoesNotHideHonest(t *testing.T) {
 	ctx := context.Background()
 	h := newHostileSet(t)
 	dst := newLayout(t)
-	rep, err := Pull(ctx, h.mirrors(t, h.sigForg, h.honest), dst, PullOptions{})
+	rep, err := Pull(ctx, h.mirrors(t, h.sigForg, h.honest), dst, PullOptions{Key: h.s.key()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,10 +89,11 @@ func CopyTo(ctx context.Context, src image.Source, dst *LocalMirror, opts PushOp
 	if err != nil {
 		return rep, err
 	}
-	main, sigs, err := pushRefs(refs)
+	main, sigs, refused, err := pushRefs(ctx, src, refs)
 	if err != nil {
 		return rep, err
 	}
+	rep.Refused = len(refused)
 	send := append(append([]image.Ref{}, main...), sigs...)
 	blobs, err := image.BlobsOf(ctx, src, send)
 	if err != nil {

@@ -39,9 +39,13 @@ type Mirror struct {
 
 // Waits reports whether the snapshot tagged tag waits for a push to the
 // mirror: it is newer than the newest one the last completed push left
-// there. Tags carry the zero-padded sequence number, so they sort by it.
+// there. The store's tags were rebuilt from verified manifests, so the
+// sequence numbers they carry are the signed ones.
 func (m Mirror) Waits(tag string) bool {
-	return strings.HasPrefix(tag, "snap-") && tag > m.Pushed
+	if _, _, ok := image.ParseSnapshotRef(tag); !ok {
+		return false
+	}
+	return m.Pushed == "" || compareSnapshotRefs(tag, m.Pushed) > 0
 }
 
 // Rate is the mirror's best-known read throughput in bytes/s: what the

@@ -51,7 +51,22 @@ type PullOptions struct {
 	// Heal also fetches again every blob of the snapshots the store
 	// already holds that is missing from it or damaged.
 	Heal bool
+	// Key is the key to trust when the store has none yet: one the caller
+	// unlocked with the person's passphrase or matched to a signer
+	// fingerprint, among [KeyCandidates]. A store without a key and a pull
+	// without one is refused ([ErrKeyNotSettled]): the first key blob a
+	// mirror offers is never trusted.
+	Key *image.KeyFile
 }
+
+// ErrKeyNotSettled means a pull into a store without a key was not told
+// which key to trust.
+var ErrKeyNotSettled = errors.New("the store has no key yet, and none was settled: unlock or name the signer first")
+
+// ErrForeignKey means a source's key blob is not the store's: it names
+// another store or another signing key. Such a blob is never trusted as a
+// source of keys; the source's other blobs may still serve a pull.
+var ErrForeignKey = errors.New("the key blob is not this store's")
 
 // Values of [PullOptions.Want].
 const (
@@ -63,8 +78,9 @@ const (
 // the order to try them: for [WantLatest], newest first.
 func selectSnapshots(refs []image.Ref, want string) ([]string, error) {
 	var names []string
+	manifests := map[v1.Hash]bool{} // of the names a named want matches
 	for _, r := range refs {
-		if !strings.HasPrefix(r.Name, "snap-") {
+		if !image.IsSnapshotRef(r.Name) {
 			continue
 		}
 		switch want {
@@ -73,17 +89,22 @@ func selectSnapshots(refs []image.Ref, want string) ([]string, error) {
 		default:
 			if md, err := image.DigestFromHash(r.Desc.Digest); err == nil && image.MatchesSnapshot(r.Name, md, want) {
 				names = append(names, r.Name)
+				manifests[r.Desc.Digest] = true
 			}
 		}
 	}
-	slices.Sort(names)
+	// The order only decides which is verified first: what is taken is
+	// decided on what is signed.
+	slices.SortFunc(names, compareSnapshotRefs)
 	if want == WantLatest {
 		slices.Reverse(names)
 	}
 	switch {
 	case len(names) == 0 && want != "" && want != WantAll && want != WantLatest:
 		return nil, fmt.Errorf("no mirror holds snapshot %q: %w", want, image.ErrNoSnapshot)
-	case len(names) > 1 && want != "" && want != WantAll && want != WantLatest:
+	case len(manifests) > 1:
+		// Several names of one manifest are not ambiguous: verifying
+		// them keeps the one its signed manifest makes.
 		return nil, fmt.Errorf("snapshot %q is ambiguous (%s); give more digits: %w", want, strings.Join(names, ", "), image.ErrNoSnapshot)
 	}
 	return names, nil
@@ -110,7 +131,7 @@ type MirrorUse struct {
 	Mirror    string
 	Reachable bool
 	Latency   time.Duration // answer time: listing its tags, then small blobs
-	Newest    string        // its newest snapshot tag
+	Newest    string        // its newest snapshot by signed seq that this pull verified or the store holds, as a rebuilt tag
 	Blobs     int           // blobs it served
 	Bytes     int64
 	Sampled   int // blobs of at least rateSampleMin bytes among them
@@ -148,16 +169,19 @@ type PullReport struct {
 	// Unhealed lists the missing or damaged blobs of snapshots already
 	// held that no mirror served intact ([PullOptions.Heal]).
 	Unhealed []UnrepairedBlob
+	// Dropped lists the store's own tags that misnamed a snapshot also
+	// named rightly (kept from a mirror by an older dvpc): removed.
+	Dropped []string
 }
 
 // BadMirrors names the mirrors that served bytes that did not match their
-// digest, snapshots whose signature does not verify, or tags that misname
-// a snapshot.
+// digest, snapshots whose signature does not verify, tags that misname a
+// snapshot, or a key blob that is not the store's.
 func (r PullReport) BadMirrors() []string {
 	var out []string
 	for _, f := range r.Failures {
 		var de *image.DigestError
-		if (errors.As(f.Err, &de) || errors.Is(f.Err, image.ErrBadSignature) || errors.Is(f.Err, ErrTagMismatch)) && !slices.Contains(out, f.Mirror) {
+		if (errors.As(f.Err, &de) || errors.Is(f.Err, image.ErrBadSignature) || errors.Is(f.Err, ErrTagMismatch) || errors.Is(f.Err, ErrForeignKey)) && !slices.Contains(out, f.Mirror) {
 			out = append(out, f.Mirror)
 		}
 	}
@@ -387,10 +411,6 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 		}()
 	}
 	wg.Wait()
-	type mirrorRefs struct {
-		st   *mirrorState
-		refs []image.Ref
-	}
 	var byMirror []mirrorRefs // every reachable mirror's own tags, in mirror order
 	seen := map[string]bool{}
 	for i, st := range states {
@@ -399,7 +419,6 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 			continue
 		}
 		st.use.Reachable = true
-		st.use.Newest = NewestSnapshot(lists[i])
 		fo.mirrors = append(fo.mirrors, st)
 		byMirror = append(byMirror, mirrorRefs{st, lists[i]})
 		for _, r := range lists[i] {
@@ -423,50 +442,13 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 		return rep, fmt.Errorf("no mirror answers: %w", errors.Join(listErrs...))
 	}
 
-	// The key: the store's own if it has one, else the mirrors'.
-	var kf *image.KeyFile
-	var keysRef *image.Ref
-	var want []wantBlob
-	keysNewer := false
-	if _, ok := findRef(dstRefs, image.KeysRef); ok {
-		if kf, err = image.ReadKeyFile(ctx, dst); err != nil {
-			return rep, err
-		}
-		// A mirror's key blob of a later epoch along the same signed
-		// chain replaces it; a rival chain is never taken.
-		if kr, ok := findRef(fo.refs, image.KeysRef); ok && kr.Desc.Digest != mustRef(dstRefs, image.KeysRef).Desc.Digest {
-			if mk, err := image.ReadKeyFile(ctx, fo); err == nil {
-				if newer, _ := kf.Extends(mk); newer {
-					blobs, err := manifestBlobs(ctx, fo, kr.Desc)
-					if err != nil {
-						return rep, err
-					}
-					want = append(want, blobs...)
-					kf, keysRef, keysNewer = mk, &kr, true
-				}
-			}
-		}
-	} else {
-		kr, ok := findRef(fo.refs, image.KeysRef)
-		if !ok {
-			return rep, fmt.Errorf("no mirror holds a %q tag: %w", image.KeysRef, image.ErrNotFound)
-		}
-		if kf, err = image.ReadKeyFile(ctx, fo); err != nil {
-			return rep, fmt.Errorf("key file from the mirrors: %w", err)
-		}
-		blobs, err := manifestBlobs(ctx, fo, kr.Desc)
-		if err != nil {
-			return rep, err
-		}
-		want = append(want, blobs...)
-		keysRef = &kr
+	kf, keysRef, want, keysNewer, err := settleKey(ctx, dst, dstRefs, fo, byMirror, opts.Key)
+	if err != nil {
+		return rep, err
 	}
 
-	// Snapshots the store lacks, verified before anything of them is kept.
-	// A name may point at different manifests on different mirrors: each
-	// mirror's version (with that mirror's signature tag) is tried in turn,
-	// so a hostile mirror listed first cannot hide an honest one's. Which
-	// of the verified ones are taken is decided on what is signed alone.
+	// Snapshots the store lacks, verified before anything of them is kept;
+	// which of them are taken is decided on what is signed alone.
 	local, err := readLocalHistory(ctx, dst, dstRefs)
 	if err != nil {
 		return rep, err
@@ -475,84 +457,9 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	if err != nil {
 		return rep, err
 	}
-	var offered []offer
-	for _, name := range names {
-		var errs []error
-		var lastMD image.Digest
-		tried := map[string]bool{}
-		var done bool
-		for _, mr := range byMirror {
-			refs := mr.refs
-			r, found := findRef(refs, name)
-			if !found {
-				continue
-			}
-			md, err := image.DigestFromHash(r.Desc.Digest)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if known, ok := local.signedOf(md, offered); ok {
-				// Held already, or offered under its own name: a tag
-				// that gives it another is refused, not kept.
-				if known.Manifest == md && known.Ref() != name {
-					err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), known.Ref(), ErrTagMismatch)
-					fo.fail(mr.st, md, err)
-					errs = append(errs, err)
-					lastMD = md
-					break
-				}
-				done = true
-				break
-			}
-			lastMD = md
-			sigRef, found := findRef(refs, image.SignatureRef(md))
-			if !found {
-				errs = append(errs, fmt.Errorf("no signature (tag %s): %w", image.SignatureRef(md), image.ErrBadSignature))
-				continue
-			}
-			key := r.Desc.Digest.String() + " " + sigRef.Desc.Digest.String()
-			if tried[key] {
-				continue
-			}
-			tried[key] = true
-			blobs, m, err := verifySnapshot(ctx, fo, kf, r, sigRef)
-			rep.ManifestsRead += 2
-			if err != nil {
-				if ctx.Err() != nil {
-					return rep, ctx.Err()
-				}
-				if errors.Is(err, image.ErrBadSignature) {
-					// Named: this mirror's version of the snapshot is forged.
-					fo.fail(mr.st, md, fmt.Errorf("%s: %w", name, err))
-				}
-				errs = append(errs, err)
-				continue
-			}
-			sg, err := image.ParseSigned(md, m)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if sg.Ref() != name {
-				// The tag is not what the signed manifest says: a mirror
-				// cannot reorder snapshots by naming them.
-				err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), sg.Ref(), ErrTagMismatch)
-				fo.fail(mr.st, md, err)
-				errs = append(errs, err)
-				continue
-			}
-			if sg.Seq < opts.MinSeq {
-				errs = append(errs, fmt.Errorf("sequence %d < %d: %w", sg.Seq, opts.MinSeq, ErrRollback))
-				continue
-			}
-			offered = append(offered, offer{signed: sg, snap: r, sig: sigRef, blobs: blobs})
-			done = true
-			break
-		}
-		if !done && len(errs) > 0 {
-			rep.Refused = append(rep.Refused, image.SnapshotProblem{Ref: name, Manifest: lastMD, Err: errors.Join(errs...)})
-		}
+	offered, err := offerSnapshots(ctx, fo, byMirror, names, local, kf, opts.MinSeq, &rep)
+	if err != nil {
+		return rep, err
 	}
 	named := opts.Want != "" && opts.Want != WantAll && opts.Want != WantLatest
 	var acc []offer
@@ -570,20 +477,8 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	}
 	rep.Diverged = local.diverged(offered, acc)
 	defer func() {
-		if err != nil {
-			return
-		}
-		newest := NewestSnapshot(dstRefs)
-		for _, a := range acc {
-			newest = max(newest, a.snap.Name)
-		}
-		for _, mr := range byMirror {
-			if _, medium := mr.st.ep.(*SourceEndpoint); medium {
-				continue // read-only: no push catches it up
-			}
-			if mr.st.use.Newest < newest {
-				rep.Behind = append(rep.Behind, mr.st.use.Mirror)
-			}
+		if err == nil {
+			rep.Behind = behind(byMirror, local, offered, acc)
 		}
 	}()
 	var heal []wantBlob
@@ -591,6 +486,9 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 		if heal, err = heldBlobs(ctx, dst, fo, dstRefs); err != nil {
 			return rep, err
 		}
+	}
+	if err := dropMisnamed(ctx, dst, local.misnamed, &rep); err != nil {
+		return rep, err
 	}
 	if len(acc) == 0 && len(heal) == 0 && !keysNewer {
 		return rep, nil
@@ -676,9 +574,12 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	return rep, nil
 }
 
-// NewestVerified returns the newest snapshot tag among refs, a mirror's,
-// whose signature verifies against kf and that belongs to kf's store (""
-// if none does), and the problems of the newer tags that do not.
+// NewestVerified returns the tag of the snapshot with the highest signed
+// sequence number among refs, a mirror's, that verifies against kf (""
+// if none does), and the problems of the tags that claim a higher one and
+// do not verify. A verified tag is the one its signed manifest makes, so
+// the first that verifies, in the order of the sequence numbers the tags
+// claim, is the newest by what is signed.
 func NewestVerified(ctx context.Context, m image.Source, refs []image.Ref, kf *image.KeyFile) (string, []image.SnapshotProblem, error) {
 	names, err := selectSnapshots(refs, WantLatest)
 	if err != nil {
@@ -692,66 +593,39 @@ func NewestVerified(ctx context.Context, m image.Source, refs []image.Ref, kf *i
 			probs = append(probs, image.SnapshotProblem{Ref: name, Err: err})
 			continue
 		}
-		sig, ok := findRef(refs, image.SignatureRef(md))
-		if !ok {
-			probs = append(probs, image.SnapshotProblem{Ref: name, Manifest: md,
-				Err: fmt.Errorf("no signature (tag %s): %w", image.SignatureRef(md), image.ErrBadSignature)})
-			continue
-		}
-		if _, _, err := verifySnapshot(ctx, m, kf, r, sig); err != nil {
+		sig, _ := image.SignatureRefFor(refs, r)
+		v, err := image.VerifySnapshot(ctx, m, kf, r, sig)
+		if err != nil {
 			if ctx.Err() != nil {
 				return "", probs, ctx.Err()
 			}
 			probs = append(probs, image.SnapshotProblem{Ref: name, Manifest: md, Err: err})
 			continue
 		}
-		return name, probs, nil
+		return v.Signed.Ref(), probs, nil
 	}
 	return "", probs, nil
 }
 
-func mustRef(refs []image.Ref, name string) image.Ref {
-	r, _ := findRef(refs, name)
-	return r
+// verifiedBlobs lists the blobs a verified snapshot needs: its manifest
+// and signature manifest (at hand), their configs and layers.
+func verifiedBlobs(v *image.VerifiedSnapshot) []wantBlob {
+	out := blobsOf(v.Signed.Manifest, v.Raw, v.Manifest)
+	sd, _ := image.DigestFromHash(v.SigDesc.Digest)
+	return append(out, blobsOf(sd, v.SigRaw, v.SigManifest)...)
 }
 
-// verifySnapshot reads a snapshot manifest and its signature, checks the
-// signature against the key file and the store ID, and returns the blobs
-// both manifests need.
-func verifySnapshot(ctx context.Context, src image.Source, kf *image.KeyFile, snap, sig image.Ref) ([]wantBlob, *v1.Manifest, error) {
-	sblobs, m, raw, err := readManifestBlobs(ctx, src, snap.Desc)
-	if err != nil {
-		return nil, nil, err
+// blobsOf lists a manifest read and checked as raw, with its config and
+// layers; descriptors whose digest does not parse are left out (the
+// manifest's reader refused them already).
+func blobsOf(md image.Digest, raw []byte, m *v1.Manifest) []wantBlob {
+	out := []wantBlob{{digest: md, size: int64(len(raw)), raw: raw}}
+	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		if dg, err := image.DigestFromHash(d.Digest); err == nil {
+			out = append(out, wantBlob{digest: dg, size: d.Size})
+		}
 	}
-	gblobs, sm, _, err := readManifestBlobs(ctx, src, sig.Desc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("signature manifest: %w", err)
-	}
-	if len(sm.Layers) != 1 || string(sm.Layers[0].MediaType) != image.SignatureType {
-		return nil, nil, fmt.Errorf("signature manifest: want one %s layer: %w", image.SignatureType, image.ErrBadSignature)
-	}
-	sd, err := image.DigestFromHash(sm.Layers[0].Digest)
-	if err != nil {
-		return nil, nil, err
-	}
-	sigBytes, err := image.ReadBlob(ctx, src, sd, sm.Layers[0].Size)
-	if err != nil {
-		return nil, nil, fmt.Errorf("signature blob: %w", err)
-	}
-	pub, err := kf.SignerOf(m.Annotations)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := image.VerifySSHSIG(pub, raw, sigBytes); err != nil {
-		return nil, nil, err
-	}
-	if m.ArtifactType != image.SnapshotArtifactType {
-		return nil, nil, fmt.Errorf("not a dvpc snapshot: %w", image.ErrFormat)
-	}
-	if m.Annotations[image.AnnotationStore] != kf.StoreID {
-		return nil, nil, fmt.Errorf("belongs to store %q, not %q", m.Annotations[image.AnnotationStore], kf.StoreID)
-	}
-	return append(sblobs, gblobs...), m, nil
+	return out
 }
 
 func manifestBlobs(ctx context.Context, src image.Source, desc v1.Descriptor) ([]wantBlob, error) {
@@ -957,14 +831,19 @@ func setRef(refs []image.Ref, r image.Ref) []image.Ref {
 	return append(refs, r)
 }
 
-// NewestSnapshot returns the greatest snapshot tag among refs: tags carry
-// the sequence number zero-padded, so they sort by it.
-func NewestSnapshot(refs []image.Ref) string {
-	var newest string
-	for _, r := range refs {
-		if strings.HasPrefix(r.Name, "snap-") {
-			newest = max(newest, r.Name)
+// compareSnapshotRefs orders snapshot tags by the sequence number they
+// claim, then by name; tags not of the snapshot form come first.
+func compareSnapshotRefs(a, b string) int {
+	sa, _, oka := image.ParseSnapshotRef(a)
+	sb, _, okb := image.ParseSnapshotRef(b)
+	switch {
+	case oka != okb:
+		if oka {
+			return 1
 		}
+		return -1
+	case sa != sb:
+		return cmp.Compare(sa, sb)
 	}
-	return newest
+	return strings.Compare(a, b)
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,40 +37,48 @@ type PushReport struct {
 	BytesSkipped  int64
 	Manifests     int // tags written
 	TagsSkipped   int // already naming the same manifest
+	// Refused counts the store's snapshots that were not sent because
+	// they do not verify against its key or their tag misnames them.
+	Refused int
 }
 
-// pushRefs picks the refs a mirror carries: the keys, each signed
-// snapshot, and its signature. Unsigned snapshots are never sent.
-func pushRefs(refs []image.Ref) (main, sigs []image.Ref, err error) {
-	byName := map[string]image.Ref{}
-	for _, r := range refs {
-		byName[r.Name] = r
-	}
-	k, ok := byName[image.KeysRef]
+// pushRefs picks the refs a mirror carries: the keys, and each snapshot
+// that verifies against the store's key with its signature, both named by
+// tags rebuilt from the verified manifest. A snapshot that does not verify,
+// or whose tag is not the one its manifest makes, is never sent: it is
+// returned as refused.
+func pushRefs(ctx context.Context, src image.Source, refs []image.Ref) (main, sigs []image.Ref, refused []image.SnapshotProblem, err error) {
+	k, ok := findRef(refs, image.KeysRef)
 	if !ok {
-		return nil, nil, fmt.Errorf("source has no %q tag: %w", image.KeysRef, image.ErrNotFound)
+		return nil, nil, nil, fmt.Errorf("source has no %q tag: %w", image.KeysRef, image.ErrNotFound)
+	}
+	kf, err := image.ReadKeyFileAt(ctx, src, k.Desc)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	main = append(main, k)
 	for _, r := range refs {
-		if !strings.HasPrefix(r.Name, "snap-") {
+		if !image.IsSnapshotRef(r.Name) {
 			continue
 		}
-		d, err := image.DigestFromHash(r.Desc.Digest)
+		sig, _ := image.SignatureRefFor(refs, r)
+		v, err := image.VerifySnapshot(ctx, src, kf, r, sig)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", r.Name, err)
-		}
-		s, ok := byName[image.SignatureRef(d)]
-		if !ok {
+			if ctx.Err() != nil {
+				return nil, nil, nil, ctx.Err()
+			}
+			d, _ := image.DigestFromHash(r.Desc.Digest)
+			refused = append(refused, image.SnapshotProblem{Ref: r.Name, Manifest: d, Err: err})
 			continue
 		}
-		main = append(main, r)
-		sigs = append(sigs, s)
+		main = append(main, v.Ref())
+		sigs = append(sigs, v.SigRef())
 	}
-	return main, sigs, nil
+	return main, sigs, refused, nil
 }
 
-// Push sends dst what it lacks of src's keys, signed snapshots and their
-// signatures. Blobs go first, then the manifests with their tags, then the
+// Push sends dst what it lacks of src's keys, verified snapshots and their
+// signatures ([pushRefs]). Blobs go first, then the manifests with their tags, then the
 // signatures, so the mirror never names a manifest whose blobs are not all
 // there. Blobs and tags already on the mirror are not sent again.
 func Push(ctx context.Context, src image.Source, dst *Registry, opts PushOptions) (PushReport, error) {
@@ -80,10 +87,11 @@ func Push(ctx context.Context, src image.Source, dst *Registry, opts PushOptions
 	if err != nil {
 		return rep, err
 	}
-	main, sigs, err := pushRefs(srcRefs)
+	main, sigs, refused, err := pushRefs(ctx, src, srcRefs)
 	if err != nil {
 		return rep, err
 	}
+	rep.Refused = len(refused)
 	dstRefs, err := dst.Refs(ctx)
 	if err != nil {
 		return rep, err

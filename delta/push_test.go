@@ -70,7 +70,7 @@ func TestPushPull(t *testing.T) {
 
 	// Pull into an empty store and restore both snapshots.
 	dst := newLayout(t)
-	rep, err := Pull(ctx, mirrorsOf(t, regs, "dvpc/home"), dst, PullOptions{})
+	rep, err := Pull(ctx, mirrorsOf(t, regs, "dvpc/home"), dst, PullOptions{Key: s.key()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestPushPull(t *testing.T) {
 		t.Fatalf("corrupt blob %s served", big)
 	}
 	dst2 := newLayout(t)
-	rep, err = Pull(ctx, mirrorsOf(t, regs, "dvpc/home"), dst2, PullOptions{Health: []int{0, 1, 1, 1}})
+	rep, err = Pull(ctx, mirrorsOf(t, regs, "dvpc/home"), dst2, PullOptions{Health: []int{0, 1, 1, 1}, Key: s.key()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestPushPull(t *testing.T) {
 	// Only the corrupt mirror: the pull fails and names nothing.
 	dst3 := newLayout(t)
 	before := readIndex(t, dst3)
-	rep, err = Pull(ctx, mirrorsOf(t, regs[:1], "dvpc/home"), dst3, PullOptions{})
+	rep, err = Pull(ctx, mirrorsOf(t, regs[:1], "dvpc/home"), dst3, PullOptions{Key: s.key()})
 	var de *image.DigestError
 	if err == nil || !errors.As(err, &de) {
 		t.Fatalf("pull from the corrupt mirror alone: %+v, %v", rep, err)
@@ -157,7 +157,7 @@ func TestPullRefuses(t *testing.T) {
 
 	dst := newLayout(t)
 	before := readIndex(t, dst)
-	rep, err := Pull(ctx, mirrors, dst, PullOptions{MinSeq: s1.Config.Seq + 1})
+	rep, err := Pull(ctx, mirrors, dst, PullOptions{MinSeq: s1.Config.Seq + 1, Key: s.key()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestPullRefuses(t *testing.T) {
 
 	// A store with keys of its own refuses snapshots signed by another.
 	other := newTestStore(t)
-	if _, err := Pull(ctx, mirrors, dst, PullOptions{MinSeq: s1.Config.Seq}); err != nil {
+	if _, err := Pull(ctx, mirrors, dst, PullOptions{MinSeq: s1.Config.Seq, Key: s.key()}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = Pull(ctx, mirrors, other.lay, PullOptions{})
@@ -197,7 +197,7 @@ func TestPushResumeAndMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	main, sigs, err := pushRefs(refs)
+	main, sigs, _, err := pushRefs(ctx, s.lay, refs)
 	if err != nil {
 		t.Fatal(err)
 	}

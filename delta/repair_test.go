@@ -37,7 +37,7 @@ func TestPullAndRepairDamagedBlob(t *testing.T) {
 	regs := regtest.StartN(t, 2)
 	checkAllOK(t, PushAll(ctx, s.lay, mirrorsOf(t, regs[:1], "dvpc/home"), PushOptions{}))
 	dst := newLayout(t)
-	if _, err := Pull(ctx, mirrorsOf(t, regs[:1], "dvpc/home"), dst, PullOptions{}); err != nil {
+	if _, err := Pull(ctx, mirrorsOf(t, regs[:1], "dvpc/home"), dst, PullOptions{Key: s.key()}); err != nil {
 		t.Fatal(err)
 	}
 	pack := largestBlob(t, dst)

@@ -22,16 +22,20 @@ func TestSelectSnapshots(t *testing.T) {
 		ref("snap-00000001-aaaa11112222", "aaaa11112222dddd"),
 		ref("snap-00000003-aaaa33334444", "aaaa33334444eeee"),
 		ref("sha256-aaaa11112222dddd.sig", "1111"),
+		// A hostile mirror's second name for snapshot 2's manifest.
+		ref("snap-99999999-bbbb11112222", "bbbb11112222cccc"),
 	}
 	for _, tc := range []struct {
 		want     string
 		names    []string
 		notFound bool
 	}{
-		{want: "", names: []string{"snap-00000001-aaaa11112222", "snap-00000002-bbbb11112222", "snap-00000003-aaaa33334444"}},
-		{want: WantAll, names: []string{"snap-00000001-aaaa11112222", "snap-00000002-bbbb11112222", "snap-00000003-aaaa33334444"}},
-		{want: WantLatest, names: []string{"snap-00000003-aaaa33334444", "snap-00000002-bbbb11112222", "snap-00000001-aaaa11112222"}},
-		{want: "bbbb", names: []string{"snap-00000002-bbbb11112222"}},
+		{want: "", names: []string{"snap-00000001-aaaa11112222", "snap-00000002-bbbb11112222", "snap-00000003-aaaa33334444", "snap-99999999-bbbb11112222"}},
+		{want: WantAll, names: []string{"snap-00000001-aaaa11112222", "snap-00000002-bbbb11112222", "snap-00000003-aaaa33334444", "snap-99999999-bbbb11112222"}},
+		{want: WantLatest, names: []string{"snap-99999999-bbbb11112222", "snap-00000003-aaaa33334444", "snap-00000002-bbbb11112222", "snap-00000001-aaaa11112222"}},
+		// Not ambiguous: both names are of one manifest, and verifying
+		// them keeps the one it makes.
+		{want: "bbbb", names: []string{"snap-00000002-bbbb11112222", "snap-99999999-bbbb11112222"}},
 		{want: "snap-00000001-aaaa11112222", names: []string{"snap-00000001-aaaa11112222"}},
 		{want: "sha256:aaaa33334444ee", names: []string{"snap-00000003-aaaa33334444"}},
 		{want: "aaaa", notFound: true}, // ambiguous

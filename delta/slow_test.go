@@ -96,7 +96,7 @@ func TestPullStalledMirrors(t *testing.T) {
 
 	mirrors := []*Registry{timedMirror(t, mute, timeout), timedMirror(t, stall, timeout), timedMirror(t, h.reg.Addr(), timeout)}
 	dst := newLayout(t)
-	rep, err := Pull(ctx, mirrors, dst, PullOptions{Health: []int{0, 0, 1}})
+	rep, err := Pull(ctx, mirrors, dst, PullOptions{Health: []int{0, 0, 1}, Key: h.s.key()})
 	if err != nil {
 		t.Fatalf("pull: %v; %+v", err, rep)
 	}
@@ -157,6 +157,7 @@ func TestPullPrefersFastMirror(t *testing.T) {
 	pull := func(opts PullOptions) PullReport {
 		t.Helper()
 		dst := newLayout(t)
+		opts.Key = h.s.key()
 		// The slow mirror is listed first: order alone would favour it.
 		rep, err := Pull(ctx, []*Registry{mirrorAt(t, slow, "dvpc/home"), mirrorAt(t, h.reg.Addr(), "dvpc/home")}, dst, opts)
 		if err != nil {

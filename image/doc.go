@@ -30,6 +30,10 @@
 // needs. What another store lacks for a snapshot is therefore a set
 // difference of digests. Manifests are signed with the store's ed25519 key
 // in the SSHSIG format, so `ssh-keygen -Y verify` can check them too.
+// [VerifySnapshot] is the one check of a snapshot read from anywhere (a
+// store, a disc, a mirror): signature first, then store and tag; a tag is
+// what [SnapshotRef] rebuilds from the signed manifest, or it is refused
+// ([ErrTagMismatch]). [ParseSnapshotRef] reads the tags a store wrote.
 //
 // # Homes, heads and the trust state
 //

@@ -155,16 +155,6 @@ type Signed struct {
 // Ref returns the tag the snapshot is named by: snap-<seq>-<12 hex>.
 func (s Signed) Ref() string { return SnapshotRef(s.Seq, s.Manifest) }
 
-// SnapshotRef returns the tag of the snapshot with manifest md and sequence
-// number seq. Tags are always rebuilt from the signed manifest; a tag name
-// read from a store or mirror is never trusted.
-func SnapshotRef(seq uint64, md Digest) string {
-	return fmt.Sprintf("%s%08d-%s", snapRefPrefix, seq, md.Short())
-}
-
-// IsSnapshotRef reports whether a tag names a snapshot.
-func IsSnapshotRef(name string) bool { return strings.HasPrefix(name, snapRefPrefix) }
-
 // ParseSigned reads the ordering annotations of a snapshot manifest whose
 // signature the caller has verified.
 func ParseSigned(md Digest, m *v1.Manifest) (Signed, error) {

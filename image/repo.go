@@ -151,7 +151,13 @@ func ReadKeyFile(ctx context.Context, src Source) (*KeyFile, error) {
 	if !ok {
 		return nil, fmt.Errorf("store has no key blob (no %q tag); is it a dvpc store? run `dvpc init` to make one: %w", KeysRef, ErrNotFound)
 	}
-	m, _, err := readManifest(ctx, src, r.Desc)
+	return ReadKeyFileAt(ctx, src, r.Desc)
+}
+
+// ReadKeyFileAt reads the key blob of the key manifest desc names, such as
+// one mirror's "keys" tag; it needs no passphrase.
+func ReadKeyFileAt(ctx context.Context, src Source, desc v1.Descriptor) (*KeyFile, error) {
+	m, _, err := readManifest(ctx, src, desc)
 	if err != nil {
 		return nil, fmt.Errorf("key manifest: %w", err)
 	}

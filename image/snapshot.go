@@ -27,8 +27,6 @@ const (
 	AnnotationParents = "dev.dvpc.parents"
 )
 
-const snapRefPrefix = "snap-"
-
 // ErrNoSnapshot means no snapshot matched a request.
 var ErrNoSnapshot = errors.New("no such snapshot")
 
@@ -113,7 +111,7 @@ func (r *Repo) Snapshots(ctx context.Context) ([]*Snapshot, []SnapshotProblem, e
 	var snaps []*Snapshot
 	var probs []SnapshotProblem
 	for _, ref := range refs {
-		if !strings.HasPrefix(ref.Name, snapRefPrefix) {
+		if !IsSnapshotRef(ref.Name) {
 			continue
 		}
 		s, err := r.loadSnapshot(ctx, refs, ref)
@@ -149,64 +147,21 @@ func (r *Repo) Signature(ctx context.Context, s *Snapshot) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return readSignature(ctx, r.src, refs, s.Manifest)
-}
-
-// verifySignature checks the stored signature of a manifest.
-func verifySignature(ctx context.Context, src Source, refs []Ref, pub string, md Digest, raw []byte) error {
-	sig, err := readSignature(ctx, src, refs, md)
-	if err != nil {
-		return err
-	}
-	return VerifySSHSIG(pub, raw, sig)
-}
-
-func readSignature(ctx context.Context, src Source, refs []Ref, md Digest) ([]byte, error) {
-	sref, ok := findRef(refs, SignatureRef(md))
+	sref, ok := findRef(refs, SignatureRef(s.Manifest))
 	if !ok {
-		return nil, fmt.Errorf("no signature (tag %s): %w", SignatureRef(md), ErrBadSignature)
+		return nil, fmt.Errorf("no signature (tag %s): %w", SignatureRef(s.Manifest), ErrBadSignature)
 	}
-	sm, _, err := readManifest(ctx, src, sref.Desc)
-	if err != nil {
-		return nil, fmt.Errorf("signature manifest: %w", err)
-	}
-	if len(sm.Layers) != 1 || string(sm.Layers[0].MediaType) != SignatureType {
-		return nil, fmt.Errorf("signature manifest: want one %s layer: %w", SignatureType, ErrBadSignature)
-	}
-	sd, err := DigestFromHash(sm.Layers[0].Digest)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := ReadBlob(ctx, src, sd, sm.Layers[0].Size)
-	if err != nil {
-		return nil, fmt.Errorf("signature blob: %w", err)
-	}
-	return sig, nil
+	_, _, sig, err := readSignatureAt(ctx, r.src, sref.Desc)
+	return sig, err
 }
 
 func (r *Repo) loadSnapshot(ctx context.Context, refs []Ref, ref Ref) (*Snapshot, error) {
-	md, err := DigestFromHash(ref.Desc.Digest)
+	sigRef, _ := SignatureRefFor(refs, ref)
+	v, err := VerifySnapshot(ctx, r.src, r.kf, ref, sigRef)
 	if err != nil {
 		return nil, err
 	}
-	m, raw, err := readManifest(ctx, r.src, ref.Desc)
-	if err != nil {
-		return nil, err
-	}
-	// The signature is checked before anything in the manifest is used.
-	pub, err := r.kf.SignerOf(m.Annotations)
-	if err != nil {
-		return nil, err
-	}
-	if err := verifySignature(ctx, r.src, refs, pub, md, raw); err != nil {
-		return nil, err
-	}
-	if m.ArtifactType != SnapshotArtifactType || string(m.Config.MediaType) != SnapshotConfigType {
-		return nil, fmt.Errorf("manifest %s is not a dvpc snapshot: %w", md, ErrFormat)
-	}
-	if m.Annotations[AnnotationStore] != r.kf.StoreID {
-		return nil, fmt.Errorf("manifest %s belongs to store %q, not %q", md, m.Annotations[AnnotationStore], r.kf.StoreID)
-	}
+	md, m := v.Signed.Manifest, v.Manifest
 	cd, err := DigestFromHash(m.Config.Digest)
 	if err != nil {
 		return nil, err
@@ -223,15 +178,11 @@ func (r *Repo) loadSnapshot(ctx context.Context, refs []Ref, ref Ref) (*Snapshot
 	if err := json.Unmarshal(pt, &cfg); err != nil {
 		return nil, fmt.Errorf("config blob %s: %w: %v", cd, ErrFormat, err)
 	}
-	if strconv.FormatUint(cfg.Seq, 10) != m.Annotations[AnnotationSeq] {
-		return nil, fmt.Errorf("config sequence %d does not match the signed manifest's %q: %w", cfg.Seq, m.Annotations[AnnotationSeq], ErrFormat)
+	if cfg.Seq != v.Seq {
+		return nil, fmt.Errorf("config sequence %d does not match the signed manifest's %d: %w", cfg.Seq, v.Seq, ErrFormat)
 	}
-	sg, err := ParseSigned(md, m)
-	if err != nil {
-		return nil, err
-	}
-	s := &Snapshot{ID: md.Short(), Ref: ref.Name, Manifest: md, Desc: ref.Desc, Config: &cfg, Layers: m.Layers, raw: raw}
-	if err := r.placeSnapshot(s, sg); err != nil {
+	s := &Snapshot{ID: md.Short(), Ref: ref.Name, Manifest: md, Desc: ref.Desc, Config: &cfg, Layers: m.Layers, raw: v.Raw}
+	if err := r.placeSnapshot(s, v.Signed); err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", md, err)
 	}
 	return s, nil

@@ -259,9 +259,13 @@ func (g *globals) unlock(ctx context.Context, src image.Source) (*image.Repo, er
 			return repo, nil
 		}
 	}
-	pass, err := readPassphrase(g.stderr, "Passphrase for "+g.store+": ")
-	if err != nil {
-		return nil, err
+	pass := g.secret
+	g.secret = nil
+	if pass == nil {
+		var err error
+		if pass, err = readPassphrase(g.stderr, "Passphrase for "+g.store+": "); err != nil {
+			return nil, err
+		}
 	}
 	repo, info, err := image.Open(ctx, src, pass)
 	if errors.Is(err, image.ErrWrongPassphrase) {

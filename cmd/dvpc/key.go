@@ -163,5 +163,6 @@ func runKeySigner(ctx context.Context, g *globals, principal string) error {
 			return err
 		}
 	}
+	fmt.Fprintf(g.stderr, "signer %s (a new PC can trust it with `dvpc pull --signer %[1]s URL...`)\n", kf.Signer())
 	return nil
 }

@@ -57,6 +57,9 @@ type globals struct {
 	// the agent keeps them unused.
 	noAgent   bool
 	agentIdle time.Duration
+	// secret is a passphrase or recovery code this command already read
+	// (to settle which key to trust), used by the next unlock.
+	secret []byte
 }
 
 // gcPercent is the collector's target unless GOGC says otherwise. dvpc's

@@ -105,7 +105,7 @@ func mirrorCommand(g *globals) *cli.Command {
 					if c.NArg() > 0 {
 						return usageError{errors.New("mirror heal takes no arguments")}
 					}
-					if err := runPull(c.Context, g, nil, nil, false, delta.WantAll); err != nil {
+					if err := runPull(c.Context, g, nil, nil, false, delta.WantAll, ""); err != nil {
 						return fmt.Errorf("heal: gather from the mirrors: %w", err)
 					}
 					return runPush(c.Context, g)
@@ -219,9 +219,11 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 			}
 			r.Reachable = &ok
 			if ok {
+				// A snapshot is there when its tag names its manifest:
+				// a push sends it otherwise.
 				have := map[string]bool{}
 				for _, ref := range refs {
-					have[ref.Name] = true
+					have[ref.Name+" "+ref.Desc.Digest.String()] = true
 				}
 				newest, probs, err := delta.NewestVerified(ctx, reg, refs, kf)
 				if err != nil {
@@ -233,7 +235,7 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 				}
 				r.Missing = 0
 				for _, l := range local {
-					if strings.HasPrefix(l.Name, "snap-") && !have[l.Name] {
+					if image.IsSnapshotRef(l.Name) && !have[l.Name+" "+l.Desc.Digest.String()] {
 						r.Missing++
 					}
 				}
@@ -359,7 +361,16 @@ func runPush(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	newest := delta.NewestSnapshot(refs)
+	// What the mirrors hold after the push, by what is signed: a tag in
+	// the store that misnames its snapshot is neither sent nor counted.
+	kf, err := image.ReadKeyFile(ctx, lay)
+	if err != nil {
+		return err
+	}
+	newest, _, err := delta.NewestVerified(ctx, lay, refs, kf)
+	if err != nil {
+		return err
+	}
 	var prog image.Progress
 	stop := startProgressOf(g.stderr, "push:", "blobs", "sent", &prog)
 	results := delta.PushTo(ctx, lay, regs, delta.PushOptions{Progress: &prog})
@@ -369,7 +380,7 @@ func runPush(ctx context.Context, g *globals) error {
 	for i, r := range results {
 		m := &ms.Mirrors[i]
 		e := map[string]any{"mirror": m.Name, "url": m.URL, "blobs_uploaded": r.Report.BlobsUploaded, "bytes_uploaded": r.Report.BytesUploaded,
-			"blobs_skipped": r.Report.BlobsSkipped, "manifests": r.Report.Manifests}
+			"blobs_skipped": r.Report.BlobsSkipped, "manifests": r.Report.Manifests, "snapshots_refused": r.Report.Refused}
 		if r.Err != nil {
 			m.LastError = r.Err.Error()
 			failed = append(failed, m.Name)
@@ -391,6 +402,13 @@ func runPush(ctx context.Context, g *globals) error {
 	}
 	if err := ms.Save(g.store); err != nil {
 		return err
+	}
+	refused := 0
+	for _, r := range results {
+		refused = max(refused, r.Report.Refused)
+	}
+	if refused > 0 {
+		fmt.Fprintf(g.stderr, "dvpc: not sent: %s in the store that do not verify, or whose tag misnames them; `dvpc verify` names them\n", plural(refused, "snapshot"))
 	}
 	if g.json {
 		json.NewEncoder(g.stdout).Encode(out)
@@ -416,6 +434,7 @@ func mirrorHealth(m delta.Mirror) int {
 
 func pullCommand(g *globals) *cli.Command {
 	var insecure, all bool
+	var signer string
 	return &cli.Command{
 		Name: "pull",
 		Usage: "bring into the store every snapshot of each home newer than its heads (or SNAP, or --all the store lacks), " +
@@ -424,6 +443,7 @@ func pullCommand(g *globals) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to non-loopback registries", Destination: &insecure},
 			&cli.BoolFlag{Name: "all", Usage: "every snapshot the mirrors hold and the store lacks, older history too", Destination: &all},
+			&cli.StringFlag{Name: "signer", Usage: "on a new PC, trust the key blob of this signer (SHA256:..., as `dvpc key signer` shows it) without asking for the passphrase", Destination: &signer},
 		},
 		Action: func(c *cli.Context) error {
 			want := delta.WantLatest
@@ -449,27 +469,29 @@ func pullCommand(g *globals) *cli.Command {
 			if spec != "" {
 				want = spec
 			}
-			return runPull(c.Context, g, urls, media, insecure, want)
+			if signer != "" && !strings.HasPrefix(signer, "SHA256:") {
+				return usageError{fmt.Errorf("--signer takes a key fingerprint, SHA256:..., not %q", signer)}
+			}
+			return runPull(c.Context, g, urls, media, insecure, want, signer)
 		},
 	}
 }
 
 // runPull pulls the snapshots want names (see [delta.PullOptions.Want])
 // from the store's mirrors and those named by urls, which it adds, and
-// from media, which it does not.
-func runPull(ctx context.Context, g *globals, urls, media []string, insecure bool, want string) error {
+// from media, which it does not. A store without a key (a new PC) first
+// settles which key to trust: signer's, or the one the passphrase opens.
+func runPull(ctx context.Context, g *globals, urls, media []string, insecure bool, want, signer string) error {
 	var lay *image.Layout
 	var err error
 	_, serr := os.Stat(filepath.Join(g.store, "oci-layout"))
 	created := serr != nil
-	if created {
-		lay, err = image.InitLayout(g.store) // a new PC: the store comes from the mirrors
-	} else {
-		lay, err = image.OpenLayout(g.store)
+	if !created {
+		if lay, err = image.OpenLayout(g.store); err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return err
-	}
+	defer func() { clear(g.secret); g.secret = nil }()
 	ms, err := delta.LoadMirrors(g.store)
 	if err != nil {
 		return err
@@ -506,6 +528,17 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 		regs = append(regs, ep)
 	}
 	opts := delta.PullOptions{Want: want, Heal: want == delta.WantAll}
+	if lay == nil || !hasKeys(ctx, lay) {
+		// Nothing is written before the key is settled.
+		if opts.Key, err = g.settlePullKey(ctx, regs, signer); err != nil {
+			return err
+		}
+	}
+	if lay == nil {
+		if lay, err = image.InitLayout(g.store); err != nil { // a new PC: the store comes from the mirrors
+			return err
+		}
+	}
 	for _, m := range ms.Mirrors {
 		opts.Health = append(opts.Health, mirrorHealth(m))
 		opts.Speed = append(opts.Speed, m.Rate())
@@ -535,6 +568,9 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 	printFailures(g, rep.Failures)
 	for _, p := range rep.Refused {
 		fmt.Fprintf(g.stderr, "dvpc: refused %v\n", p)
+	}
+	for _, d := range rep.Dropped {
+		fmt.Fprintf(g.stderr, "dvpc: dropped the store's tag %s: it misnamed a snapshot the store holds under its signed name\n", d)
 	}
 	if err != nil {
 		return err
@@ -567,7 +603,7 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 		}
 		if err := json.NewEncoder(g.stdout).Encode(map[string]any{"snapshots": rep.Snapshots, "blobs_fetched": rep.BlobsFetched,
 			"bytes_fetched": rep.BytesFetched, "blobs_present": rep.BlobsPresent, "blobs_replaced": rep.BlobsReplaced, "blobs_unhealed": len(rep.Unhealed), "bad_mirrors": rep.BadMirrors(),
-			"behind": rep.Behind, "mirrors": uses, "mirrors_adopted": adopted, "diverged": rep.Diverged}); err != nil {
+			"behind": rep.Behind, "dropped": rep.Dropped, "mirrors": uses, "mirrors_adopted": adopted, "diverged": rep.Diverged}); err != nil {
 			return err
 		}
 		return unhealed
@@ -747,4 +783,18 @@ func blobCount(n int) string {
 		return "1 blob"
 	}
 	return fmt.Sprintf("%d blobs", n)
+}
+
+// hasKeys reports whether the store names a key blob.
+func hasKeys(ctx context.Context, lay *image.Layout) bool {
+	refs, err := lay.Refs(ctx)
+	if err != nil {
+		return true // the pull reports what is wrong
+	}
+	for _, r := range refs {
+		if r.Name == image.KeysRef {
+			return true
+		}
+	}
+	return false
 }

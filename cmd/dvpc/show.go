@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/dvpc/dvpc/image"
 )
 
 // plural counts a noun for the person: "1 file", "2 files", "0 entries".
@@ -22,11 +24,7 @@ func plural[N ~int | ~int64 | ~uint64](n N, one string) string {
 // tagID shows a snapshot tag (snap-<seq>-<id>) as its ID, the way log
 // and the other commands show snapshots; other tags are shown as they are.
 func tagID(tag string) string {
-	rest, ok := strings.CutPrefix(tag, "snap-")
-	if !ok {
-		return tag
-	}
-	if _, id, ok := strings.Cut(rest, "-"); ok {
+	if _, id, ok := image.ParseSnapshotRef(tag); ok {
 		return id
 	}
 	return tag
