@@ -86,7 +86,20 @@ func alteredKeyMirror(t *testing.T, s *testStore) *LocalMirror {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kf.Passphrase.Sealed[len(kf.Passphrase.Sealed)/2] ^= 1
+	damaged := false
+	if kf.Passphrase != nil { // a version 1 key blob
+		kf.Passphrase.Sealed[len(kf.Passphrase.Sealed)/2] ^= 1
+		damaged = true
+	}
+	for i, r := range kf.Recipients {
+		if r.Kind == image.RecipientPassphrase {
+			kf.Recipients[i].Sealed[len(r.Sealed)/2] ^= 1
+			damaged = true
+		}
+	}
+	if !damaged {
+		t.Fatal("the key blob has no passphrase wrapper to damage")
+	}
 	blob, err := kf.Marshal()
 	if err != nil {
 		t.Fatal(err)

@@ -292,7 +292,7 @@ func TestPullFailsOverFromFloodingMirror(t *testing.T) {
 	go func() {
 		defer close(done)
 		// The flooding mirror is asked first for every blob.
-		rep, err = Pull(ctx, mirrors, dst, PullOptions{Health: []int{0, 1}})
+		rep, err = Pull(ctx, mirrors, dst, PullOptions{Health: []int{0, 1}, Key: s.key()})
 	}()
 	name, most := watchSizes(t, done, packSize, storeAreas(dst, tmp)...)
 	fl.Release()
@@ -701,7 +701,7 @@ func TestManifestCacheBounded(t *testing.T) {
 		t.Fatalf("%d manifests, %d bytes kept, limit %d", len(m.manifests), m.cacheBytes, m.cacheLimit)
 	}
 	dst := newLayout(t)
-	if _, err := Pull(ctx, []*Registry{m}, dst, PullOptions{}); err != nil {
+	if _, err := Pull(ctx, []*Registry{m}, dst, PullOptions{Key: s.key()}); err != nil {
 		t.Fatalf("pull: %v", err)
 	}
 	restoreEqual(t, dst, s1.ID, want)
