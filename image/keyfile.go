@@ -159,6 +159,12 @@ type KeyFile struct {
 	// the key manifest's annotations, not in the key blob, so that
 	// versions of dvpc that do not know it still read the blob.
 	used map[string]time.Time
+	// byCode is set when the current epoch was started where a recovery
+	// code unlocked the store (a PC that is maybe not the person's own,
+	// and that knows this epoch's keys). Kept, like used, in the key
+	// manifest's annotations: the next passphrase unlock of a writable
+	// store starts an epoch that PC never saw ([Open]).
+	byCode bool
 	// chain is the verified chain of epochs, 0 to Epoch.
 	chain []EpochInfo
 }
@@ -761,6 +767,9 @@ type RotateOptions struct {
 	// help desk) to seal the new epoch to as well; each needs its
 	// X25519 public key and a label.
 	AddX25519 []Recipient
+	// ByCode records that a recovery code unlocked the store for this
+	// rotation (see KeyFile.byCode).
+	ByCode bool
 }
 
 // Rotate starts the next key epoch: new sealing keys and a new signing

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -184,11 +185,18 @@ func ReadKeyFileAt(ctx context.Context, src Source, desc v1.Descriptor) (*KeyFil
 // annotation that says when that recovery code was used (RFC 3339).
 const usedAnnotationPrefix = "dev.dvpc.recovery-used."
 
+// byCodeAnnotation on the key manifest names the epoch that was started
+// where a recovery code unlocked the store.
+const byCodeAnnotation = "dev.dvpc.epoch-by-recovery-code"
+
 func (kf *KeyFile) usedAnnotations() map[string]string {
-	if len(kf.used) == 0 {
+	if len(kf.used) == 0 && !kf.byCode {
 		return nil
 	}
 	ann := map[string]string{}
+	if kf.byCode {
+		ann[byCodeAnnotation] = strconv.FormatUint(uint64(kf.Epoch), 10)
+	}
 	for id, t := range kf.used {
 		ann[usedAnnotationPrefix+id] = t.UTC().Format(time.RFC3339)
 	}
@@ -198,6 +206,9 @@ func (kf *KeyFile) usedAnnotations() map[string]string {
 // readUsedAnnotations takes what the key manifest says about used codes.
 // It is a note for the person, not evidence: what it cannot parse, it skips.
 func (kf *KeyFile) readUsedAnnotations(ann map[string]string) {
+	if e, err := strconv.ParseUint(ann[byCodeAnnotation], 10, 32); err == nil && uint32(e) == kf.Epoch && kf.Epoch > 0 {
+		kf.byCode = true
+	}
 	for k, v := range ann {
 		id, ok := strings.CutPrefix(k, usedAnnotationPrefix)
 		if !ok {
@@ -231,6 +242,9 @@ type OpenInfo struct {
 	RecoveryLeft int
 	// WeakArgon2 is true when the passphrase key is below today's floor.
 	WeakArgon2 bool
+	// Rerotated is true when a passphrase unlock started a new key epoch
+	// because the current one was started where a recovery code was used.
+	Rerotated bool
 }
 
 // Open unlocks a store with a passphrase or a recovery code. A recovery
@@ -251,6 +265,15 @@ func Open(ctx context.Context, src Source, secret []byte) (*Repo, OpenInfo, erro
 		return nil, info, err
 	}
 	if u.RecoveryID == "" {
+		// The epoch was made on the PC where a code was used, which
+		// knows its keys: the owner's first passphrase unlock of a
+		// writable store leaves that PC behind.
+		if r.st != nil && kf.byCode {
+			if _, err := r.Rotate(ctx, RotateOptions{}); err != nil {
+				return nil, info, fmt.Errorf("start a key epoch after a recovery code: %w", err)
+			}
+			info.Rerotated = true
+		}
 		return r, info, nil
 	}
 	info.RecoveryUsed, info.RecoveryID = true, u.RecoveryID
@@ -271,7 +294,7 @@ func Open(ctx context.Context, src Source, secret []byte) (*Repo, OpenInfo, erro
 		info.Retired = true
 		return r, info, nil
 	}
-	if _, err := r.Rotate(ctx, RotateOptions{Burn: []string{u.RecoveryID}}); err != nil {
+	if _, err := r.Rotate(ctx, RotateOptions{Burn: []string{u.RecoveryID}, ByCode: true}); err != nil {
 		return nil, info, fmt.Errorf("retire recovery code %s: %w", u.RecoveryID, err)
 	}
 	info.Retired, info.RecoveryLeft = true, r.kf.RecoveryLeft()
@@ -307,6 +330,7 @@ func (r *Repo) Rotate(ctx context.Context, opts RotateOptions) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
+	nkf.byCode = opts.ByCode
 	if err := saveKeyFile(ctx, r.st, nkf); err != nil {
 		return nil, fmt.Errorf("rotate keys: %w", err)
 	}

@@ -319,6 +319,9 @@ func reportUnlock(g *globals, repo *image.Repo, info image.OpenInfo) {
 	if info.WeakArgon2 && !info.RecoveryUsed {
 		fmt.Fprintln(g.stderr, "dvpc: this store's passphrase key uses argon2id parameters below today's floor; run `dvpc key passwd` to raise them.")
 	}
+	if info.Rerotated {
+		fmt.Fprintf(g.stderr, "dvpc: the last key epoch was started on a PC where a recovery code was used; started key epoch %d, which that PC never saw.\n", repo.Keys().Epoch())
+	}
 	if !info.RecoveryUsed {
 		return
 	}
@@ -333,7 +336,7 @@ func reportUnlock(g *globals, repo *image.Repo, info image.OpenInfo) {
 	case info.Legacy:
 		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is removed from this store, but older copies of this store's key blob (version 1) still open with it. %s. Run `dvpc key passwd` now: it starts a new key epoch that no old code or passphrase opens.\n", info.RecoveryID, left)
 	default:
-		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is now used up: key epoch %d started, which it cannot open, and nothing written from now on is readable with it once your mirrors and media are synced. %s. Set a new passphrase with `dvpc key passwd`; if this PC is not yours, it knows the new epoch: run `dvpc key rotate` on your own PC after your next sync.\n", info.RecoveryID, repo.Keys().Epoch(), left)
+		fmt.Fprintf(g.stderr, "dvpc: unlocked with recovery code %s; it is now used up: key epoch %d started, which it cannot open, and nothing written from now on is readable with it once your mirrors and media are synced. %s. Set a new passphrase with `dvpc key passwd`. If this PC is not yours, it knows the new epoch: the next time your passphrase unlocks your own store after a sync, dvpc starts another epoch that this PC never sees.\n", info.RecoveryID, repo.Keys().Epoch(), left)
 	}
 }
 
