@@ -921,10 +921,19 @@ func testRecoveryCode(t *testing.T, f *e2eFixture) {
 	if !strings.Contains(r.stderr, "6 recovery codes remain") {
 		t.Errorf("second recovery code does not say 6 remain:\n%s", r)
 	}
-	// The passphrase still works, and burns nothing.
+	// The passphrase still works, and burns nothing. The epoch the last
+	// code started is known to the PC it was typed on: the passphrase's
+	// first unlock starts another, and says so; the next says nothing.
 	r = d.must("log")
-	if strings.Contains(r.stderr, "recovery") {
+	if strings.Contains(r.stderr, "unlocked with a recovery code") {
 		t.Errorf("the passphrase is reported as a recovery code:\n%s", r)
+	}
+	if !strings.Contains(r.stderr, "which that PC never saw") {
+		t.Errorf("the passphrase after a recovery code starts no new key epoch:\n%s", r)
+	}
+	r = d.must("log")
+	if strings.Contains(r.stderr, "recovery") || strings.Contains(r.stderr, "epoch") {
+		t.Errorf("a second passphrase unlock reports a recovery code or an epoch:\n%s", r)
 	}
 }
 
