@@ -46,10 +46,11 @@ type localHistory struct {
 	misnamed []image.Ref
 }
 
-// readLocalHistory reads the store's snapshot manifests. Their signatures were
-// checked when they arrived; a manifest that does not read counts as
-// present, not as a head.
-func readLocalHistory(ctx context.Context, dst image.Store, refs []image.Ref) (*localHistory, error) {
+// readLocalHistory reads the store's snapshot manifests and checks their
+// signatures with kf again: a store's files can be changed behind dvpc's
+// back, and heads are decided on what is signed alone. A manifest that does
+// not read or verify counts as present, not as a head.
+func readLocalHistory(ctx context.Context, dst image.Store, refs []image.Ref, kf *image.KeyFile) (*localHistory, error) {
 	h := &localHistory{present: map[image.Digest]bool{}, lin: image.Lineage{}}
 	for _, r := range refs {
 		if !image.IsSnapshotRef(r.Name) {
@@ -73,6 +74,13 @@ func readLocalHistory(ctx context.Context, dst image.Store, refs []image.Ref) (*
 		}
 		sg, err := image.ParseSigned(md, &m)
 		if err != nil {
+			continue
+		}
+		sig, _ := findRef(refs, image.SignatureRef(md))
+		if _, err := image.VerifySnapshot(ctx, dst, kf, image.Ref{Name: sg.Ref(), Desc: r.Desc}, sig); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			continue
 		}
 		h.lin.Add(sg)

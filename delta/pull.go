@@ -449,7 +449,7 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 
 	// Snapshots the store lacks, verified before anything of them is kept;
 	// which of them are taken is decided on what is signed alone.
-	local, err := readLocalHistory(ctx, dst, dstRefs)
+	local, err := readLocalHistory(ctx, dst, dstRefs, kf)
 	if err != nil {
 		return rep, err
 	}
