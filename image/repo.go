@@ -122,11 +122,19 @@ func findRef(refs []Ref, name string) (Ref, bool) {
 	return Ref{}, false
 }
 
+// maxManifest bounds a manifest read into memory, as registries bound what
+// they accept (4 MiB): a found disc or a mirror cannot make dvpc read more
+// before anything is checked.
+const maxManifest = 4 << 20
+
 // readManifest reads and checks a manifest blob.
 func readManifest(ctx context.Context, src Source, desc v1.Descriptor) (*v1.Manifest, []byte, error) {
 	d, err := DigestFromHash(desc.Digest)
 	if err != nil {
 		return nil, nil, err
+	}
+	if desc.Size > maxManifest {
+		return nil, nil, fmt.Errorf("manifest %s: %d bytes, over the %d-byte limit: %w", d, desc.Size, maxManifest, ErrFormat)
 	}
 	b, err := ReadBlob(ctx, src, d, desc.Size)
 	if err != nil {

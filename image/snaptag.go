@@ -165,12 +165,19 @@ func readSignatureAt(ctx context.Context, src Source, desc v1.Descriptor) (*v1.M
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if sm.Layers[0].Size > maxSignature {
+		return nil, nil, nil, fmt.Errorf("signature blob %s: %d bytes, over the %d-byte limit: %w", sd, sm.Layers[0].Size, maxSignature, ErrBadSignature)
+	}
 	sig, err := ReadBlob(ctx, src, sd, sm.Layers[0].Size)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("signature blob: %w", err)
 	}
 	return sm, sraw, sig, nil
 }
+
+// maxSignature bounds an armored SSHSIG signature read into memory; one is
+// under 1 KiB.
+const maxSignature = 64 << 10
 
 // SignatureRefFor returns the signature tag among refs of the snapshot
 // snap names; ok is false when there is none.
