@@ -94,7 +94,15 @@ func readSecretFile(name string) ([]byte, error) {
 	if err := checkSecretFile(name, fi); err != nil {
 		return nil, err
 	}
-	return io.ReadAll(io.LimitReader(f, 64<<10))
+	const maxSecretFile = 64 << 10
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSecretFile {
+		return nil, fmt.Errorf("%w: %s is over %d bytes, which no passphrase is; name the file that holds only the passphrase", errNoPassphrase, name, maxSecretFile)
+	}
+	return b, nil
 }
 
 // passphraseBits is a rough, no-dictionary estimate of a passphrase's
