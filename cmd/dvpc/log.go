@@ -30,24 +30,6 @@ func logCommand(g *globals) *cli.Command {
 	}
 }
 
-// loadSnapshots opens the store and lists its verified snapshots, warning
-// about any that fail verification.
-func (g *globals) loadSnapshots(ctx context.Context) (*image.Repo, []*image.Snapshot, error) {
-	repo, err := g.openRepo(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	snaps, probs, err := repo.Snapshots(ctx)
-	if err != nil {
-		repo.Close()
-		return nil, nil, err
-	}
-	for _, p := range probs {
-		fmt.Fprintf(g.stderr, "dvpc: ignoring %v\n", p)
-	}
-	return repo, snaps, nil
-}
-
 // findSnapshot opens the store and resolves one snapshot ("latest" within
 // home, an ID or a tag); the caller closes the repo.
 func (g *globals) findSnapshot(ctx context.Context, home, spec, path string) (*image.Repo, *image.History, *image.Snapshot, error) {

@@ -69,7 +69,8 @@ func mediaCommand(g *globals) *cli.Command {
 }
 
 // chooseSnapshots applies --snapshots.
-func chooseSnapshots(snaps []*image.Snapshot, which string) ([]*image.Snapshot, error) {
+func chooseSnapshots(h *image.History, which string) ([]*image.Snapshot, error) {
+	snaps := h.Snapshots()
 	switch {
 	case which == "" || which == "all":
 		return snaps, nil
@@ -79,7 +80,6 @@ func chooseSnapshots(snaps []*image.Snapshot, which string) ([]*image.Snapshot, 
 		}
 		// The newest state of every home: each head, so a disc made after
 		// a snapshot of ~/Music still carries the home.
-		h := image.NewHistory(snaps, nil)
 		var out []*image.Snapshot
 		for _, home := range h.Homes() {
 			out = append(out, h.Heads(home)...)
@@ -103,11 +103,11 @@ func chooseSnapshots(snaps []*image.Snapshot, which string) ([]*image.Snapshot, 
 }
 
 func (g *globals) mediaPlan(ctx context.Context, o mediaOpts, medium string) (*image.Repo, *media.Plan, error) {
-	repo, snaps, err := g.loadSnapshots(ctx)
+	repo, hist, err := g.loadHistory(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	chosen, err := chooseSnapshots(snaps, o.snapshots)
+	chosen, err := chooseSnapshots(hist, o.snapshots)
 	if err != nil {
 		repo.Close()
 		return nil, nil, err

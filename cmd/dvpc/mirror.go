@@ -643,11 +643,12 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 // recordedMirrors unlocks the store and returns the mirror list recorded
 // in its newest snapshot, and that snapshot.
 func recordedMirrors(ctx context.Context, g *globals) ([]string, *image.Snapshot, error) {
-	repo, snaps, err := g.loadSnapshots(ctx)
+	repo, hist, err := g.loadHistory(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer repo.Close()
+	snaps := hist.Snapshots()
 	if len(snaps) == 0 {
 		return nil, nil, fmt.Errorf("the store has no snapshot: %w", image.ErrNoSnapshot)
 	}
