@@ -180,8 +180,8 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 		URL       string    `json:"url"`
 		Reachable *bool     `json:"reachable,omitempty"`
 		Newest    string    `json:"newest_snapshot,omitempty"`
-		Missing   int       `json:"snapshots_missing"`
-		Pending   int       `json:"snapshots_pending"` // newer than the last completed push
+		Missing   *int      `json:"snapshots_missing,omitempty"` // nil: not reached, unknown
+		Pending   int       `json:"snapshots_pending"`           // newer than the last completed push
 		Pushed    string    `json:"pushed,omitempty"`
 		PullRate  float64   `json:"pull_rate,omitempty"`
 		PushRate  float64   `json:"push_rate,omitempty"`
@@ -207,7 +207,7 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 	}
 	var rows []row
 	for _, m := range ms.Mirrors {
-		r := row{Name: m.Name, URL: m.URL, LastPush: m.LastPush, LastError: m.LastError, BadData: m.BadData, Missing: -1,
+		r := row{Name: m.Name, URL: m.URL, LastPush: m.LastPush, LastError: m.LastError, BadData: m.BadData,
 			Pending: pendingFor(local, m), Pushed: m.Pushed, PullRate: m.PullRate, PushRate: m.PushRate}
 		if probe {
 			reg, err := delta.OpenEndpoint(m.URL, delta.RegistryOptions{Insecure: m.Insecure, Timeout: g.timeout})
@@ -233,12 +233,13 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 				for _, p := range probs {
 					r.Unverified = append(r.Unverified, p.Error())
 				}
-				r.Missing = 0
+				missing := 0
 				for _, l := range local {
 					if image.IsSnapshotRef(l.Name) && !have[l.Name+" "+l.Desc.Digest.String()] {
-						r.Missing++
+						missing++
 					}
 				}
+				r.Missing = &missing
 				for _, b := range localBlobs {
 					if b.MediaType == image.ManifestType {
 						continue // named by tags, counted as snapshots above
@@ -284,7 +285,7 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 				errText = strings.TrimSpace(fmt.Sprintf("%s %s that do not verify: %s", errText, plural(len(r.Unverified), "newer snapshot"), r.Unverified[0]))
 			}
 			blobs := fmt.Sprintf("%d (%s)", r.BlobsMiss, humanBytes(r.BytesMiss))
-			if r.Missing < 0 {
+			if r.Missing == nil {
 				blobs = "?" // not reached: unknown
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.URL, reach, tagID(r.Newest), known(r.Missing), blobs,

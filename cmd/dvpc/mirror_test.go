@@ -129,6 +129,12 @@ func TestMirrors(t *testing.T) {
 	if *st[1].Reachable || st[0].Missing != 0 {
 		t.Errorf("status with b down: %+v\n%s", st, r)
 	}
+	// What b lacks is unknown while it is down: no count at all, not -1.
+	var raw []map[string]any
+	json.Unmarshal([]byte(r.stdout), &raw)
+	if _, ok := raw[1]["snapshots_missing"]; ok {
+		t.Errorf("status of a mirror that is down gives a count of what it lacks:\n%s", r)
+	}
 	regs[1].Restart(t)
 	cli.must("push")
 	pending(0, 0)

@@ -31,9 +31,9 @@ func tagID(tag string) string {
 }
 
 // known shows a count that may be unknown (negative) as "?".
-func known(n int) string {
-	if n < 0 {
+func known(n *int) string {
+	if n == nil {
 		return "?"
 	}
-	return fmt.Sprint(n)
+	return fmt.Sprint(*n)
 }
