@@ -451,24 +451,12 @@ func pullCommand(g *globals) *cli.Command {
 			if all {
 				want = delta.WantAll
 			}
-			var urls, media []string
-			var spec string
-			for _, a := range c.Args().Slice() {
-				if isMediumArg(a) {
-					media = append(media, a)
-					continue
-				}
-				if strings.Contains(a, "/") || strings.HasPrefix(a, delta.LocalPrefix) {
-					urls = append(urls, a)
-					continue
-				}
-				if spec != "" || all {
-					return usageError{fmt.Errorf("pull takes one SNAP (or --all); %q is neither a mirror URL (host[:port]/path or oci:DIR) nor a medium that exists", a)}
-				}
-				spec = a
+			urls, media, rest := sourceArgs(c.Args().Slice())
+			if len(rest) > 1 || len(rest) == 1 && all {
+				return notASource("pull takes one SNAP (or --all)", rest[len(rest)-1])
 			}
-			if spec != "" {
-				want = spec
+			if len(rest) == 1 {
+				want = rest[0]
 			}
 			if signer != "" && !strings.HasPrefix(signer, "SHA256:") {
 				return usageError{fmt.Errorf("--signer takes a key fingerprint, SHA256:..., not %q", signer)}
@@ -683,6 +671,29 @@ func adoptMirrors(ctx context.Context, g *globals) ([]string, error) {
 		return nil, nil
 	}
 	return added, ms.Save(g.store)
+}
+
+// sourceArgs sorts command-line sources: media (isMediumArg), mirror URLs
+// (host[:port]/path, docker://…, oci:DIR), and the rest, which are not
+// sources (a snapshot name, or a mistake the caller names).
+func sourceArgs(args []string) (urls, media, rest []string) {
+	for _, a := range args {
+		switch {
+		case isMediumArg(a):
+			media = append(media, a)
+		case strings.Contains(a, "/") || strings.HasPrefix(a, delta.LocalPrefix):
+			urls = append(urls, a)
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return urls, media, rest
+}
+
+// notASource is the error for an argument that is neither a mirror nor a
+// medium.
+func notASource(cmd, a string) error {
+	return usageError{fmt.Errorf("%s: %q is neither a mirror URL (host[:port]/path or oci:DIR) nor a medium that exists", cmd, a)}
 }
 
 // isMediumArg reports whether a pull or repair argument names a medium: an

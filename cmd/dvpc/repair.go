@@ -34,16 +34,13 @@ func repairCommand(g *globals) *cli.Command {
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to non-loopback registries", Destination: &insecure},
 		},
 		Action: func(c *cli.Context) error {
-			o := repairOpts{from: from.Value(), insecure: insecure}
-			for _, a := range c.Args().Slice() {
-				if isMediumArg(a) {
-					o.from = append(o.from, a)
-					continue
-				}
-				if !strings.Contains(a, "/") && !strings.HasPrefix(a, delta.LocalPrefix) {
-					return usageError{fmt.Errorf("repair: %q is neither a mirror URL (host[:port]/path or oci:DIR) nor a medium that exists", a)}
-				}
-				o.urls = append(o.urls, strings.TrimPrefix(a, registryPrefix))
+			urls, media, rest := sourceArgs(c.Args().Slice())
+			if len(rest) > 0 {
+				return notASource("repair", rest[0])
+			}
+			o := repairOpts{from: append(from.Value(), media...), insecure: insecure}
+			for _, u := range urls {
+				o.urls = append(o.urls, strings.TrimPrefix(u, registryPrefix))
 			}
 			for _, m := range o.from {
 				if !isMediumArg(m) {
