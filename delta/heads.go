@@ -13,10 +13,6 @@ import (
 	"github.com/dvpc/dvpc/image"
 )
 
-// ErrTagMismatch means a tag does not name its snapshot as the signed
-// manifest says (snap-<seq>-<id>): it is refused, never kept.
-var ErrTagMismatch = image.ErrTagMismatch
-
 // Divergence is a home with more than one head after a pull: two PCs
 // snapshotted it apart. `dvpc sync` merges them.
 type Divergence struct {
@@ -360,7 +356,7 @@ func offerSnapshots(ctx context.Context, fo *failover, byMirror []mirrorRefs, na
 				// Held already, or offered under its own name: a tag
 				// that gives it another is refused, not kept.
 				if known.Manifest == md && known.Ref() != name {
-					err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), known.Ref(), ErrTagMismatch)
+					err := fmt.Errorf("tag %s names snapshot %s, whose signed manifest makes it %s: %w", name, md.Short(), known.Ref(), image.ErrTagMismatch)
 					fo.fail(mr.st, md, err)
 					errs = append(errs, err)
 					lastMD = md
@@ -386,7 +382,7 @@ func offerSnapshots(ctx context.Context, fo *failover, byMirror []mirrorRefs, na
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				if errors.Is(err, image.ErrBadSignature) || errors.Is(err, ErrTagMismatch) {
+				if errors.Is(err, image.ErrBadSignature) || errors.Is(err, image.ErrTagMismatch) {
 					// Named: this mirror's version of the snapshot is
 					// forged, or its tag misnames it.
 					fo.fail(mr.st, md, fmt.Errorf("%s: %w", name, err))

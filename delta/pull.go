@@ -181,7 +181,7 @@ func (r PullReport) BadMirrors() []string {
 	var out []string
 	for _, f := range r.Failures {
 		var de *image.DigestError
-		if (errors.As(f.Err, &de) || errors.Is(f.Err, image.ErrBadSignature) || errors.Is(f.Err, ErrTagMismatch) || errors.Is(f.Err, ErrForeignKey)) && !slices.Contains(out, f.Mirror) {
+		if (errors.As(f.Err, &de) || errors.Is(f.Err, image.ErrBadSignature) || errors.Is(f.Err, image.ErrTagMismatch) || errors.Is(f.Err, ErrForeignKey)) && !slices.Contains(out, f.Mirror) {
 			out = append(out, f.Mirror)
 		}
 	}
