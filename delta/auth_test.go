@@ -19,7 +19,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // The credentials of the authentication tests. The passwords are distinctive

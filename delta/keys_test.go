@@ -12,7 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // key is the store's key file, as a PC that unlocked it trusts it.

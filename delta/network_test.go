@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // flood answers a blob request with endless bytes: a first part (1 MiB

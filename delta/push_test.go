@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 func newLayout(t *testing.T) *image.Layout {

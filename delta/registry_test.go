@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/regtest"
-	"github.com/dvpc/dvpc/image/treecmp"
+	"github.com/dvpc/dvpc/internal/regtest"
+	"github.com/dvpc/dvpc/internal/treecmp"
 )
 
 var testArgon = image.Argon2Params{Time: 1, MemoryKiB: 8 << 10, Threads: 1}

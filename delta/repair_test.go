@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // flipLocal flips a byte in the middle of a blob of a layout.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // slowSet is a store of several snapshots, each adding a 2 MiB pack,

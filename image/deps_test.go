@@ -154,7 +154,7 @@ func TestDependencyRule(t *testing.T) {
 		{"delta/delta.go", m + "cmd/dvpc", true},
 		{"overlay/overlay.go", m + "delta", false},
 		{"overlay/overlay.go", m + "image", false},
-		{"overlay/overlay.go", m + "image/treecmp", false},
+		{"overlay/overlay.go", m + "internal/treecmp", false},
 		{"overlay/overlay.go", m + "profiles", true},
 		{"overlay/overlay.go", m + "media/usb", true},
 		{"overlay/overlay.go", m + "cmd", true},

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/dvpc/dvpc/image/treecmp"
+	"github.com/dvpc/dvpc/internal/treecmp"
 )
 
 var testArgon = Argon2Params{Time: 1, MemoryKiB: 8 << 10, Threads: 1}

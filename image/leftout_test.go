@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dvpc/dvpc/image/treecmp"
+	"github.com/dvpc/dvpc/internal/treecmp"
 )
 
 // storeHome is a home that holds its own store, another dvpc store, cache

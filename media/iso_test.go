@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/treecmp"
+	"github.com/dvpc/dvpc/internal/treecmp"
 )
 
 var isoTestTime = time.Date(2026, 11, 25, 18, 30, 15, 0, time.UTC)

@@ -25,7 +25,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/treecmp"
+	"github.com/dvpc/dvpc/internal/treecmp"
 )
 
 var usbTestTime = time.Date(2026, 11, 25, 13, 37, 42, 0, time.UTC)

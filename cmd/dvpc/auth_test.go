@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // dockerConfig writes a Docker client config.json whose "auths" entry for

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvpc/dvpc/image/treecmp"
+	"github.com/dvpc/dvpc/internal/treecmp"
 )
 
 // crashHome is a generated home directory of a few hundred text and random

@@ -2,7 +2,7 @@ package main
 
 // End-to-end tests of the dvpc command. TestMain builds the binary once; the
 // tests run it as a subprocess with a controlled environment against stores
-// in temporary directories, and compare restored trees with image/treecmp.
+// in temporary directories, and compare restored trees with internal/treecmp.
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/treecmp"
+	"github.com/dvpc/dvpc/internal/treecmp"
 )
 
 // dvpcBin is the dvpc binary built by TestMain.

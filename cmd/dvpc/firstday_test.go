@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // TestFirstDay is a new user's first day with the defaults: the store in its

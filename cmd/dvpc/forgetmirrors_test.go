@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/dvpc/dvpc/delta"
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // TestForgetMirrors: forget --mirrors removes a snapshot's tag and its

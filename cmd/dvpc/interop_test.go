@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // tool runs an external program with HOME and TMPDIR in the test's

@@ -11,7 +11,7 @@ import (
 
 	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // TestRecoveryCodeOnStrangePC: PC A and PC B share a mirror. A recovery

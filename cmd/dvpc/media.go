@@ -13,8 +13,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dvpc/dvpc/cmd/internal/timespec"
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/timespec"
 	"github.com/dvpc/dvpc/media"
 )
 

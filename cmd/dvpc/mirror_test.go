@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // TestMirrors: two real registries as mirrors; push, push again (nothing

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // TestMirrorInterop: what dvpc pushes is an ordinary OCI repository.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // TestPushSurvivesDyingMirrors: two of four registries are killed while a

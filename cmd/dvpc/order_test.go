@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 const ociManifestType = "application/vnd.oci.image.manifest.v1+json"

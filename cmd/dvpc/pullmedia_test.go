@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/dvpc/dvpc/delta"
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // mirrorURLs lists the URLs in a store's mirror list.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dvpc/dvpc/image/regtest"
+	"github.com/dvpc/dvpc/internal/regtest"
 )
 
 // TestWritesOnEveryKindOfStore runs every command that writes against

@@ -12,8 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dvpc/dvpc/cmd/internal/timespec"
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/timespec"
 )
 
 type restoreOpts struct {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dvpc/dvpc/image/treecmp"
+	"github.com/dvpc/dvpc/internal/treecmp"
 )
 
 // TestRestoreOverHomeKeepsStore: the store lives inside the home, as the

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/dvpc/dvpc/image"
-	"github.com/dvpc/dvpc/image/treecmp"
+	"github.com/dvpc/dvpc/internal/treecmp"
 )
 
 // dirBytes adds up the sizes of the files directly in dir; none if it does
