@@ -162,6 +162,10 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	if err != nil {
 		return nil, Stats{}, a.stopped(ctx, err)
 	}
+	if opts.SkipUnchanged && parent != nil && len(parents) == 1 && rootID == parent.Config.Root {
+		a.stats.Errors = a.errs.Load()
+		return parent, a.stats, nil
+	}
 	layers, err := r.layersFor(ctx, used)
 	if err != nil {
 		return nil, Stats{}, a.stopped(ctx, err)

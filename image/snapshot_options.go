@@ -29,6 +29,9 @@ type SnapshotOptions struct {
 	// are not read again; NoParent reads every file, keeping the lineage.
 	Parent   *Snapshot
 	NoParent bool
+	// SkipUnchanged writes no snapshot when the tree equals Parent's: the
+	// run returns Parent itself.
+	SkipUnchanged bool
 	// OnError receives each entry that could not be read; it is skipped and
 	// the snapshot goes on. Store failures abort the snapshot instead.
 	OnError func(path string, err error)
