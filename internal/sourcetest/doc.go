@@ -17,7 +17,19 @@
 //     "not found" and never pass: [image.VerifyBlob] and [image.ReadBlob]
 //     fail with an [*image.DigestError], whether the place serves the bytes
 //     and the check finds them wrong (a layout, a medium) or the place
-//     checks them itself and refuses them (a registry).
+//     checks them itself and refuses them (a registry);
+//   - a place that holds nothing has no refs and no blobs, and says so
+//     without an error.
+//
+// Which of the two a place does with a damaged or torn blob:
+//
+//   - it serves the bytes, and the check finds them wrong: a layout, a
+//     local mirror, [image.FSSource] on a directory, an ISO image or a USB
+//     image, a set of discs (media.Union), a stack ([image.StackSource],
+//     after every place that holds the blob failed the check);
+//   - it refuses to open the blob, with an *image.DigestError: a registry
+//     mirror (delta.Registry downloads and checks a blob before serving
+//     it), and a medium cut short for a blob past the cut.
 //
 // The blobs include one damaged and one torn blob: the map holds, under
 // their digests, bytes that do not hash to them. A factory must store those

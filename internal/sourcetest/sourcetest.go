@@ -54,6 +54,7 @@ func newFixture(t *testing.T) *fixture {
 	cfg := add([]byte("{}"))
 	cfg.MediaType = types.MediaType(image.EmptyConfigType)
 	small := add([]byte("x"))
+	empty := add(nil)
 	mid := add(data(1, 70_001))
 	big := add(data(2, 300<<10))
 
@@ -81,7 +82,7 @@ func newFixture(t *testing.T) *fixture {
 		f.refs = append(f.refs, image.Ref{Name: name, Desc: md})
 	}
 	manifest("one", small, mid, desc(f.damaged), desc(f.torn))
-	manifest("two", big)
+	manifest("two", big, empty)
 	return f
 }
 
@@ -177,6 +178,26 @@ func Run(t *testing.T, open Factory) {
 			checkBad(t, ctx, src, d, f.size[d])
 		})
 	}
+
+	// A place that holds nothing (a new mirror, an empty store) has no
+	// refs and no blobs; that is not an error.
+	t.Run("Empty", func(t *testing.T) {
+		src := open(t, map[image.Digest][]byte{}, nil)
+		if refs, err := src.Refs(ctx); err != nil || len(refs) != 0 {
+			t.Errorf("Refs of an empty place = %v, %v; want none and no error", refs, err)
+		}
+		for _, d := range f.intact[:2] {
+			if _, err := src.StatBlob(ctx, d); !errors.Is(err, image.ErrNotFound) {
+				t.Errorf("StatBlob in an empty place: %v, want ErrNotFound", err)
+			}
+			if b, err := src.OpenBlob(ctx, d); !errors.Is(err, image.ErrNotFound) {
+				if b != nil {
+					b.Close()
+				}
+				t.Errorf("OpenBlob in an empty place: %v, want ErrNotFound", err)
+			}
+		}
+	})
 }
 
 // checkReads reads blob d at the offsets that matter.
