@@ -2,7 +2,9 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -87,23 +89,36 @@ func (r *Repo) loadChunk(ctx context.Context, kind byte, id ChunkID, dst []byte)
 		*bp = sealed
 	}
 	sealed = sealed[:loc.length]
-	var first error
+	var first, last error
 	for range maxFallbacks {
 		data, err := r.readChunk(b, loc, kind, id, sealed, dst)
 		if err == nil {
 			return data, nil
 		}
-		if first == nil {
-			first = err
-		}
+		last = err
 		if ctx.Err() != nil {
 			break
+		}
+		if errors.Is(err, fs.ErrClosed) {
+			// The cache closed the blob to make room meanwhile: open
+			// it again, from the same place.
+			if b, err = r.blobs.get(ctx, loc.pack); err != nil {
+				last = err
+				break
+			}
+			continue
+		}
+		if first == nil {
+			first = err
 		}
 		// Another place may hold the pack intact (the same pack on a
 		// disc and a mirror): read the chunk from there.
 		if b, err = r.blobs.next(ctx, loc.pack, b, &ChunkError{ID: id, Pack: loc.pack, Err: err}); err != nil {
 			break
 		}
+	}
+	if first == nil {
+		first = last
 	}
 	return nil, &ChunkError{ID: id, Pack: loc.pack, Err: first}
 }
