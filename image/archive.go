@@ -212,7 +212,7 @@ func devInoOf(st *unix.Stat_t) devIno { return devIno{uint64(st.Dev), st.Ino} }
 // one, so that the walk leaves it out. It refuses a root inside the store.
 func storeDir(st Store, root string) (devIno, error) {
 	rs, ok := st.(interface{ Root() string })
-	if !ok {
+	if !ok || rs.Root() == "" {
 		return devIno{}, nil
 	}
 	var sst unix.Stat_t

@@ -2,7 +2,9 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -87,14 +89,49 @@ func (r *Repo) loadChunk(ctx context.Context, kind byte, id ChunkID, dst []byte)
 		*bp = sealed
 	}
 	sealed = sealed[:loc.length]
+	var first, last error
+	for range maxFallbacks {
+		data, err := r.readChunk(b, loc, kind, id, sealed, dst)
+		if err == nil {
+			return data, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, fs.ErrClosed) {
+			// The cache closed the blob to make room meanwhile: open
+			// it again, from the same place.
+			if b, err = r.blobs.get(ctx, loc.pack); err != nil {
+				last = err
+				break
+			}
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+		// Another place may hold the pack intact (the same pack on a
+		// disc and a mirror): read the chunk from there.
+		if b, err = r.blobs.next(ctx, loc.pack, b, &ChunkError{ID: id, Pack: loc.pack, Err: err}); err != nil {
+			break
+		}
+	}
+	if first == nil {
+		first = last
+	}
+	return nil, &ChunkError{ID: id, Pack: loc.pack, Err: first}
+}
+
+// maxFallbacks bounds the places one chunk is read from.
+const maxFallbacks = 32
+
+// readChunk reads one chunk out of its pack b into sealed and opens it.
+func (r *Repo) readChunk(b Blob, loc location, kind byte, id ChunkID, sealed, dst []byte) ([]byte, error) {
 	if _, err := b.ReadAt(sealed, loc.off); err != nil {
-		return nil, &ChunkError{ID: id, Pack: loc.pack, Err: fmt.Errorf("read: %w", err)}
+		return nil, fmt.Errorf("read: %w", err)
 	}
-	data, err := r.openChunk(kind, id, sealed, loc.raw, dst)
-	if err != nil {
-		return nil, &ChunkError{ID: id, Pack: loc.pack, Err: err}
-	}
-	return data, nil
+	return r.openChunk(kind, id, sealed, loc.raw, dst)
 }
 
 // openChunk authenticates, decompresses and checks one sealed chunk.

@@ -45,6 +45,16 @@
 // index.json: the highest seq, each home's heads and the forgotten
 // snapshots, which an old index.json cannot lower (docs/design.md).
 //
+// # Places
+//
+// A [Source] is any place that holds a store's blobs: a [Layout], a medium
+// through [FSSource], a mirror. [Stack] reads one store through several
+// places (the local cache, a USB key, a disc, mirrors): each blob from the
+// first place that has it, and, where a place serves bad data, from the
+// next one, chunk by chunk ([FallbackSource]); writes go to the local
+// store. [StackSource.Served] says what each place served, and
+// [StackSource.Faults] which place failed or served bad data.
+//
 // The detailed byte formats are documented in FORMAT.md at the repository
 // root.
 package image

@@ -455,6 +455,9 @@ type blobCache struct {
 	src  Source
 	mu   sync.Mutex
 	open map[Digest]Blob
+	// bad are blobs replaced by another place's copy; other readers may
+	// still hold them, so they are closed only by closeAll.
+	bad []Blob
 }
 
 func (c *blobCache) get(ctx context.Context, d Digest) (Blob, error) {
@@ -478,6 +481,30 @@ func (c *blobCache) get(ctx context.Context, d Digest) (Blob, error) {
 	return b, nil
 }
 
+// next replaces blob d, whose copy bad failed (why), with the copy of the
+// next place that holds it when the source is a [FallbackSource]. When
+// another reader replaced bad already, it returns that reader's copy.
+func (c *blobCache) next(ctx context.Context, d Digest, bad Blob, why error) (Blob, error) {
+	fs, ok := c.src.(FallbackSource)
+	if !ok {
+		return nil, errors.New("no other place holds the blob")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.open[d]; ok && cur != bad {
+		return cur, nil
+	}
+	b, err := fs.OpenBlobAfter(ctx, bad, why)
+	if err != nil {
+		return nil, err
+	}
+	if c.open[d] == bad {
+		c.bad = append(c.bad, bad)
+	}
+	c.open[d] = b
+	return b, nil
+}
+
 func (c *blobCache) closeAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -485,6 +512,10 @@ func (c *blobCache) closeAll() {
 		b.Close()
 		delete(c.open, k)
 	}
+	for _, b := range c.bad {
+		b.Close()
+	}
+	c.bad = nil
 }
 
 // CloseBlobs closes the blobs the repo keeps open for range reads, so that

@@ -75,16 +75,22 @@ type Store interface {
 }
 
 // ReadBlob reads a whole blob and checks its digest (and size, if want ≥ 0).
-// Use it only for small blobs: manifests, configs, indexes, keys.
+// Use it only for small blobs: manifests, configs, indexes, keys. From a
+// [FallbackSource], a copy that fails the check is read from the next place.
 func ReadBlob(ctx context.Context, src Source, d Digest, wantSize int64) ([]byte, error) {
 	if wantSize > maxMetaBlob {
 		return nil, fmt.Errorf("blob %s: size %d exceeds the %d-byte limit of metadata blobs", d, wantSize, maxMetaBlob)
 	}
-	b, err := src.OpenBlob(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	defer b.Close()
+	var buf []byte
+	err := readFallback(ctx, src, d, func(b Blob) error {
+		var err error
+		buf, err = readWhole(b, d, wantSize)
+		return err
+	})
+	return buf, err
+}
+
+func readWhole(b Blob, d Digest, wantSize int64) ([]byte, error) {
 	if b.Size() > maxMetaBlob {
 		return nil, fmt.Errorf("blob %s: size %d exceeds the %d-byte limit of metadata blobs", d, b.Size(), maxMetaBlob)
 	}
@@ -98,6 +104,36 @@ func ReadBlob(ctx context.Context, src Source, d Digest, wantSize int64) ([]byte
 	return buf, nil
 }
 
+// readFallback opens blob d and calls fn on it. When fn fails and src is a
+// [FallbackSource], it calls fn again on the copy of the next place that
+// holds d, until one passes; it returns the first failure when none does.
+func readFallback(ctx context.Context, src Source, d Digest, fn func(Blob) error) error {
+	b, err := src.OpenBlob(ctx, d)
+	if err != nil {
+		return err
+	}
+	first := fn(b)
+	ferr := first
+	for ferr != nil {
+		fs, ok := src.(FallbackSource)
+		if !ok || ctx.Err() != nil {
+			break
+		}
+		nb, err := fs.OpenBlobAfter(ctx, b, ferr)
+		if err != nil {
+			break
+		}
+		b.Close()
+		b = nb
+		ferr = fn(b)
+	}
+	b.Close()
+	if ferr != nil {
+		return first
+	}
+	return nil
+}
+
 // maxMetaBlob bounds the blobs that are read whole into memory.
 const maxMetaBlob = 256 << 20
 
@@ -109,24 +145,22 @@ func checkDigest(d Digest, wantSize int64, buf []byte) error {
 	return nil
 }
 
-// VerifyBlob streams a whole blob and checks its digest and size.
+// VerifyBlob streams a whole blob and checks its digest and size. From a
+// [FallbackSource], it passes when any place holds the blob intact.
 func VerifyBlob(ctx context.Context, src Source, d Digest, wantSize int64) error {
-	b, err := src.OpenBlob(ctx, d)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, io.NewSectionReader(b, 0, b.Size()))
-	if err != nil {
-		return fmt.Errorf("read blob %s: %w", d, err)
-	}
-	var got Digest
-	h.Sum(got[:0])
-	if got != d || (wantSize >= 0 && n != wantSize) {
-		return &DigestError{Want: d, Got: got, WantSize: wantSize, GotSize: n}
-	}
-	return nil
+	return readFallback(ctx, src, d, func(b Blob) error {
+		h := sha256.New()
+		n, err := io.Copy(h, io.NewSectionReader(b, 0, b.Size()))
+		if err != nil {
+			return fmt.Errorf("read blob %s: %w", d, err)
+		}
+		var got Digest
+		h.Sum(got[:0])
+		if got != d || (wantSize >= 0 && n != wantSize) {
+			return &DigestError{Want: d, Got: got, WantSize: wantSize, GotSize: n}
+		}
+		return nil
+	})
 }
 
 // PutBlob stores b and returns its descriptor with the given media type.

@@ -4,28 +4,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/dvpc/dvpc/image"
 )
 
 // Union reads a store spread over several media (the discs of a set): refs
-// from the first, blobs from whichever holds them.
+// from the first, blobs from whichever holds them. It is an
+// [image.StackSource] of the discs, with nothing written, and names the
+// disc that holds a blob none of the attached discs has.
 type Union struct {
-	parts   []image.Source
+	*image.StackSource
 	listing *SetListing
 	have    map[int]bool // disc numbers attached
 }
 
-var _ image.Source = (*Union)(nil)
+var _ image.FallbackSource = (*Union)(nil)
 
 // NewUnion joins the stores of several media. listing, when not nil, names
-// the disc of every pack so a missing disc can be named.
+// the disc of every pack so a missing disc can be named. discs, when it
+// gives one number per part, names the parts in the union's report
+// ("disc 2").
 func NewUnion(parts []image.Source, listing *SetListing, discs []int) *Union {
 	have := map[int]bool{}
 	for _, d := range discs {
 		have[d] = true
 	}
-	return &Union{parts: parts, listing: listing, have: have}
+	named := make([]image.Source, len(parts))
+	for i, p := range parts {
+		named[i] = p
+		if len(discs) == len(parts) {
+			named[i] = image.Named("disc "+strconv.Itoa(discs[i]), p)
+		}
+	}
+	return &Union{StackSource: image.NewStackSource(named...), listing: listing, have: have}
 }
 
 // Missing lists the discs of the set that are not attached.
@@ -42,35 +54,17 @@ func (u *Union) Missing() []int {
 	return out
 }
 
-// Refs implements [image.Source].
-func (u *Union) Refs(ctx context.Context) ([]image.Ref, error) { return u.parts[0].Refs(ctx) }
-
-// OpenBlob implements [image.Source].
+// OpenBlob implements [image.Source]. A blob on no attached disc is a
+// [*MissingDiscError] when the set listing names its disc.
 func (u *Union) OpenBlob(ctx context.Context, d image.Digest) (image.Blob, error) {
-	for _, p := range u.parts {
-		b, err := p.OpenBlob(ctx, d)
-		if err == nil {
-			return b, nil
-		}
-		if !errors.Is(err, image.ErrNotFound) {
-			return nil, err
-		}
-	}
-	return nil, u.notFound(d)
+	b, err := u.StackSource.OpenBlob(ctx, d)
+	return b, u.notFound(d, err)
 }
 
 // StatBlob implements [image.Source].
 func (u *Union) StatBlob(ctx context.Context, d image.Digest) (int64, error) {
-	for _, p := range u.parts {
-		n, err := p.StatBlob(ctx, d)
-		if err == nil {
-			return n, nil
-		}
-		if !errors.Is(err, image.ErrNotFound) {
-			return 0, err
-		}
-	}
-	return 0, u.notFound(d)
+	n, err := u.StackSource.StatBlob(ctx, d)
+	return n, u.notFound(d, err)
 }
 
 // MissingDiscError names the disc that holds a blob that was asked for.
@@ -87,11 +81,15 @@ func (e *MissingDiscError) Error() string {
 
 func (e *MissingDiscError) Unwrap() error { return image.ErrNotFound }
 
-func (u *Union) notFound(d image.Digest) error {
+// notFound names the missing disc when err says no attached disc holds d.
+func (u *Union) notFound(d image.Digest, err error) error {
+	if err == nil || !errors.Is(err, image.ErrNotFound) {
+		return err
+	}
 	if u.listing != nil {
 		if n, ok := u.listing.Packs[d.Hex()]; ok {
 			return &MissingDiscError{Blob: d, Disc: n, Discs: u.listing.Discs, Label: DiscLabel(u.listing.Label, n)}
 		}
 	}
-	return fmt.Errorf("blob %s: %w", d, image.ErrNotFound)
+	return err
 }

@@ -1,0 +1,100 @@
+package delta
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/internal/regtest"
+	"github.com/dvpc/dvpc/internal/sourcetest"
+)
+
+// layoutOf writes blobs into a new layout as files, as they are, and sets
+// refs.
+func layoutOf(t *testing.T, dir string, blobs map[image.Digest][]byte, refs []image.Ref) *image.Layout {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lay, err := image.InitLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, b := range blobs {
+		if err := os.WriteFile(filepath.Join(dir, "blobs", "sha256", d.Hex()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := lay.UpdateRefs(context.Background(), func([]image.Ref) ([]image.Ref, error) { return refs, nil }); err != nil {
+		t.Fatal(err)
+	}
+	return lay
+}
+
+// TestRegistryConformance serves the suite's store from a real
+// docker-registry. Intact blobs and the manifests are pushed; the damaged
+// and torn blobs, which a registry refuses on upload, are written into its
+// storage as a disk under it would hold them.
+func TestRegistryConformance(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) image.Source {
+		ctx := context.Background()
+		reg := regtest.Start(t)
+		const repo = "dvpc/conformance"
+		lay := layoutOf(t, filepath.Join(t.TempDir(), "src"), blobs, refs)
+		manifests := map[image.Digest]bool{}
+		for _, r := range refs {
+			d, _ := image.DigestFromHash(r.Desc.Digest)
+			manifests[d] = true
+		}
+		push := mirrorsOf(t, []*regtest.Registry{reg}, repo)[0]
+		v2 := filepath.Join(reg.Storage(), "docker", "registry", "v2")
+		for d, b := range blobs {
+			switch {
+			case manifests[d]:
+			case image.DigestOf(b) != d:
+				data := filepath.Join(v2, "blobs", "sha256", d.Hex()[:2], d.Hex(), "data")
+				link := filepath.Join(v2, "repositories", repo, "_layers", "sha256", d.Hex(), "link")
+				for p, c := range map[string][]byte{data: b, link: []byte(d.String())} {
+					if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(p, c, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			default:
+				if _, err := push.putBlob(ctx, lay, image.BlobRef{Digest: d, Size: int64(len(b))}, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, r := range refs {
+			if err := push.putManifest(ctx, lay, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A new client, which has read no manifest yet.
+		return mirrorsOf(t, []*regtest.Registry{reg}, repo)[0]
+	})
+}
+
+func TestLocalMirrorConformance(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) image.Source {
+		dir := filepath.Join(t.TempDir(), "mirror")
+		layoutOf(t, dir, blobs, refs)
+		m, err := OpenLocal(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	})
+	sourcetest.RunStore(t, func(t *testing.T) image.Store {
+		m, err := OpenLocal(filepath.Join(t.TempDir(), "mirror"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	})
+}
