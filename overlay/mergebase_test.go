@@ -31,7 +31,14 @@ func mergeRepo(t testing.TB) *image.Repo {
 // snapOn snapshots dir with the given parents (the first is Parent).
 func snapOn(t testing.TB, r *image.Repo, dir string, parents ...*image.Snapshot) *image.Snapshot {
 	t.Helper()
-	opts := image.SnapshotOptions{Host: "pc", OnError: func(p string, err error) { t.Errorf("snapshot: %s: %v", p, err) }}
+	return snapAs(t, r, dir, "pc", parents...)
+}
+
+// snapAs snapshots dir as taken on host, with the given parents (the first
+// is Parent).
+func snapAs(t testing.TB, r *image.Repo, dir, host string, parents ...*image.Snapshot) *image.Snapshot {
+	t.Helper()
+	opts := image.SnapshotOptions{Host: host, OnError: func(p string, err error) { t.Errorf("snapshot: %s: %v", p, err) }}
 	if len(parents) > 0 {
 		opts.Parent, opts.Parents = parents[0], parents[1:]
 	}
