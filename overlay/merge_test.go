@@ -1,3 +1,5 @@
+//go:build linux
+
 package overlay
 
 import (
@@ -5,6 +7,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +15,8 @@ import (
 	"time"
 
 	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/internal/treecmp"
+	"golang.org/x/sys/unix"
 )
 
 // An edit or an expected entry: a path and what it holds. "" is nothing
@@ -337,5 +342,274 @@ func TestConflictName(t *testing.T) {
 	}
 	if got := conflictName("f.txt", "pc2", at, 3); got != "f.conflict-pc2-20261203-120509-3.txt" {
 		t.Errorf("the third conflict name: %q", got)
+	}
+}
+
+// mergeHome builds the sample home with every awkward entry.
+func mergeHome(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "home")
+	out, err := exec.Command("bash", "../testdata/mkhome.sh", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mkhome.sh: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// restoreTo restores s into a new directory called name.
+func restoreTo(t *testing.T, r *image.Repo, s *image.Snapshot, name string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if err := r.Restore(context.Background(), s, image.RestoreOptions{Target: dir}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+func run(t *testing.T, dir string, script string) {
+	t.Helper()
+	cmd := exec.Command("bash", "-euc", script)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+}
+
+// TestMergeFastForward: the update in place of a second login. The
+// directory holds the base; the other side made changes of every kind on
+// the sample home. After the merge the directory equals the other side
+// exactly (types, modes, ns mtimes, xattrs, hard links), and what did not
+// change was not rewritten.
+func TestMergeFastForward(t *testing.T) {
+	ctx := context.Background()
+	r := mergeRepo(t)
+	base := snapAs(t, r, mergeHome(t), "pcA")
+	work := restoreTo(t, r, base, "home")
+	other := restoreTo(t, r, base, "home")
+	long := strings.Repeat("L", 251) + ".txt"
+	run(t, other, `
+		printf 'more\n' >>hardlinks/original.txt
+		rm 'notes from meeting.txt'
+		rm -r logs
+		mkdir -p newdir/sub && printf 'new\n' >newdir/sub/a
+		chmod 0600 .bashrc
+		rm photos-link && ln -s docs photos-link
+		printf 'changed\n' >`+long+`
+		printf 'changed\n' >deep/level01/level02/level03/level04/level05/level06/level07/level08/level09/level10/level11/level12/level13/level14/level15/level16/level17/level18/level19/level20/bottom.txt
+		head -c 200000 /dev/zero | tr '\0' x >src/project/main.go
+		printf 'x\n' >docs/notes.md
+		rm docs/report.csv && mkdir docs/report.csv && printf 'now a dir\n' >docs/report.csv/a
+	`)
+	theirs := snapAs(t, r, other, "pcB", base)
+	unchanged := filepath.Join(work, ".config", "app", "settings.json")
+	before := inode(t, unchanged)
+
+	rep, err := Merge(ctx, r, work, base, base, theirs, MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffs, err := treecmp.Compare(other, work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diffs) > 0 {
+		t.Fatalf("after the fast-forward the directory differs from the other side:\n%s", treecmp.Format(diffs))
+	}
+	if len(rep.Conflicts) > 0 || len(rep.Kept) > 0 {
+		t.Fatalf("a fast-forward reported conflicts %v, kept %v", rep.Conflicts, rep.Kept)
+	}
+	if inode(t, unchanged) != before {
+		t.Error("an unchanged file was rewritten")
+	}
+	for _, p := range []string{"hardlinks/original.txt", "docs/third-name.txt", "newdir", "src/project/main.go", "docs/report.csv"} {
+		if !slices.Contains(rep.Taken, p) {
+			t.Errorf("%s is not reported as taken: %v", p, rep.Taken)
+		}
+	}
+	for _, p := range []string{"notes from meeting.txt", "logs"} {
+		if !slices.Contains(rep.Removed, p) {
+			t.Errorf("%s is not reported as removed: %v", p, rep.Removed)
+		}
+	}
+}
+
+// TestMergeEditedSince: the directory was edited after ours was taken.
+// Nothing edited is replaced or removed; theirs goes to conflict copies.
+func TestMergeEditedSince(t *testing.T) {
+	ctx := context.Background()
+	r := mergeRepo(t)
+	dir := filepath.Join(t.TempDir(), "a", "docs")
+	big := strings.Repeat("b", 100<<10)
+	writeSpecs(t, dir, []entrySpec{{"f.txt", "0"}, {"g.txt", "0"}, {"h.txt", "0000"}, {"d/x", "1"}, {"s", "0"}, {"big", big}, {"l", "->a"}})
+	base := snapAs(t, r, dir, "pcA")
+	other := restoreTo(t, r, base, "docs")
+	writeSpecs(t, other, []entrySpec{{"f.txt", "T"}, {"g.txt", ""}, {"h.txt", "TTTT"}, {"d", ""}, {"s", ""}, {"s/y", "Y"}, {"big", "T"}, {"l", "->b"}})
+	theirs := snapAs(t, r, other, "pcB", base)
+
+	// Edits after ours (the base) was taken. h.txt keeps its size and
+	// mtime: only its content tells.
+	fi, err := os.Stat(filepath.Join(dir, "h.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSpecs(t, dir, []entrySpec{{"f.txt", "local"}, {"g.txt", "local g"}, {"h.txt", "LLLL"}, {"d/x", "local x"}, {"s", "S2"}, {"big", big[1:] + "c"}, {"l", "->c"}})
+	if err := os.Chtimes(filepath.Join(dir, "h.txt"), time.Time{}, fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Merge(ctx, r, dir, base, base, theirs, MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := expand(map[string]string{
+		"f.txt": "local", "f{B}.txt": "T", "g.txt": "local g", "h.txt": "LLLL", "h{B}.txt": "TTTT",
+		"d": "/", "d/x": "local x", "s": "S2", "s{B}": "/", "s{B}/y": "Y",
+		"big": big[1:] + "c", "big{B}": "T", "l": "->c", "l{B}": "->b",
+	}, map[string]*image.Snapshot{"B": theirs})
+	if d := diffSpecs(want, readSpecs(t, dir)); d != "" {
+		t.Fatalf("after the merge (report %+v):\n%s", rep, d)
+	}
+	for _, c := range rep.Conflicts {
+		if c.Kind != ConflictEdited {
+			t.Errorf("conflict %+v: kind %s, want %s", c, c.Kind, ConflictEdited)
+		}
+	}
+	if len(rep.Conflicts) != 5 || !slices.Equal(rep.Kept, []string{"d/x", "g.txt"}) || len(rep.Taken)+len(rep.Removed) != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+// TestMergeStaysInside: a directory of ours replaced by a symlink to
+// elsewhere, and a file replaced by a symlink, after ours was taken. The
+// merge writes nothing through them.
+func TestMergeStaysInside(t *testing.T) {
+	ctx := context.Background()
+	r := mergeRepo(t)
+	dir := filepath.Join(t.TempDir(), "a", "docs")
+	writeSpecs(t, dir, []entrySpec{{"sub/f", "0"}, {"t.txt", "0"}})
+	base := snapAs(t, r, dir, "pcA")
+	other := restoreTo(t, r, base, "docs")
+	writeSpecs(t, other, []entrySpec{{"sub/f", "T"}, {"sub/new", "N"}, {"t.txt", "T"}})
+	theirs := snapAs(t, r, other, "pcB", base)
+
+	outside := t.TempDir()
+	writeSpecs(t, outside, []entrySpec{{"f", "outside"}, {"target.txt", "outside"}})
+	writeSpecs(t, dir, []entrySpec{{"sub", "->" + outside}, {"t.txt", "->" + filepath.Join(outside, "target.txt")}})
+	rep, err := Merge(ctx, r, dir, base, base, theirs, MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diffSpecs(map[string]string{"f": "outside", "target.txt": "outside"}, readSpecs(t, outside)); d != "" {
+		t.Fatalf("the merge wrote outside the directory:\n%s", d)
+	}
+	want := expand(map[string]string{
+		"sub": "->" + outside, "sub{B}": "/", "sub{B}/f": "T", "sub{B}/new": "N",
+		"t.txt": "->" + filepath.Join(outside, "target.txt"), "t{B}.txt": "T",
+	}, map[string]*image.Snapshot{"B": theirs})
+	if d := diffSpecs(want, readSpecs(t, dir)); d != "" {
+		t.Fatalf("after the merge (report %+v):\n%s", rep, d)
+	}
+}
+
+// TestMergeLeavesStoresAlone: a store made in the directory after ours was
+// taken, where theirs has a directory of the same name, whether named in
+// Protect or found.
+func TestMergeLeavesStoresAlone(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		ctx := context.Background()
+		r := mergeRepo(t)
+		dir := filepath.Join(t.TempDir(), "a", "docs")
+		writeSpecs(t, dir, []entrySpec{{"a", "0"}})
+		base := snapAs(t, r, dir, "pcA")
+		other := restoreTo(t, r, base, "docs")
+		writeSpecs(t, other, []entrySpec{{"a", "T"}, {"store/x", "T"}, {"store/index.json", "{}"}})
+		theirs := snapAs(t, r, other, "pcB", base)
+
+		store := filepath.Join(dir, "store")
+		lay, err := image.InitLayout(store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := image.Init(ctx, lay, []byte("other"), image.Argon2Params{Time: 1, MemoryKiB: 8 << 10, Threads: 1}); err != nil {
+			t.Fatal(err)
+		}
+		inStore := readSpecs(t, store)
+		var opts MergeOptions
+		if named {
+			opts.Protect = []string{store}
+		}
+		rep, err := Merge(ctx, r, dir, base, base, theirs, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := diffSpecs(inStore, readSpecs(t, store)); d != "" {
+			t.Fatalf("the merge changed the store (named %v):\n%s", named, d)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, "a")); string(b) != "T" {
+			t.Fatalf("a holds %q, want theirs", b)
+		}
+		if !slices.Equal(rep.Conflicts, []Conflict{{Path: "store", Kind: ConflictProtected}}) {
+			t.Fatalf("conflicts %+v", rep.Conflicts)
+		}
+	}
+}
+
+// TestMergeReadOnlyDirectories: theirs added files to read-only
+// directories and made one read-only. The merge writes into them and
+// leaves them as theirs has them.
+func TestMergeReadOnlyDirectories(t *testing.T) {
+	ctx := context.Background()
+	r := mergeRepo(t)
+	dir := filepath.Join(t.TempDir(), "a", "docs")
+	writeSpecs(t, dir, []entrySpec{{"ro/a", "1"}, {"rw/a", "1"}})
+	run(t, dir, "chmod 0555 ro")
+	t.Cleanup(func() { exec.Command("chmod", "-R", "u+w", filepath.Dir(dir)).Run() })
+	base := snapAs(t, r, dir, "pcA")
+	other := restoreTo(t, r, base, "docs")
+	t.Cleanup(func() { exec.Command("chmod", "-R", "u+w", other).Run() })
+	run(t, other, "chmod u+w ro && printf N >ro/new && mkdir ro/sub && printf S >ro/sub/s && chmod 0555 ro/sub ro && printf N >rw/new && chmod 0555 rw")
+	theirs := snapAs(t, r, other, "pcB", base)
+	if _, err := Merge(ctx, r, dir, base, base, theirs, MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	diffs, err := treecmp.Compare(other, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diffs) > 0 {
+		t.Fatalf("after the merge the directory differs from the other side:\n%s", treecmp.Format(diffs))
+	}
+}
+
+// TestMergeNoBase: two sides with no common ancestor merge against an
+// empty tree: what one side alone holds is taken, what both hold
+// differently is kept twice.
+func TestMergeNoBase(t *testing.T) {
+	ctx := context.Background()
+	r := mergeRepo(t)
+	dirA, dirB := filepath.Join(t.TempDir(), "docs"), filepath.Join(t.TempDir(), "other") // two homes: two lineages
+	writeSpecs(t, dirA, []entrySpec{{"a", "A"}, {"same", "S"}, {"both", "A"}, {"d/x", "X"}})
+	writeSpecs(t, dirB, []entrySpec{{"b", "B"}, {"same", "S"}, {"both", "B"}, {"d/y", "Y"}})
+	sa := snapAs(t, r, dirA, "pcA")
+	sb := snapAs(t, r, dirB, "pcB")
+	if anc := CommonAncestor(history(t, r), sa, sb); anc != nil {
+		t.Fatalf("common ancestor %s of unrelated snapshots", anc.ID)
+	}
+	rep, err := Merge(ctx, r, dirA, nil, sa, sb, MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := expand(map[string]string{"a": "A", "b": "B", "same": "S", "both": "A", "both{B}": "B", "d": "/", "d/x": "X", "d/y": "Y"},
+		map[string]*image.Snapshot{"B": sb})
+	if d := diffSpecs(want, readSpecs(t, dirA)); d != "" {
+		t.Fatalf("after the merge (report %+v):\n%s", rep, d)
 	}
 }
