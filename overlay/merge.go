@@ -126,6 +126,7 @@ const (
 	actCopy                   // write theirs beside rel as a conflict copy
 	actClash                  // ours, a file, moves to a conflict name; theirs, a directory, takes rel
 	actRemove                 // remove ours at rel if dir still holds it
+	actKeep                   // report ours kept over theirs' delete
 	actDirDone                // after a directory's entries: remove it, or set its metadata
 )
 
@@ -190,7 +191,7 @@ func (m *merger) entry(rel string, b, o, t *image.Node) error {
 		if isDir(b) && isDir(o) {
 			return m.dir(rel, b, o, nil)
 		}
-		m.rep.Kept = append(m.rep.Kept, rel)
+		m.add(action{kind: actKeep, rel: rel})
 	case isDir(o): // theirs is not a directory
 		m.add(action{kind: actCopy, rel: rel, b: b, o: o, t: t, why: ConflictType})
 	case isDir(t): // ours is not a directory

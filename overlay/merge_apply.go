@@ -64,6 +64,8 @@ func (m *merger) apply(opts MergeOptions) (err error) {
 			err = m.clash(a)
 		case actRemove:
 			err = m.remove(a)
+		case actKeep:
+			m.rep.Kept = append(m.rep.Kept, a.rel)
 		case actDirDone:
 			err = m.dirDone(a)
 		}

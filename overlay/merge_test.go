@@ -287,15 +287,16 @@ func TestMergeReport(t *testing.T) {
 	r := mergeRepo(t)
 	root := t.TempDir()
 	dirA, dirB := filepath.Join(root, "a", "docs"), filepath.Join(root, "b", "docs")
-	writeSpecs(t, dirA, []entrySpec{{"same", "0"}, {"theirs", "0"}, {"both", "0"}, {"gone", "0"}, {"kept", "0"}, {"back", "0"}})
+	writeSpecs(t, dirA, []entrySpec{{"same", "0"}, {"theirs", "0"}, {"both", "0"}, {"gone", "0"}, {"gone2", "0"}, {"kept", "0"}, {"back", "0"}})
 	base := snapAs(t, r, dirA, "pcA")
 	if err := r.Restore(ctx, base, image.RestoreOptions{Target: dirB}); err != nil {
 		t.Fatal(err)
 	}
 	writeSpecs(t, dirA, []entrySpec{{"both", "A"}, {"kept", "A"}, {"back", ""}, {"p", "file"}})
 	sa := snapAs(t, r, dirA, "pcA", base)
-	writeSpecs(t, dirB, []entrySpec{{"theirs", "B"}, {"both", "B"}, {"gone", ""}, {"kept", ""}, {"back", "B"}, {"p/x", "X"}, {"new", "N"}})
+	writeSpecs(t, dirB, []entrySpec{{"theirs", "B"}, {"both", "B"}, {"gone", ""}, {"gone2", ""}, {"kept", ""}, {"back", "B"}, {"p/x", "X"}, {"new", "N"}})
 	sb := snapAs(t, r, dirB, "pcB", base)
+	writeSpecs(t, dirA, []entrySpec{{"gone2", "edited since"}})
 	rep, err := Merge(ctx, r, dirA, base, sa, sb, MergeOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +305,7 @@ func TestMergeReport(t *testing.T) {
 	want := MergeReport{
 		Taken:   []string{"back", "new", "theirs"},
 		Removed: []string{"gone"},
-		Kept:    []string{"kept"},
+		Kept:    []string{"gone2", "kept"},
 		Conflicts: []Conflict{
 			{Path: "both", Copy: copyOf("both", sb), Kind: ConflictBoth},
 			{Path: "p", Copy: copyOf("p", sa), Kind: ConflictType},
