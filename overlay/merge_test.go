@@ -614,3 +614,20 @@ func TestMergeNoBase(t *testing.T) {
 		t.Fatalf("after the merge (report %+v):\n%s", rep, d)
 	}
 }
+
+// FuzzConflictName: a conflict name is one file name, never the original,
+// and no longer than the longest name a file system takes.
+func FuzzConflictName(f *testing.F) {
+	for _, s := range []string{"report.txt", ".bashrc", "a.tar.gz", "trailing.", strings.Repeat("L", 251) + ".txt", "x." + strings.Repeat("e", 250)} {
+		f.Add(s, "pc2", int64(1764768000))
+	}
+	f.Fuzz(func(t *testing.T, name, host string, sec int64) {
+		if name == "" || name == "." || name == ".." || len(name) > 255 || strings.ContainsAny(name, "/\x00") {
+			return
+		}
+		got := ConflictName(name, host, time.Unix(sec%(1<<40), 0))
+		if got == name || got == "" || got == "." || got == ".." || len(got) > 255 || strings.ContainsAny(got, "/\x00") {
+			t.Fatalf("ConflictName(%q, %q) = %q", name, host, got)
+		}
+	})
+}
