@@ -128,7 +128,7 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	if err != nil {
 		return nil, Stats{}, err
 	}
-	home, parents, seq, err := hist.nextSnapshot(abs, opts.Home, opts.Parent, high)
+	home, parents, seq, err := hist.nextSnapshot(abs, opts.Home, opts.Parent, opts.Parents, high)
 	if err != nil {
 		return nil, Stats{}, fmt.Errorf("snapshot %s: %w", abs, err)
 	}

@@ -219,6 +219,82 @@ func TestSnapshotHomes(t *testing.T) {
 	}
 }
 
+// TestSnapshotMergeParents: a home with two heads b and c (both on a) and a
+// merge m of them: m records both parents in the config and the signed
+// manifest, its seq is above both, and the home has one head again, in the
+// history and in the trust state.
+func TestSnapshotMergeParents(t *testing.T) {
+	ctx := context.Background()
+	r, lay := newTestRepo(t)
+	dir := filepath.Join(t.TempDir(), "docs")
+	writeFile(t, filepath.Join(dir, "f"), []byte("a\n"))
+	a, _ := mustSnapshot(t, r, dir, SnapshotOptions{})
+	writeFile(t, filepath.Join(dir, "f"), []byte("b\n"))
+	b, _ := mustSnapshot(t, r, dir, SnapshotOptions{Parent: a})
+	writeFile(t, filepath.Join(dir, "f"), []byte("c\n"))
+	c, _ := mustSnapshot(t, r, dir, SnapshotOptions{Parent: a})
+	hist, _, err := r.History(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if heads := hist.Heads("docs"); len(heads) != 2 {
+		t.Fatalf("before the merge: %d heads, want 2", len(heads))
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	writeFile(t, filepath.Join(other, "g"), []byte("g\n"))
+	o, _ := mustSnapshot(t, r, other, SnapshotOptions{})
+	if _, _, err := r.Snapshot(ctx, dir, SnapshotOptions{Parent: b, Parents: []*Snapshot{o}}); err == nil {
+		t.Fatal("a merge parent of another home was accepted")
+	}
+
+	m, _ := mustSnapshot(t, r, dir, SnapshotOptions{Parent: b, Parents: []*Snapshot{c, b}})
+	want := sortedParents([]Digest{b.Manifest, c.Manifest})
+	if !slices.Equal(m.Parents, want) || !slices.Equal(m.Config.Parents, want) {
+		t.Fatalf("merge parents %v, config %v; want %v", m.Parents, m.Config.Parents, want)
+	}
+	if m.Config.Seq <= max(b.Config.Seq, c.Config.Seq, o.Config.Seq) {
+		t.Fatalf("merge seq %d is not above its parents' %d %d", m.Config.Seq, b.Config.Seq, c.Config.Seq)
+	}
+	var man v1.Manifest
+	if err := json.Unmarshal(m.RawManifest(), &man); err != nil {
+		t.Fatal(err)
+	}
+	if got := man.Annotations[AnnotationParents]; got != formatParents(want) {
+		t.Fatalf("signed parents %q, want %q", got, formatParents(want))
+	}
+
+	r2 := reopen(t, lay)
+	hist, probs, err := r2.History(ctx)
+	if err != nil || len(probs) > 0 {
+		t.Fatal(err, probs)
+	}
+	heads := hist.Heads("docs")
+	if len(heads) != 1 || heads[0].Manifest != m.Manifest {
+		t.Fatalf("after the merge: heads %v, want only %s", heads, m.ID)
+	}
+	if !slices.Equal(hist.Snapshots()[len(hist.Snapshots())-1].Parents, want) {
+		t.Fatal("the reloaded merge lost a parent")
+	}
+	lin := hist.Lineage()
+	for _, p := range []*Snapshot{a, b, c} {
+		if !lin.IsAncestor(p.Signed(), m.Manifest) {
+			t.Errorf("%s is not an ancestor of the merge", p.ID)
+		}
+	}
+	st, err := lay.LoadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs := st.Heads[m.HomeID]; len(hs) != 1 || hs[0].Manifest != m.Manifest {
+		t.Fatalf("trust state heads %v, want only the merge", hs)
+	}
+	// The next plain snapshot continues from the merge alone.
+	n, _ := mustSnapshot(t, r2, dir, SnapshotOptions{})
+	if !slices.Equal(n.Parents, []Digest{m.Manifest}) {
+		t.Fatalf("the snapshot after the merge has parents %v", n.Parents)
+	}
+}
+
 // FuzzParseSigned: the ordering annotations of a manifest never panic,
 // and what parses formats back to the same text.
 func FuzzParseSigned(f *testing.F) {

@@ -273,10 +273,11 @@ func (h *History) Rel(home, p, cwd string) (string, error) {
 
 // nextSnapshot decides the home, parents and sequence number of a new
 // snapshot of dir (docs/design.md §1): the home named, else the one derived
-// from dir; the parent given, else the newest head of the home; the seq
-// one more than every seq the store holds, its parents' and high, the trust
-// state's high-water mark.
-func (h *History) nextSnapshot(dir, home string, parent *Snapshot, high uint64) (string, []*Snapshot, uint64, error) {
+// from dir; the parent given, else the newest head of the home, first, then
+// the other parents of a merge (extra), each once; the seq one more than
+// every seq the store holds, its parents' and high, the trust state's
+// high-water mark.
+func (h *History) nextSnapshot(dir, home string, parent *Snapshot, extra []*Snapshot, high uint64) (string, []*Snapshot, uint64, error) {
 	if home == "" {
 		home = DefaultHomeName(dir)
 	}
@@ -288,6 +289,17 @@ func (h *History) nextSnapshot(dir, home string, parent *Snapshot, high uint64) 
 		parents = []*Snapshot{parent}
 	} else if heads := h.Heads(home); len(heads) > 0 {
 		parents = heads[len(heads)-1:]
+	}
+	for _, p := range extra {
+		if p == nil {
+			continue
+		}
+		if p.Home != home {
+			return "", nil, 0, fmt.Errorf("merge parent %s belongs to the home %q, not %q", p.ID, p.Home, home)
+		}
+		if !slices.ContainsFunc(parents, func(q *Snapshot) bool { return q.Manifest == p.Manifest }) {
+			parents = append(parents, p)
+		}
 	}
 	seq := high
 	for _, s := range h.snaps {

@@ -32,6 +32,10 @@ type SnapshotOptions struct {
 	// SkipUnchanged writes no snapshot when the tree equals Parent's: the
 	// run returns Parent itself.
 	SkipUnchanged bool
+	// Parents are the other parents of a merge, beside Parent (or the
+	// newest head when Parent is nil): the snapshot records them all, and
+	// its seq is above every one. They must belong to the same home.
+	Parents []*Snapshot
 	// OnError receives each entry that could not be read; it is skipped and
 	// the snapshot goes on. Store failures abort the snapshot instead.
 	OnError func(path string, err error)
