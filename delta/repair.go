@@ -100,13 +100,8 @@ func Repair(ctx context.Context, sources []Endpoint, dst image.Store, bad []imag
 	}
 	fo := &failover{}
 	for i, src := range sources {
-		st := &mirrorState{ep: src, use: MirrorUse{Mirror: src.String(), Reachable: true}}
-		if i < len(opts.Health) {
-			st.rank = opts.Health[i]
-		}
-		if i < len(opts.Speed) {
-			st.prior = opts.Speed[i]
-		}
+		st := newMirrorState(i, src, MirrorOptions{Health: opts.Health, Speed: opts.Speed})
+		st.use.Reachable = true
 		fo.mirrors = append(fo.mirrors, st)
 	}
 	defer func() { rep.Failures = fo.failures }()
