@@ -214,7 +214,6 @@ func (f *failover) StatBlob(ctx context.Context, d image.Digest) (int64, error) 
 	return 0, errors.Join(errs...)
 }
 
-
 // MirrorOptions rank the places a [MirrorSource] reads from, in the order
 // they are given.
 type MirrorOptions struct {
