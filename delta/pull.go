@@ -273,27 +273,35 @@ func pullThrough(ctx context.Context, ms *MirrorSource, dst image.Store, dstRefs
 	}
 
 	// Blobs the store lacks or holds damaged, each once.
-	var mu sync.Mutex
-	done := map[image.Digest]bool{}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(concurrency)
-	for i, b := range append(want, heal...) {
-		if done[b.digest] {
+	fetch, err := lacksWanted(ctx, dst, slices.Concat(want, heal), LackOptions{Verify: true})
+	if err != nil {
+		return rep, err
+	}
+	wanted := map[image.Digest]bool{}
+	for _, b := range want {
+		wanted[b.digest] = true
+	}
+	counted := map[image.Digest]bool{}
+	for _, b := range fetch {
+		counted[b.digest] = true
+	}
+	for _, b := range slices.Concat(want, heal) {
+		if counted[b.digest] {
 			continue
 		}
-		done[b.digest] = true
-		held := i >= len(want)
+		counted[b.digest] = true
+		rep.BlobsPresent++
+		if p := opts.Progress; p != nil {
+			p.Files.Add(1)
+			p.Bytes.Add(b.size)
+		}
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for _, b := range fetch {
+		held := !wanted[b.digest]
 		g.Go(func() error {
-			if haveBlob(gctx, dst, b) {
-				mu.Lock()
-				rep.BlobsPresent++
-				mu.Unlock()
-				if p := opts.Progress; p != nil {
-					p.Files.Add(1)
-					p.Bytes.Add(b.size)
-				}
-				return nil
-			}
 			n, _, err := copyBlob(gctx, fo, dst, b)
 			if err != nil && held && isSourceError(err) {
 				mu.Lock()

@@ -240,14 +240,19 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 					}
 				}
 				r.Missing = &missing
+				var blobs []image.BlobRef
 				for _, b := range localBlobs {
-					if b.MediaType == image.ManifestType {
-						continue // named by tags, counted as snapshots above
+					if b.MediaType != image.ManifestType { // named by tags, counted as snapshots above
+						blobs = append(blobs, b)
 					}
-					if n, err := reg.StatBlob(ctx, b.Digest); err != nil || n != b.Size {
-						r.BlobsMiss++
-						r.BytesMiss += b.Size
-					}
+				}
+				lack, err := delta.Lacks(ctx, reg, blobs, delta.LackOptions{})
+				if err != nil {
+					return err
+				}
+				for _, b := range lack {
+					r.BlobsMiss++
+					r.BytesMiss += b.Size
 				}
 			} else if err != nil {
 				r.LastError = err.Error()
