@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/dvpc/dvpc/image"
 	"github.com/dvpc/dvpc/internal/regtest"
@@ -28,7 +29,10 @@ func TestMirrorSource(t *testing.T) {
 	}
 	pack := largestBlob(t, s.lay)
 	mirror := mirrorsOf(t, []*regtest.Registry{reg}, "dvpc/home")[0]
-	ms, err := NewMirrorSource(ctx, []Endpoint{medium, mirror}, MirrorOptions{Health: []int{0, 1}})
+	// The medium answers its listing slowly: were its missing blob a
+	// strike, the mirror, as good a rank then and quicker, would be asked
+	// first.
+	ms, err := NewMirrorSource(ctx, []Endpoint{slowListing{medium}, mirror}, MirrorOptions{Health: []int{0, 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,4 +97,12 @@ func mustStat(t *testing.T, src image.Source, d image.Digest) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// slowListing is a place whose tag listing takes long.
+type slowListing struct{ *LocalMirror }
+
+func (s slowListing) Refs(ctx context.Context) ([]image.Ref, error) {
+	time.Sleep(2 * time.Second)
+	return s.LocalMirror.Refs(ctx)
 }

@@ -56,6 +56,21 @@ type PullOptions struct {
 	// without one is refused ([ErrKeyNotSettled]): the first key blob a
 	// mirror offers is never trusted.
 	Key *image.KeyFile
+	// Lower are places the caller reads the store through besides dst,
+	// such as the attached media under an image.Stack. A pack (a layer of
+	// a snapshot manifest of type [image.PackType]) that a Lower place
+	// holds at its size is not copied into dst, and is counted in
+	// [PullReport.BlobsOnLower]. Everything else (manifests, configs,
+	// index blobs, signatures, the key) is always copied, so that dst
+	// names the snapshots and reads their history; trees are chunks of
+	// packs, read through the stack. A Lower place is only asked for
+	// sizes here: to have the metadata it holds read from it rather than
+	// from a network mirror, give it among the places too, ranked first.
+	Lower []image.Source
+	// Home, when not zero, takes only snapshots of this home ID: with
+	// [WantLatest], of a home dst lacks its heads, else every one newer
+	// than dst's heads of it.
+	Home image.HomeID
 }
 
 // ErrKeyNotSettled means a pull into a store without a key was not told
@@ -115,8 +130,10 @@ type PullReport struct {
 	KeysAdded     bool
 	BlobsFetched  int
 	BytesFetched  int64
-	BlobsPresent  int                     // already in the store, intact
-	BlobsReplaced int                     // of snapshots already held: missing or damaged, fetched again
+	BlobsPresent  int // already in the store, intact
+	BlobsReplaced int // of snapshots already held: missing or damaged, fetched again
+	BlobsOnLower  int // packs a Lower place holds: not copied ([PullOptions.Lower])
+	BytesOnLower  int64
 	Refused       []image.SnapshotProblem // bad signature, wrong store, rollback
 	Failures      []MirrorFailure         // per mirror, including ones another mirror made up for
 	ManifestsRead int
@@ -154,6 +171,7 @@ type wantBlob struct {
 	digest image.Digest
 	size   int64
 	raw    []byte
+	pack   bool // a pack of a snapshot: data, not metadata
 }
 
 // Pull copies into dst the signed snapshots the mirrors hold and dst lacks,
@@ -235,9 +253,16 @@ func pullThrough(ctx context.Context, ms *MirrorSource, dst image.Store, dstRefs
 	if err != nil {
 		return rep, err
 	}
+	if !opts.Home.IsZero() {
+		names = ofHome(ctx, byMirror, names, opts.Home)
+	}
 	offered, err := offerSnapshots(ctx, fo, byMirror, names, local, kf, opts.MinSeq, &rep)
 	if err != nil {
 		return rep, err
+	}
+	if !opts.Home.IsZero() {
+		// Decided on the signed manifest.
+		offered = slices.DeleteFunc(offered, func(o offer) bool { return o.signed.Home != opts.Home })
 	}
 	named := opts.Want != "" && opts.Want != WantAll && opts.Want != WantLatest
 	var acc []offer
@@ -256,7 +281,7 @@ func pullThrough(ctx context.Context, ms *MirrorSource, dst image.Store, dstRefs
 	rep.Diverged = local.diverged(offered, acc)
 	defer func() {
 		if err == nil {
-			rep.Behind = behind(ms.byMirror, local, offered, acc)
+			rep.Behind = behind(ms.byMirror, local, offered, acc, opts.Home)
 		}
 	}()
 	var heal []wantBlob
@@ -294,6 +319,11 @@ func pullThrough(ctx context.Context, ms *MirrorSource, dst image.Store, dstRefs
 		if p := opts.Progress; p != nil {
 			p.Files.Add(1)
 			p.Bytes.Add(b.size)
+		}
+	}
+	if len(opts.Lower) > 0 {
+		if fetch, err = onLower(ctx, opts.Lower, fetch, &rep, opts.Progress); err != nil {
+			return rep, err
 		}
 	}
 	var mu sync.Mutex
@@ -408,7 +438,7 @@ func blobsOf(md image.Digest, raw []byte, m *v1.Manifest) []wantBlob {
 	out := []wantBlob{{digest: md, size: int64(len(raw)), raw: raw}}
 	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
 		if dg, err := image.DigestFromHash(d.Digest); err == nil {
-			out = append(out, wantBlob{digest: dg, size: d.Size})
+			out = append(out, wantBlob{digest: dg, size: d.Size, pack: isPack(m, d)})
 		}
 	}
 	return out
@@ -440,9 +470,95 @@ func readManifestBlobs(ctx context.Context, src image.Source, desc v1.Descriptor
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("manifest %s: %w", md, err)
 		}
-		out = append(out, wantBlob{digest: dg, size: d.Size})
+		out = append(out, wantBlob{digest: dg, size: d.Size, pack: isPack(&m, d)})
 	}
 	return out, &m, raw, nil
+}
+
+// ofHome keeps the snapshot tags that some place's manifest under that
+// tag places in home, or whose manifest does not read (verifying it will
+// say why). The manifests are at hand: a registry kept them when it
+// listed its tags. Only the signed manifest decides: what is kept here is
+// verified before it is taken.
+func ofHome(ctx context.Context, byMirror []mirrorRefs, names []string, home image.HomeID) []string {
+	var out []string
+	for _, name := range names {
+		for _, mr := range byMirror {
+			r, ok := findRef(mr.refs, name)
+			if !ok {
+				continue
+			}
+			h, ok := manifestHome(ctx, mr.st.ep, r.Desc)
+			if !ok || h == home.String() {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// manifestHome reads the home ID annotation of the manifest desc names;
+// ok is false when the manifest does not read.
+func manifestHome(ctx context.Context, src image.Source, desc v1.Descriptor) (string, bool) {
+	md, err := image.DigestFromHash(desc.Digest)
+	if err != nil {
+		return "", false
+	}
+	raw, err := image.ReadBlob(ctx, src, md, desc.Size)
+	if err != nil {
+		return "", false
+	}
+	var m v1.Manifest
+	if json.Unmarshal(raw, &m) != nil {
+		return "", false
+	}
+	return m.Annotations[image.AnnotationHome], true
+}
+
+// isPack reports whether d is a pack layer of m, a snapshot manifest.
+func isPack(m *v1.Manifest, d v1.Descriptor) bool {
+	return m.ArtifactType == image.SnapshotArtifactType && string(d.MediaType) == image.PackType &&
+		slices.ContainsFunc(m.Layers, func(l v1.Descriptor) bool { return l.Digest == d.Digest })
+}
+
+// onLower moves out of fetch the packs a Lower place holds at their size,
+// and counts them.
+func onLower(ctx context.Context, lower []image.Source, fetch []wantBlob, rep *PullReport, p *image.Progress) ([]wantBlob, error) {
+	var packs, out []wantBlob
+	for _, b := range fetch {
+		if b.pack {
+			packs = append(packs, b)
+		} else {
+			out = append(out, b)
+		}
+	}
+	left := packs
+	for _, l := range lower {
+		if len(left) == 0 {
+			break
+		}
+		var err error
+		if left, err = lacksWanted(ctx, l, left, LackOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	lacking := map[image.Digest]bool{}
+	for _, b := range left {
+		lacking[b.digest] = true
+	}
+	for _, b := range packs {
+		if lacking[b.digest] {
+			continue
+		}
+		rep.BlobsOnLower++
+		rep.BytesOnLower += b.size
+		if p != nil {
+			p.Files.Add(1)
+			p.Bytes.Add(b.size)
+		}
+	}
+	return append(out, left...), nil
 }
 
 // copyBlob writes one blob into dst from the first mirror that serves it
