@@ -54,12 +54,19 @@
 // blobs are not all there and a re-run sends nothing that arrived.
 // [PushAll] pushes to several mirrors at once, each failing on its own.
 //
+// [Lacks] is the one answer to "what does this place lack": what a pull
+// fetches, a push sends and `mirror status` counts.
+//
 // [Pull] copies into a local store the snapshots the mirrors hold and it
 // lacks, each blob from the best mirror that serves it intact: by the rank
-// the caller gives (health), then by the time it would take (answer time,
+// the caller gives (health; media ranked first are asked first for every
+// blob), then by the time it would take (answer time,
 // bytes already asked of it, and its throughput as measured in this pull or
 // known from before). A mirror that makes no progress for its timeout fails
-// with [ErrStalled], and the next one is asked. A snapshot
+// with [ErrStalled], and the next one is asked. That failover is a
+// [MirrorSource], an [image.Source] a login also reads through; the packs
+// a place under the store holds ([PullOptions.Lower], the attached media)
+// are not copied at all. A snapshot
 // is named only after its signature verifies and all its blobs are stored,
 // under the tag rebuilt from its signed manifest. Which snapshots are taken
 // is decided on the signed sequence numbers, home IDs and parents, never on

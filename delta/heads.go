@@ -273,8 +273,9 @@ type mirrorRefs struct {
 // head is neither a snapshot it holds nor an ancestor of one. What a
 // mirror holds is the manifests its snapshot tags point at, placed by
 // their signed manifests, never by the tags' names. It also sets each
-// mirror's newest snapshot by signed seq.
-func behind(byMirror []mirrorRefs, h *localHistory, offered, taken []offer) []string {
+// mirror's newest snapshot by signed seq. With home set, only that home's
+// heads count: the others' snapshots were not read.
+func behind(byMirror []mirrorRefs, h *localHistory, offered, taken []offer, home image.HomeID) []string {
 	lin := h.with(offered)
 	members := slices.Clone(h.members)
 	for _, o := range taken {
@@ -284,7 +285,7 @@ func behind(byMirror []mirrorRefs, h *localHistory, offered, taken []offer) []st
 	seen := map[image.HomeID]bool{}
 	for _, m := range members {
 		s, ok := lin[m]
-		if !ok || seen[s.Home] {
+		if !ok || seen[s.Home] || !home.IsZero() && s.Home != home {
 			continue
 		}
 		seen[s.Home] = true

@@ -26,6 +26,7 @@ type KeyCandidate struct {
 func KeyCandidates(ctx context.Context, sources []Endpoint) ([]KeyCandidate, []MirrorFailure) {
 	var out []KeyCandidate
 	var fails []MirrorFailure
+	read := map[v1.Hash]*image.KeyFile{} // by manifest digest: read once
 	for _, src := range sources {
 		refs, err := src.Refs(ctx)
 		if err != nil {
@@ -36,10 +37,13 @@ func KeyCandidates(ctx context.Context, sources []Endpoint) ([]KeyCandidate, []M
 		if !ok {
 			continue
 		}
-		kf, err := image.ReadKeyFileAt(ctx, src, kr.Desc)
-		if err != nil {
-			fails = append(fails, MirrorFailure{Mirror: src.String(), Err: fmt.Errorf("key blob: %w", err)})
-			continue
+		kf, ok := read[kr.Desc.Digest]
+		if !ok {
+			if kf, err = image.ReadKeyFileAt(ctx, src, kr.Desc); err != nil {
+				fails = append(fails, MirrorFailure{Mirror: src.String(), Err: fmt.Errorf("key blob: %w", err)})
+				continue
+			}
+			read[kr.Desc.Digest] = kf
 		}
 		i := 0
 		for i < len(out) && !sameBlob(out[i].KeyFile, kf) {
@@ -90,6 +94,9 @@ func settleKey(ctx context.Context, dst image.Store, dstRefs []image.Ref, fo *fa
 	} else {
 		kf = trusted
 	}
+	// A key blob read intact from one place is not asked of the next: the
+	// best-ranked place that holds it (a medium) serves it.
+	read := map[v1.Hash]*image.KeyFile{}
 	for _, mr := range byMirror {
 		kr, ok := findRef(mr.refs, image.KeysRef)
 		if !ok {
@@ -103,13 +110,16 @@ func settleKey(ctx context.Context, dst image.Store, dstRefs []image.Ref, fo *fa
 		if haveOwn && kr.Desc.Digest == own.Desc.Digest {
 			continue // the store's own key blob
 		}
-		other, err := image.ReadKeyFileAt(ctx, mr.st.ep, kr.Desc)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, nil, nil, false, ctx.Err()
+		other, ok := read[kr.Desc.Digest]
+		if !ok {
+			if other, err = image.ReadKeyFileAt(ctx, mr.st.ep, kr.Desc); err != nil {
+				if ctx.Err() != nil {
+					return nil, nil, nil, false, ctx.Err()
+				}
+				fo.fail(mr.st, md, fmt.Errorf("key blob: %w", err))
+				continue
 			}
-			fo.fail(mr.st, md, fmt.Errorf("key blob: %w", err))
-			continue
+			read[kr.Desc.Digest] = other
 		}
 		later, _ := kf.Extends(other)
 		earlier, _ := other.Extends(kf)

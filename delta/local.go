@@ -99,9 +99,17 @@ func CopyTo(ctx context.Context, src image.Source, dst *LocalMirror, opts PushOp
 	if err != nil {
 		return rep, err
 	}
+	lack, err := Lacks(ctx, dst, blobs, LackOptions{})
+	if err != nil {
+		return rep, err
+	}
+	lacking := map[image.Digest]bool{}
+	for _, b := range lack {
+		lacking[b.Digest] = true
+	}
 	for _, b := range blobs {
 		res := blobSkipped
-		if n, err := dst.StatBlob(ctx, b.Digest); err != nil || n != b.Size {
+		if lacking[b.Digest] {
 			if err := copyOne(ctx, src, dst, b); err != nil {
 				return rep, err
 			}

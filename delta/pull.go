@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -57,6 +56,21 @@ type PullOptions struct {
 	// without one is refused ([ErrKeyNotSettled]): the first key blob a
 	// mirror offers is never trusted.
 	Key *image.KeyFile
+	// Lower are places the caller reads the store through besides dst,
+	// such as the attached media under an image.Stack. A pack (a layer of
+	// a snapshot manifest of type [image.PackType]) that a Lower place
+	// holds at its size is not copied into dst, and is counted in
+	// [PullReport.BlobsOnLower]. Everything else (manifests, configs,
+	// index blobs, signatures, the key) is always copied, so that dst
+	// names the snapshots and reads their history; trees are chunks of
+	// packs, read through the stack. A Lower place is only asked for
+	// sizes here: to have the metadata it holds read from it rather than
+	// from a network mirror, give it among the places too, ranked first.
+	Lower []image.Source
+	// Home, when not zero, takes only snapshots of this home ID: with
+	// [WantLatest], of a home dst lacks its heads, else every one newer
+	// than dst's heads of it.
+	Home image.HomeID
 }
 
 // ErrKeyNotSettled means a pull into a store without a key was not told
@@ -110,52 +124,16 @@ func selectSnapshots(refs []image.Ref, want string) ([]string, error) {
 	return names, nil
 }
 
-// MirrorFailure is one thing a mirror could not serve.
-type MirrorFailure struct {
-	Mirror string
-	Digest image.Digest // zero when the mirror failed as a whole
-	Err    error
-}
-
-func (f MirrorFailure) Error() string {
-	if f.Digest.IsZero() {
-		return fmt.Sprintf("mirror %s: %v", f.Mirror, f.Err)
-	}
-	return fmt.Sprintf("mirror %s: blob %s: %v", f.Mirror, f.Digest.Short(), f.Err)
-}
-
-func (f MirrorFailure) Unwrap() error { return f.Err }
-
-// MirrorUse is what one mirror did in a pull.
-type MirrorUse struct {
-	Mirror    string
-	Reachable bool
-	Latency   time.Duration // answer time: listing its tags, then small blobs
-	Newest    string        // its newest snapshot by signed seq that this pull verified or the store holds, as a rebuilt tag
-	Blobs     int           // blobs it served
-	Bytes     int64
-	Sampled   int // blobs of at least rateSampleMin bytes among them
-	// Rate is its throughput in bytes/s measured on the blobs of at least
-	// rateSampleMin bytes it served, 0 if none.
-	Rate float64
-}
-
-// rateSampleMin is the smallest blob whose transfer time measures a
-// mirror's throughput rather than its answer time.
-const rateSampleMin = 64 << 10
-
-// assumedRate is the throughput taken for a mirror not measured yet: such
-// a mirror is tried before one known to be slower.
-const assumedRate = 64 << 20
-
 // PullReport says what a pull copied and what went wrong on the way.
 type PullReport struct {
 	Snapshots     []string // snapshot tags newly named in the store
 	KeysAdded     bool
 	BlobsFetched  int
 	BytesFetched  int64
-	BlobsPresent  int                     // already in the store, intact
-	BlobsReplaced int                     // of snapshots already held: missing or damaged, fetched again
+	BlobsPresent  int // already in the store, intact
+	BlobsReplaced int // of snapshots already held: missing or damaged, fetched again
+	BlobsOnLower  int // packs a Lower place holds: not copied ([PullOptions.Lower])
+	BytesOnLower  int64
 	Refused       []image.SnapshotProblem // bad signature, wrong store, rollback
 	Failures      []MirrorFailure         // per mirror, including ones another mirror made up for
 	ManifestsRead int
@@ -188,174 +166,12 @@ func (r PullReport) BadMirrors() []string {
 	return out
 }
 
-// mirrorState is what a pull knows of one mirror.
-type mirrorState struct {
-	ep      Endpoint
-	rank    int
-	strikes int // failures other than a missing blob in this pull
-	use     MirrorUse
-	prior   float64 // bytes/s from before
-	// rateBytes over rateSecs is the throughput measured on large blobs,
-	// each blob's time counted whole even when transfers overlap.
-	rateBytes, rateSecs float64
-	inflight            int64 // bytes of the transfers it was picked for
-}
-
-// rate is the mirror's throughput in bytes/s as this pull measured it,
-// with the figure known from before counted as one sample of 1 MiB; 0 when
-// neither is known.
-func (m *mirrorState) rate() float64 {
-	bytes, secs := m.rateBytes, m.rateSecs
-	if m.prior > 0 {
-		bytes += 1 << 20
-		secs += (1 << 20) / m.prior
-	}
-	if bytes <= 0 || secs <= 0 {
-		return 0
-	}
-	return bytes / secs
-}
-
-// failover reads from several mirrors: each blob from the best-ranked,
-// fastest one that serves it intact.
-type failover struct {
-	refs []image.Ref
-
-	mu       sync.Mutex
-	mirrors  []*mirrorState // reachable ones
-	failures []MirrorFailure
-}
-
-var _ image.Source = (*failover)(nil)
-
-func (f *failover) fail(m *mirrorState, d image.Digest, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failures = append(f.failures, MirrorFailure{Mirror: m.ep.String(), Digest: d, Err: err})
-	if !errors.Is(err, image.ErrNotFound) {
-		m.strikes++
-	}
-}
-
-// served records a transfer of n bytes that took d.
-func (f *failover) served(m *mirrorState, n int64, d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	m.use.Blobs++
-	m.use.Bytes += n
-	if n >= rateSampleMin && d > 0 {
-		m.use.Sampled++
-		m.rateBytes += float64(n)
-		m.rateSecs += d.Seconds()
-	} else {
-		// A small blob's time is the mirror's answer time.
-		m.use.Latency = (m.use.Latency + d) / 2
-	}
-}
-
-// order lists the mirrors to ask for a blob of size bytes (0 if not
-// known): by rank (a mirror that failed in this pull drops one), then by
-// the time each would take: its answer time plus what it is already
-// sending and the blob, at its rate. A mirror whose rate is not known yet
-// is taken to be as fast as the fastest known one, and at least
-// assumedRate, so that it is tried before mirrors known to be slower, but
-// with one blob at a time until that blob has measured it. The first
-// mirror is counted as sending the blob until release is called, so that
-// transfers started together spread over the mirrors.
-func (f *failover) order(size int64) (ms []*mirrorState, release func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	type key struct {
-		rank int
-		cost float64 // seconds
-	}
-	best := float64(assumedRate)
-	for _, m := range f.mirrors {
-		best = max(best, m.rate())
-	}
-	keys := make(map[*mirrorState]key, len(f.mirrors))
-	for _, m := range f.mirrors {
-		k := key{rank: m.rank, cost: m.use.Latency.Seconds()}
-		if m.strikes > 0 {
-			k.rank++
-		}
-		r := m.rate()
-		switch {
-		case r > 0:
-			k.cost += float64(m.inflight+size) / r
-		case m.inflight > 0:
-			// Not measured yet and already sending a blob: the one
-			// transfer measures it before it is sent more.
-			k.cost = math.Inf(1)
-		default:
-			k.cost += float64(size) / best
-		}
-		keys[m] = k
-	}
-	out := slices.Clone(f.mirrors)
-	slices.SortStableFunc(out, func(a, b *mirrorState) int {
-		ka, kb := keys[a], keys[b]
-		if ka.rank != kb.rank {
-			return ka.rank - kb.rank
-		}
-		return cmp.Compare(ka.cost, kb.cost)
-	})
-	if len(out) == 0 || size <= 0 {
-		return out, func() {}
-	}
-	first := out[0]
-	first.inflight += size
-	var once sync.Once
-	return out, func() {
-		once.Do(func() {
-			f.mu.Lock()
-			first.inflight -= size
-			f.mu.Unlock()
-		})
-	}
-}
-
-func (f *failover) Refs(ctx context.Context) ([]image.Ref, error) { return f.refs, nil }
-
-// OpenBlob tries each mirror in turn; [Registry.OpenBlob] has checked the
-// bytes against d.
-func (f *failover) OpenBlob(ctx context.Context, d image.Digest) (image.Blob, error) {
-	var errs []error
-	ms, _ := f.order(0)
-	for _, m := range ms {
-		start := time.Now()
-		b, err := m.ep.OpenBlob(ctx, d)
-		if err == nil {
-			f.served(m, b.Size(), time.Since(start))
-			return b, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		f.fail(m, d, err)
-		errs = append(errs, err)
-	}
-	return nil, fmt.Errorf("blob %s: no mirror serves it intact: %w", d, errors.Join(errs...))
-}
-
-func (f *failover) StatBlob(ctx context.Context, d image.Digest) (int64, error) {
-	var errs []error
-	ms, _ := f.order(0)
-	for _, m := range ms {
-		n, err := m.ep.StatBlob(ctx, d)
-		if err == nil {
-			return n, nil
-		}
-		errs = append(errs, err)
-	}
-	return 0, errors.Join(errs...)
-}
-
 // wantBlob is a blob a pull needs; raw is set for manifests already read.
 type wantBlob struct {
 	digest image.Digest
 	size   int64
 	raw    []byte
+	pack   bool // a pack of a snapshot: data, not metadata
 }
 
 // Pull copies into dst the signed snapshots the mirrors hold and dst lacks,
@@ -386,62 +202,42 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 		return rep, err
 	}
 
-	// The mirrors' tags, all listed at once and timed; the first mirror's
-	// entry wins for each name.
-	fo := &failover{}
-	states := make([]*mirrorState, len(mirrors))
-	lists := make([][]image.Ref, len(mirrors))
-	listErrs := make([]error, len(mirrors))
-	var wg sync.WaitGroup
-	for i, m := range mirrors {
-		st := &mirrorState{ep: m, use: MirrorUse{Mirror: m.String()}}
-		if i < len(opts.Health) {
-			st.rank = opts.Health[i]
-		}
-		if i < len(opts.Speed) {
-			st.prior = opts.Speed[i]
-		}
-		states[i] = st
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start := time.Now()
-			lists[i], listErrs[i] = m.Refs(ctx)
-			st.use.Latency = time.Since(start)
-		}()
+	// The mirrors' tags, all listed at once and timed.
+	ms, err := openMirrors(ctx, mirrors, MirrorOptions{Health: opts.Health, Speed: opts.Speed})
+	defer func() {
+		rep.Failures = ms.Failures()
+		rep.Mirrors = ms.Report()
+	}()
+	if err != nil {
+		return rep, err
 	}
-	wg.Wait()
-	var byMirror []mirrorRefs // every reachable mirror's own tags, in mirror order
-	seen := map[string]bool{}
-	for i, st := range states {
-		if listErrs[i] != nil {
-			fo.fail(st, image.Digest{}, listErrs[i])
-			continue
-		}
-		st.use.Reachable = true
-		fo.mirrors = append(fo.mirrors, st)
-		byMirror = append(byMirror, mirrorRefs{st, lists[i]})
-		for _, r := range lists[i] {
-			if !seen[r.Name] {
-				seen[r.Name] = true
-				fo.refs = append(fo.refs, r)
-			}
-		}
+	return pullThrough(ctx, ms, dst, dstRefs, opts)
+}
+
+// PullThrough is [PullFrom] through a [MirrorSource] already opened, which
+// the caller may go on reading through afterwards (a login reads the
+// blobs it did not copy through it). Its Report and Failures are copied
+// into the pull's report.
+func PullThrough(ctx context.Context, ms *MirrorSource, dst image.Store, opts PullOptions) (rep PullReport, err error) {
+	unlock, err := dst.Lock(ctx)
+	if err != nil {
+		return rep, err
+	}
+	defer unlock()
+	dstRefs, err := dst.Refs(ctx)
+	if err != nil {
+		return rep, err
 	}
 	defer func() {
-		rep.Failures = fo.failures
-		for _, st := range states {
-			u := st.use
-			if st.rateSecs > 0 {
-				u.Rate = st.rateBytes / st.rateSecs
-			}
-			rep.Mirrors = append(rep.Mirrors, u)
-		}
+		rep.Failures = ms.Failures()
+		rep.Mirrors = ms.Report()
 	}()
-	if len(fo.mirrors) == 0 {
-		return rep, fmt.Errorf("no mirror answers: %w", errors.Join(listErrs...))
-	}
+	return pullThrough(ctx, ms, dst, dstRefs, opts)
+}
 
+// pullThrough is the pull once the store is locked and the mirrors listed.
+func pullThrough(ctx context.Context, ms *MirrorSource, dst image.Store, dstRefs []image.Ref, opts PullOptions) (rep PullReport, err error) {
+	fo, byMirror := ms.fo, ms.ranked()
 	kf, keysRef, want, keysNewer, err := settleKey(ctx, dst, dstRefs, fo, byMirror, opts.Key)
 	if err != nil {
 		return rep, err
@@ -457,9 +253,16 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	if err != nil {
 		return rep, err
 	}
+	if !opts.Home.IsZero() {
+		names = ofHome(ctx, byMirror, names, opts.Home)
+	}
 	offered, err := offerSnapshots(ctx, fo, byMirror, names, local, kf, opts.MinSeq, &rep)
 	if err != nil {
 		return rep, err
+	}
+	if !opts.Home.IsZero() {
+		// Decided on the signed manifest.
+		offered = slices.DeleteFunc(offered, func(o offer) bool { return o.signed.Home != opts.Home })
 	}
 	named := opts.Want != "" && opts.Want != WantAll && opts.Want != WantLatest
 	var acc []offer
@@ -478,7 +281,7 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	rep.Diverged = local.diverged(offered, acc)
 	defer func() {
 		if err == nil {
-			rep.Behind = behind(byMirror, local, offered, acc)
+			rep.Behind = behind(ms.byMirror, local, offered, acc, opts.Home)
 		}
 	}()
 	var heal []wantBlob
@@ -495,27 +298,40 @@ func PullFrom(ctx context.Context, mirrors []Endpoint, dst image.Store, opts Pul
 	}
 
 	// Blobs the store lacks or holds damaged, each once.
-	var mu sync.Mutex
-	done := map[image.Digest]bool{}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(concurrency)
-	for i, b := range append(want, heal...) {
-		if done[b.digest] {
+	fetch, err := lacksWanted(ctx, dst, slices.Concat(want, heal), LackOptions{Verify: true})
+	if err != nil {
+		return rep, err
+	}
+	wanted := map[image.Digest]bool{}
+	for _, b := range want {
+		wanted[b.digest] = true
+	}
+	counted := map[image.Digest]bool{}
+	for _, b := range fetch {
+		counted[b.digest] = true
+	}
+	for _, b := range slices.Concat(want, heal) {
+		if counted[b.digest] {
 			continue
 		}
-		done[b.digest] = true
-		held := i >= len(want)
+		counted[b.digest] = true
+		rep.BlobsPresent++
+		if p := opts.Progress; p != nil {
+			p.Files.Add(1)
+			p.Bytes.Add(b.size)
+		}
+	}
+	if len(opts.Lower) > 0 {
+		if fetch, err = onLower(ctx, opts.Lower, fetch, &rep, opts.Progress); err != nil {
+			return rep, err
+		}
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for _, b := range fetch {
+		held := !wanted[b.digest]
 		g.Go(func() error {
-			if haveBlob(gctx, dst, b) {
-				mu.Lock()
-				rep.BlobsPresent++
-				mu.Unlock()
-				if p := opts.Progress; p != nil {
-					p.Files.Add(1)
-					p.Bytes.Add(b.size)
-				}
-				return nil
-			}
 			n, _, err := copyBlob(gctx, fo, dst, b)
 			if err != nil && held && isSourceError(err) {
 				mu.Lock()
@@ -622,7 +438,7 @@ func blobsOf(md image.Digest, raw []byte, m *v1.Manifest) []wantBlob {
 	out := []wantBlob{{digest: md, size: int64(len(raw)), raw: raw}}
 	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
 		if dg, err := image.DigestFromHash(d.Digest); err == nil {
-			out = append(out, wantBlob{digest: dg, size: d.Size})
+			out = append(out, wantBlob{digest: dg, size: d.Size, pack: isPack(m, d)})
 		}
 	}
 	return out
@@ -654,9 +470,95 @@ func readManifestBlobs(ctx context.Context, src image.Source, desc v1.Descriptor
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("manifest %s: %w", md, err)
 		}
-		out = append(out, wantBlob{digest: dg, size: d.Size})
+		out = append(out, wantBlob{digest: dg, size: d.Size, pack: isPack(&m, d)})
 	}
 	return out, &m, raw, nil
+}
+
+// ofHome keeps the snapshot tags that some place's manifest under that
+// tag places in home, or whose manifest does not read (verifying it will
+// say why). The manifests are at hand: a registry kept them when it
+// listed its tags. Only the signed manifest decides: what is kept here is
+// verified before it is taken.
+func ofHome(ctx context.Context, byMirror []mirrorRefs, names []string, home image.HomeID) []string {
+	var out []string
+	for _, name := range names {
+		for _, mr := range byMirror {
+			r, ok := findRef(mr.refs, name)
+			if !ok {
+				continue
+			}
+			h, ok := manifestHome(ctx, mr.st.ep, r.Desc)
+			if !ok || h == home.String() {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// manifestHome reads the home ID annotation of the manifest desc names;
+// ok is false when the manifest does not read.
+func manifestHome(ctx context.Context, src image.Source, desc v1.Descriptor) (string, bool) {
+	md, err := image.DigestFromHash(desc.Digest)
+	if err != nil {
+		return "", false
+	}
+	raw, err := image.ReadBlob(ctx, src, md, desc.Size)
+	if err != nil {
+		return "", false
+	}
+	var m v1.Manifest
+	if json.Unmarshal(raw, &m) != nil {
+		return "", false
+	}
+	return m.Annotations[image.AnnotationHome], true
+}
+
+// isPack reports whether d is a pack layer of m, a snapshot manifest.
+func isPack(m *v1.Manifest, d v1.Descriptor) bool {
+	return m.ArtifactType == image.SnapshotArtifactType && string(d.MediaType) == image.PackType &&
+		slices.ContainsFunc(m.Layers, func(l v1.Descriptor) bool { return l.Digest == d.Digest })
+}
+
+// onLower moves out of fetch the packs a Lower place holds at their size,
+// and counts them.
+func onLower(ctx context.Context, lower []image.Source, fetch []wantBlob, rep *PullReport, p *image.Progress) ([]wantBlob, error) {
+	var packs, out []wantBlob
+	for _, b := range fetch {
+		if b.pack {
+			packs = append(packs, b)
+		} else {
+			out = append(out, b)
+		}
+	}
+	left := packs
+	for _, l := range lower {
+		if len(left) == 0 {
+			break
+		}
+		var err error
+		if left, err = lacksWanted(ctx, l, left, LackOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	lacking := map[image.Digest]bool{}
+	for _, b := range left {
+		lacking[b.digest] = true
+	}
+	for _, b := range packs {
+		if lacking[b.digest] {
+			continue
+		}
+		rep.BlobsOnLower++
+		rep.BytesOnLower += b.size
+		if p != nil {
+			p.Files.Add(1)
+			p.Bytes.Add(b.size)
+		}
+	}
+	return append(out, left...), nil
 }
 
 // copyBlob writes one blob into dst from the first mirror that serves it

@@ -3,7 +3,6 @@ package delta
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -122,13 +121,30 @@ func Push(ctx context.Context, src image.Source, dst *Registry, opts PushOptions
 		isManifest[d] = true
 	}
 
+	var data []image.BlobRef
+	for _, b := range blobs {
+		if !isManifest[b.Digest] {
+			data = append(data, b)
+		}
+	}
+	// A HEAD request each, with the push's own credentials.
+	lack, err := Lacks(ctx, pushing{dst, scopesFor(dst.path, true, opts.MountFrom)}, data, LackOptions{Strict: true})
+	if err != nil {
+		return rep, err
+	}
+	lacking := map[image.Digest]bool{}
+	for _, b := range lack {
+		lacking[b.Digest] = true
+	}
+	for _, b := range data {
+		if !lacking[b.Digest] {
+			rep.count(blobSkipped, b.Size, opts.Progress)
+		}
+	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency)
-	for _, b := range blobs {
-		if isManifest[b.Digest] {
-			continue
-		}
+	for _, b := range lack {
 		g.Go(func() error {
 			res, err := dst.putBlob(gctx, src, b, opts.MountFrom)
 			if err != nil {
@@ -198,21 +214,23 @@ func (rep *PushReport) count(res blobResult, size int64, p *image.Progress) {
 	}
 }
 
-// putBlob sends one blob unless the mirror has it, mounting it from
-// mountFrom when that repository holds it.
+// pushing is a registry as a push sees it: its blobs are asked for with
+// the push's credentials (push and pull scopes), so that the checks and the
+// uploads share one token.
+type pushing struct {
+	*Registry
+	scopes []string
+}
+
+func (p pushing) StatBlob(ctx context.Context, d image.Digest) (int64, error) {
+	return p.statBlob(ctx, p.scopes, d)
+}
+
+// putBlob sends one blob the mirror lacks ([Lacks]), mounting it from
+// mountFrom when that repository holds it. A blob a killed registry left
+// torn (it answers 500) is sent again, which repairs it.
 func (r *Registry) putBlob(ctx context.Context, src image.Source, b image.BlobRef, mountFrom string) (blobResult, error) {
 	scopes := scopesFor(r.path, true, mountFrom)
-	if n, err := r.statBlob(ctx, scopes, b.Digest); err == nil && (b.Size < 0 || n == b.Size) {
-		return blobSkipped, nil
-	} else if err != nil && !errors.Is(err, image.ErrNotFound) {
-		// A registry killed while storing a blob can answer 500 for it
-		// until it is uploaded again: uploading repairs it. Other
-		// failures (auth, network) end the push to this mirror.
-		var he *HTTPError
-		if !errors.As(err, &he) || he.Status < 500 {
-			return 0, err
-		}
-	}
 	start := r.url("/blobs/uploads/")
 	if mountFrom != "" {
 		start += "?" + url.Values{"mount": {b.Digest.String()}, "from": {mountFrom}}.Encode()

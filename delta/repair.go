@@ -100,13 +100,8 @@ func Repair(ctx context.Context, sources []Endpoint, dst image.Store, bad []imag
 	}
 	fo := &failover{}
 	for i, src := range sources {
-		st := &mirrorState{ep: src, use: MirrorUse{Mirror: src.String(), Reachable: true}}
-		if i < len(opts.Health) {
-			st.rank = opts.Health[i]
-		}
-		if i < len(opts.Speed) {
-			st.prior = opts.Speed[i]
-		}
+		st := newMirrorState(i, src, MirrorOptions{Health: opts.Health, Speed: opts.Speed})
+		st.use.Reachable = true
 		fo.mirrors = append(fo.mirrors, st)
 	}
 	defer func() { rep.Failures = fo.failures }()
@@ -123,7 +118,7 @@ func Repair(ctx context.Context, sources []Endpoint, dst image.Store, bad []imag
 	// their size (a damaged manifest hid them from verify), and the small
 	// ones whose bytes do not match: signatures, configs and manifests,
 	// whose damage verify reports as the snapshot's.
-	var fetch []wantBlob
+	var fetch, meta, large []wantBlob
 	seen := map[image.Digest]bool{}
 	for _, b := range named {
 		if seen[b.digest] {
@@ -134,14 +129,20 @@ func Repair(ctx context.Context, sources []Endpoint, dst image.Store, bad []imag
 		case isBad[b.digest]:
 			fetch = append(fetch, b)
 		case b.size <= maxCheckedMeta:
-			if !haveBlob(ctx, dst, b) {
-				fetch = append(fetch, b)
-			}
+			meta = append(meta, b)
 		default:
-			if n, err := dst.StatBlob(ctx, b.digest); err != nil || n != b.size {
-				fetch = append(fetch, b)
-			}
+			large = append(large, b)
 		}
+	}
+	for _, c := range []struct {
+		blobs []wantBlob
+		opts  LackOptions
+	}{{meta, LackOptions{Verify: true}}, {large, LackOptions{}}} {
+		lack, err := lacksWanted(ctx, dst, c.blobs, c.opts)
+		if err != nil {
+			return rep, err
+		}
+		fetch = append(fetch, lack...)
 	}
 	for _, d := range bad {
 		if !seen[d] {
@@ -162,7 +163,9 @@ func Repair(ctx context.Context, sources []Endpoint, dst image.Store, bad []imag
 	g.SetLimit(concurrency)
 	for _, b := range fetch {
 		g.Go(func() error {
-			if haveBlob(gctx, dst, b) {
+			if lack, err := lacksWanted(gctx, dst, []wantBlob{b}, LackOptions{Verify: true}); err != nil {
+				return err
+			} else if len(lack) == 0 {
 				mu.Lock()
 				defer mu.Unlock()
 				rep.Unrepaired = append(rep.Unrepaired, UnrepairedBlob{Digest: b.digest, Err: ErrIntactCopy})

@@ -6,16 +6,6 @@ import (
 	"github.com/dvpc/dvpc/image"
 )
 
-// haveBlob reports whether dst holds b intact: the right size, and bytes
-// that hash to its digest. A blob that is there but damaged counts as
-// missing, so that it is fetched again.
-func haveBlob(ctx context.Context, dst image.Source, b wantBlob) bool {
-	if n, err := dst.StatBlob(ctx, b.digest); err != nil || n != b.size {
-		return false
-	}
-	return image.VerifyBlob(ctx, dst, b.digest, b.size) == nil
-}
-
 // SourceEndpoint is a read-only place to pull from that is not a mirror: a
 // medium (an ISO or USB image, a device, a mounted or extracted medium).
 // It is asked like a mirror, but nothing is ever written to it.

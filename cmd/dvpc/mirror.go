@@ -240,14 +240,19 @@ func runMirrorStatus(ctx context.Context, g *globals, probe bool) error {
 					}
 				}
 				r.Missing = &missing
+				var blobs []image.BlobRef
 				for _, b := range localBlobs {
-					if b.MediaType == image.ManifestType {
-						continue // named by tags, counted as snapshots above
+					if b.MediaType != image.ManifestType { // named by tags, counted as snapshots above
+						blobs = append(blobs, b)
 					}
-					if n, err := reg.StatBlob(ctx, b.Digest); err != nil || n != b.Size {
-						r.BlobsMiss++
-						r.BytesMiss += b.Size
-					}
+				}
+				lack, err := delta.Lacks(ctx, reg, blobs, delta.LackOptions{})
+				if err != nil {
+					return err
+				}
+				for _, b := range lack {
+					r.BlobsMiss++
+					r.BytesMiss += b.Size
 				}
 			} else if err != nil {
 				r.LastError = err.Error()
@@ -501,10 +506,10 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 	if len(ms.Mirrors) == 0 && len(media) == 0 {
 		return usageError{withHint(errors.New("pull: the store has no mirrors"), "name them (`dvpc pull HOST/PATH...`) or add them with `dvpc mirror add`")}
 	}
-	// Healthy mirrors first: the ones that last failed or served bad data
+	// Media first: no blob a medium holds is fetched over the network.
+	// Then healthy mirrors: the ones that last failed or served bad data
 	// are asked only when the others lack a blob. Among equals, the
-	// fastest as last measured. Media come after the mirrors in the list,
-	// unranked.
+	// fastest as last measured. Media come after the mirrors in the list.
 	regs, err := ms.Endpoints(g.timeout)
 	if err != nil {
 		return err
@@ -529,8 +534,11 @@ func runPull(ctx context.Context, g *globals, urls, media []string, insecure boo
 		}
 	}
 	for _, m := range ms.Mirrors {
-		opts.Health = append(opts.Health, mirrorHealth(m))
+		opts.Health = append(opts.Health, 1+mirrorHealth(m))
 		opts.Speed = append(opts.Speed, m.Rate())
+	}
+	for range media {
+		opts.Health = append(opts.Health, 0)
 	}
 	// Rollback protection is the pull's own: a head only moves to a
 	// descendant of itself, decided on the signed manifests.
