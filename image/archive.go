@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path"
@@ -33,6 +34,7 @@ type linkGroup struct {
 type dirBuild struct {
 	tree    Tree
 	subdirs []subdir
+	taken   []*Node // entries taken over from the parent snapshot as they are
 }
 
 type subdir struct {
@@ -58,6 +60,8 @@ type archiver struct {
 	store   devIno          // the store's directory, when it has one
 	caches  map[devIno]bool // cache directories left out
 	du      duCounter
+	scope   *rescan         // nil: read every directory
+	counted map[ChunkID]treeCount
 	excl    *ignore.Matcher // --exclude: always wins
 	ign     *ignore.Matcher // .dvpcignore files
 	cutoff  time.Time
@@ -85,6 +89,10 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, Stats{}, err
+	}
+	scope, err := newRescan(opts.Changed)
+	if err != nil {
+		return nil, Stats{}, fmt.Errorf("snapshot %s: %w", abs, err)
 	}
 	var rst unix.Stat_t
 	if err := unix.Stat(abs, &rst); err != nil {
@@ -142,6 +150,10 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		data:  newPacker(r.st, r.keys, r.idx, KindData, runtime.GOMAXPROCS(0)),
 		trees: newPacker(r.st, r.keys, r.idx, KindTree, 1),
 		store: store, caches: map[devIno]bool{}, du: duCounter{budget: maxCacheCount},
+		counted: map[ChunkID]treeCount{},
+	}
+	if parent != nil {
+		a.scope = scope // without a parent to take subtrees from, read them all
 	}
 	if !opts.IncludeCaches {
 		for _, d := range opts.CacheDirs {
@@ -371,6 +383,9 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, st *unix.Stat_t
 	if rel != "" && a.leaveOutDir(abs, st, nil) { // known by identity: not even read
 		return nil, errLeftOut
 	}
+	if parent != nil && !a.scope.all(rel) {
+		return a.walkAncestor(ctx, abs, rel, parent)
+	}
 	f, err := os.Open(abs)
 	if err != nil {
 		return nil, err
@@ -393,97 +408,149 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, st *unix.Stat_t
 		}
 	}
 	for _, name := range names {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		cabs := filepath.Join(abs, name)
-		crel := path.Join(rel, name)
-		var st unix.Stat_t
-		if err := unix.Lstat(cabs, &st); err != nil {
-			a.fail(cabs, err)
-			continue
-		}
-		ftype := st.Mode & unix.S_IFMT
-		if isDir := ftype == unix.S_IFDIR; a.excl.Match(crel, isDir) || a.ign.Match(crel, isDir) {
-			continue
-		}
 		var pnode *Node
 		if parent != nil {
 			pnode = parent.Find([]byte(name))
 		}
-		switch ftype {
-		case unix.S_IFREG:
-			node := a.statNode(name, &st)
-			node.Type, node.Size = TypeFile, st.Size
-			db.tree.Nodes = append(db.tree.Nodes, node)
-			a.stats.Files++
-			a.stats.Bytes += st.Size
-			if st.Nlink > 1 {
-				key := [2]uint64{uint64(st.Dev), st.Ino}
-				if lg, ok := a.links[key]; ok {
-					node.LinkGroup = lg.id
-					lg.members = append(lg.members, node)
-					continue
-				}
-				lg := &linkGroup{id: uint64(len(a.links) + 1), primary: node}
-				a.links[key] = lg
-				node.LinkGroup = lg.id
-			}
-			if a.unchanged(node, pnode) {
-				// Setting an xattr moves ctime, so they are unchanged too.
-				node.Parts, node.Xattrs = pnode.Parts, pnode.Xattrs
-				a.progress(0)
-				continue
-			}
-			a.readXattrs(cabs, node)
-			select {
-			case a.files <- fileJob{abs: cabs, node: node, ino: st.Ino, dev: uint64(st.Dev)}:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		case unix.S_IFDIR:
-			node := a.newNode(cabs, name, &st)
-			node.Type = TypeDir
-			var ptree *Tree
-			if pnode != nil && pnode.Type == TypeDir {
-				if ptree, err = a.r.LoadTree(ctx, pnode.Subtree); err != nil {
-					return nil, fmt.Errorf("parent snapshot: %w", err)
-				}
-			}
-			child, err := a.walkDir(ctx, cabs, crel, &st, ptree)
-			if errors.Is(err, errLeftOut) {
-				continue
-			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				a.fail(cabs, err)
-				continue
-			}
-			a.stats.Dirs++
-			db.tree.Nodes = append(db.tree.Nodes, node)
-			db.subdirs = append(db.subdirs, subdir{node: node, child: child})
-		case unix.S_IFLNK:
-			target, err := readlinkBytes(cabs)
-			if err != nil {
-				a.fail(cabs, err)
-				continue
-			}
-			node := a.newNode(cabs, name, &st)
-			node.Type, node.Target = TypeSymlink, target
-			db.tree.Nodes = append(db.tree.Nodes, node)
-		case unix.S_IFIFO:
-			node := a.newNode(cabs, name, &st)
-			node.Type = TypeFIFO
-			db.tree.Nodes = append(db.tree.Nodes, node)
-		default:
-			if a.opts.OnWarning != nil {
-				a.opts.OnWarning(cabs, "skipped: sockets and device nodes are not recorded")
-			}
+		if err := a.entry(ctx, db, abs, rel, name, pnode, false); err != nil {
+			return nil, err
 		}
 	}
 	return db, nil
+}
+
+// walkAncestor builds a directory that holds changed directories below it
+// but did not change itself (see [SnapshotOptions.Changed]): its entries
+// are the parent snapshot's, except those on the way to a changed
+// directory, which are read from the disk again.
+func (a *archiver) walkAncestor(ctx context.Context, abs, rel string, parent *Tree) (*dirBuild, error) {
+	if err := a.addIgnoreFile(filepath.Join(abs, IgnoreFile), rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		a.fail(filepath.Join(abs, IgnoreFile), err)
+	}
+	db := &dirBuild{}
+	names := a.scope.below(rel)
+	for _, n := range parent.Nodes {
+		crel := path.Join(rel, string(n.Name))
+		if a.scope.touches(crel) {
+			continue // among names already
+		}
+		db.tree.Nodes = append(db.tree.Nodes, n)
+		db.taken = append(db.taken, n)
+	}
+	for _, name := range names {
+		if err := a.entry(ctx, db, abs, rel, name, parent.Find([]byte(name)), true); err != nil {
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// entry records the directory entry name of abs into db; pnode is the
+// parent snapshot's entry of that name, if any. An entry that no longer
+// exists is left out silently when gone is set, and reported otherwise.
+// Only a failure that ends the walk is returned.
+func (a *archiver) entry(ctx context.Context, db *dirBuild, abs, rel, name string, pnode *Node, gone bool) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	cabs := filepath.Join(abs, name)
+	crel := path.Join(rel, name)
+	var st unix.Stat_t
+	if err := unix.Lstat(cabs, &st); err != nil {
+		if !gone || !errors.Is(err, unix.ENOENT) {
+			a.fail(cabs, err)
+		}
+		return nil
+	}
+	ftype := st.Mode & unix.S_IFMT
+	if isDir := ftype == unix.S_IFDIR; a.excl.Match(crel, isDir) || a.ign.Match(crel, isDir) {
+		return nil
+	}
+	switch ftype {
+	case unix.S_IFREG:
+		node := a.statNode(name, &st)
+		node.Type, node.Size = TypeFile, st.Size
+		db.tree.Nodes = append(db.tree.Nodes, node)
+		a.stats.Files++
+		a.stats.Bytes += st.Size
+		if st.Nlink > 1 {
+			key := [2]uint64{uint64(st.Dev), st.Ino}
+			if lg, ok := a.links[key]; ok {
+				node.LinkGroup = lg.id
+				lg.members = append(lg.members, node)
+				return nil
+			}
+			lg := &linkGroup{id: linkGroupID(key), primary: node}
+			a.links[key] = lg
+			node.LinkGroup = lg.id
+		}
+		if a.unchanged(node, pnode) {
+			// Setting an xattr moves ctime, so they are unchanged too.
+			node.Parts, node.Xattrs = pnode.Parts, pnode.Xattrs
+			a.progress(0)
+			return nil
+		}
+		a.readXattrs(cabs, node)
+		select {
+		case a.files <- fileJob{abs: cabs, node: node, ino: st.Ino, dev: uint64(st.Dev)}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	case unix.S_IFDIR:
+		node := a.newNode(cabs, name, &st)
+		node.Type = TypeDir
+		var ptree *Tree
+		if pnode != nil && pnode.Type == TypeDir {
+			var err error
+			if ptree, err = a.r.LoadTree(ctx, pnode.Subtree); err != nil {
+				return fmt.Errorf("parent snapshot: %w", err)
+			}
+		}
+		child, err := a.walkDir(ctx, cabs, crel, &st, ptree)
+		if errors.Is(err, errLeftOut) {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			a.fail(cabs, err)
+			return nil
+		}
+		a.stats.Dirs++
+		db.tree.Nodes = append(db.tree.Nodes, node)
+		db.subdirs = append(db.subdirs, subdir{node: node, child: child})
+	case unix.S_IFLNK:
+		target, err := readlinkBytes(cabs)
+		if err != nil {
+			a.fail(cabs, err)
+			return nil
+		}
+		node := a.newNode(cabs, name, &st)
+		node.Type, node.Target = TypeSymlink, target
+		db.tree.Nodes = append(db.tree.Nodes, node)
+	case unix.S_IFIFO:
+		node := a.newNode(cabs, name, &st)
+		node.Type = TypeFIFO
+		db.tree.Nodes = append(db.tree.Nodes, node)
+	default:
+		if a.opts.OnWarning != nil {
+			a.opts.OnWarning(cabs, "skipped: sockets and device nodes are not recorded")
+		}
+	}
+	return nil
+}
+
+// linkGroupID names the hard-link group of a file by its device and inode,
+// so that a group keeps its number from one snapshot to the next and the
+// subtrees a partial rescan takes over from the parent agree with the ones
+// it reads again.
+func linkGroupID(key [2]uint64) uint64 {
+	id := key[1] ^ key[0]*0x9e3779b97f4a7c15
+	if id == 0 {
+		id = 1
+	}
+	return id
 }
 
 func (a *archiver) addIgnoreFile(p, rel string) error {
@@ -658,6 +725,21 @@ func (a *archiver) finishDir(ctx context.Context, db *dirBuild, used map[ChunkID
 			return ChunkID{}, err
 		}
 		sd.node.Subtree = id
+	}
+	for _, n := range db.taken {
+		switch n.Type {
+		case TypeFile:
+			a.stats.Files++
+			a.stats.Bytes += n.Size
+		case TypeDir:
+			c, err := a.r.takeSubtree(ctx, n.Subtree, used, a.counted)
+			if err != nil {
+				return ChunkID{}, err
+			}
+			a.stats.Dirs += 1 + c.dirs
+			a.stats.Files += c.files
+			a.stats.Bytes += c.bytes
+		}
 	}
 	nodes := db.tree.Nodes[:0]
 	for _, n := range db.tree.Nodes {

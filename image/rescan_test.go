@@ -1,0 +1,125 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestNewRescan(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{}, nil},
+		{[]string{"."}, []string{""}},
+		{[]string{"a/b", "a", "a-c", "a/b/c"}, []string{"a", "a-c"}},
+		{[]string{"x/", "./y/../z", "x"}, []string{"x", "z"}},
+		{[]string{"docs", "a b", "a/b", "", "q"}, []string{""}},
+	}
+	for _, tt := range tests {
+		s, err := newRescan(tt.in)
+		if err != nil {
+			t.Fatalf("newRescan(%q): %v", tt.in, err)
+		}
+		if !slices.Equal(s.dirs, tt.want) {
+			t.Errorf("newRescan(%q) = %q, want %q", tt.in, s.dirs, tt.want)
+		}
+	}
+	for _, bad := range []string{"../x", "a/../../b", "/etc", "a\x00b"} {
+		if _, err := newRescan([]string{bad}); err == nil {
+			t.Errorf("newRescan(%q) accepted a path outside the root", bad)
+		}
+	}
+	if s, _ := newRescan(nil); s != nil || !s.all("any/dir") {
+		t.Errorf("newRescan(nil) is not a full rescan")
+	}
+	s, _ := newRescan([]string{"a/b/c", "a/x", "d"})
+	if got := s.below(""); !slices.Equal(got, []string{"a", "d"}) {
+		t.Errorf("below root = %q", got)
+	}
+	if got := s.below("a"); !slices.Equal(got, []string{"b", "x"}) {
+		t.Errorf("below a = %q", got)
+	}
+	if s.all("a") || !s.all("a/b/c/e") || !s.touches("a/b") || s.touches("a/y") || s.touches("dd") {
+		t.Errorf("wrong scope for %q", s.dirs)
+	}
+}
+
+// TestChangedLeavesTheRestUnread shows that a partial rescan does not read
+// the disk outside the changed directories: an edit there is not seen, while
+// one inside is, new entries included.
+func TestChangedLeavesTheRestUnread(t *testing.T) {
+	r, _ := newTestRepo(t)
+	home := t.TempDir()
+	writeFile(t, filepath.Join(home, "a", "f.txt"), []byte("a one"))
+	writeFile(t, filepath.Join(home, "b", "f.txt"), []byte("b one"))
+	waitPastRacyWindow()
+	s1, _ := mustSnapshot(t, r, home, SnapshotOptions{})
+
+	writeFile(t, filepath.Join(home, "a", "f.txt"), []byte("a two, longer"))
+	writeFile(t, filepath.Join(home, "a", "new", "g.txt"), []byte("new"))
+	writeFile(t, filepath.Join(home, "b", "f.txt"), []byte("b two, longer"))
+	writeFile(t, filepath.Join(home, "c", "h.txt"), []byte("c"))
+	s2, st := mustSnapshot(t, r, home, SnapshotOptions{Parent: s1, Changed: []string{"a"}})
+
+	ctx := context.Background()
+	size := func(s *Snapshot, p string) int64 {
+		t.Helper()
+		n, err := r.FindNode(ctx, s, p)
+		if err != nil {
+			t.Fatalf("%s in %s: %v", p, s.ID, err)
+		}
+		return n.Size
+	}
+	if got := size(s2, "a/f.txt"); got != int64(len("a two, longer")) {
+		t.Errorf("a/f.txt, inside the changed directory, has size %d: the edit was not seen", got)
+	}
+	if got := size(s2, "a/new/g.txt"); got != 3 {
+		t.Errorf("a/new/g.txt has size %d", got)
+	}
+	if got := size(s2, "b/f.txt"); got != int64(len("b one")) {
+		t.Errorf("b/f.txt, outside the changed directory, has size %d: it was read again", got)
+	}
+	if _, err := r.FindNode(ctx, s2, "c"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("c, a new directory outside the changed one, was seen: %v", err)
+	}
+	// The counts cover the whole tree, taken-over parts included.
+	if st.Files != 3 || st.Dirs != 3 {
+		t.Errorf("stats %+v, want 3 files in 3 directories", st)
+	}
+}
+
+// TestChangedEqualsFullSnapshot shows that a partial rescan whose changed
+// directories cover every edit gives the same tree as reading everything.
+func TestChangedEqualsFullSnapshot(t *testing.T) {
+	r, _ := newTestRepo(t)
+	home := mkhome(t)
+	waitPastRacyWindow()
+	s1, _ := mustSnapshot(t, r, home, SnapshotOptions{})
+
+	writeFile(t, filepath.Join(home, "docs", "notes.md"), []byte("rewritten notes\n"))
+	if err := os.Link(filepath.Join(home, "docs", "notes.md"), filepath.Join(home, "docs", "notes-link.md")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(home, "src", "project", "newdir", "deep", "x.go"), []byte("package x\n"))
+	if err := os.Remove(filepath.Join(home, "logs", "app.log")); err != nil {
+		t.Fatal(err)
+	}
+	// Only the new directory is named, not the one it was made in.
+	changed := []string{"docs", "src/project/newdir", "logs"}
+	now := time.Now()
+	part, pst := mustSnapshot(t, r, home, SnapshotOptions{Parent: s1, Changed: changed, Time: now})
+	full, fst := mustSnapshot(t, r, home, SnapshotOptions{Parent: s1, Time: now})
+	if part.Config.Root != full.Config.Root {
+		t.Errorf("partial rescan of %q gives tree %s, a full one %s", changed, part.Config.Root, full.Config.Root)
+	}
+	if pst.Files != fst.Files || pst.Dirs != fst.Dirs || pst.Bytes != fst.Bytes {
+		t.Errorf("partial rescan counts %+v, a full one %+v", pst, fst)
+	}
+	mustRestoreEqual(t, r, part, home)
+}
