@@ -57,12 +57,11 @@ type sealJob struct {
 type archiver struct {
 	r       *Repo
 	opts    SnapshotOptions
-	store   devIno          // the store's directory, when it has one
-	caches  map[devIno]bool // cache directories left out
+	rules   *leaveOut
 	du      duCounter
-	scope   *rescan         // nil: read every directory
+	scope   *rescan // nil: read every directory
 	counted map[ChunkID]treeCount
-	excl    *ignore.Matcher // --exclude: always wins
+	excl    *ignore.Matcher // --exclude: always wins (rules.excl)
 	ign     *ignore.Matcher // .dvpcignore files
 	cutoff  time.Time
 	links   map[[2]uint64]*linkGroup
@@ -101,7 +100,7 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	if rst.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, Stats{}, fmt.Errorf("snapshot %s: not a directory", abs)
 	}
-	store, err := storeDir(r.st, abs)
+	rules, err := newLeaveOut(r.st, abs, opts)
 	if err != nil {
 		return nil, Stats{}, err
 	}
@@ -145,25 +144,15 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		parent = parents[0]
 	}
 	a := &archiver{
-		r: r, opts: opts, excl: ignore.New(), ign: ignore.New(), cutoff: opts.Time.Add(-racyWindow),
+		r: r, opts: opts, rules: rules, excl: rules.excl, ign: ignore.New(), cutoff: opts.Time.Add(-racyWindow),
 		links: map[[2]uint64]*linkGroup{}, skipped: map[*Node]bool{},
 		data:  newPacker(r.st, r.keys, r.idx, KindData, runtime.GOMAXPROCS(0)),
 		trees: newPacker(r.st, r.keys, r.idx, KindTree, 1),
-		store: store, caches: map[devIno]bool{}, du: duCounter{budget: maxCacheCount},
-		counted: map[ChunkID]treeCount{},
+		du: duCounter{budget: maxCacheCount}, counted: map[ChunkID]treeCount{},
 	}
 	if parent != nil {
 		a.scope = scope // without a parent to take subtrees from, read them all
 	}
-	if !opts.IncludeCaches {
-		for _, d := range opts.CacheDirs {
-			var st unix.Stat_t
-			if unix.Stat(d, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				a.caches[devInoOf(&st)] = true
-			}
-		}
-	}
-	a.excl.AddPatterns("", opts.Excludes)
 	var parentTop *Tree
 	if parent != nil {
 		if parentTop, err = r.LoadTree(ctx, parent.Config.Root); err != nil {
@@ -240,29 +229,67 @@ func storeDir(st Store, root string) (devIno, error) {
 }
 
 // leaveOutDir reports whether the directory abs, whose entries are names
-// (nil before it is read), is one a snapshot leaves out, and records it:
-// the store being written to, another dvpc store, or (unless caches are
-// kept) the user's cache directory or one tagged with CACHEDIR.TAG.
+// (nil before it is read), is one a snapshot leaves out (see
+// [leaveOut.kind]), and records it.
 func (a *archiver) leaveOutDir(abs string, st *unix.Stat_t, names []string) bool {
-	lo := LeftOut{Path: abs}
-	id := devInoOf(st)
-	switch {
-	case a.store != (devIno{}) && id == a.store:
-		lo.Kind, lo.ThisStore = LeftOutStore, true
-	case slices.Contains(names, "oci-layout") && IsStoreDir(abs):
-		lo.Kind = LeftOutStore
-	case a.opts.IncludeCaches:
+	kind, this := a.rules.kind(abs, st, func(name string) bool { return slices.Contains(names, name) })
+	if kind == 0 {
 		return false
-	case a.caches[id], slices.Contains(names, CacheDirTag) && isCacheDirTag(filepath.Join(abs, CacheDirTag)):
-		lo.Kind = LeftOutCache
+	}
+	lo := LeftOut{Path: abs, Kind: kind, ThisStore: this}
+	if kind == LeftOutCache {
 		lo.Exact = a.du.count(abs, &lo)
-	default:
-		return false
 	}
 	if a.opts.Report != nil {
 		a.opts.Report.LeftOut = append(a.opts.Report.LeftOut, lo)
 	}
 	return true
+}
+
+// leaveOut holds the rules by which a snapshot leaves directories out, and
+// its exclude patterns; .dvpcignore files are read on the way down.
+type leaveOut struct {
+	store         devIno          // the store's directory, when it has one
+	caches        map[devIno]bool // cache directories left out
+	includeCaches bool
+	excl          *ignore.Matcher // --exclude: always wins
+}
+
+func newLeaveOut(st Store, abs string, opts SnapshotOptions) (*leaveOut, error) {
+	store, err := storeDir(st, abs)
+	if err != nil {
+		return nil, err
+	}
+	l := &leaveOut{store: store, caches: map[devIno]bool{}, includeCaches: opts.IncludeCaches, excl: ignore.New()}
+	if !opts.IncludeCaches {
+		for _, d := range opts.CacheDirs {
+			var st unix.Stat_t
+			if unix.Stat(d, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				l.caches[devInoOf(&st)] = true
+			}
+		}
+	}
+	l.excl.AddPatterns("", opts.Excludes)
+	return l, nil
+}
+
+// kind says why the directory abs is left out, or 0 when it is not: it is
+// the store being written to (this), another dvpc store, or (unless caches
+// are kept) a user's cache directory or one tagged with CACHEDIR.TAG. has
+// reports whether the directory holds an entry.
+func (l *leaveOut) kind(abs string, st *unix.Stat_t, has func(name string) bool) (kind LeftOutKind, this bool) {
+	id := devInoOf(st)
+	switch {
+	case l.store != (devIno{}) && id == l.store:
+		return LeftOutStore, true
+	case has("oci-layout") && IsStoreDir(abs):
+		return LeftOutStore, false
+	case l.includeCaches:
+		return 0, false
+	case l.caches[id], has(CacheDirTag) && isCacheDirTag(filepath.Join(abs, CacheDirTag)):
+		return LeftOutCache, false
+	}
+	return 0, false
 }
 
 // errLeftOut tells the walk that a directory was left out by rule.
@@ -553,13 +580,17 @@ func linkGroupID(key [2]uint64) uint64 {
 	return id
 }
 
-func (a *archiver) addIgnoreFile(p, rel string) error {
+func (a *archiver) addIgnoreFile(p, rel string) error { return addIgnoreFile(a.ign, p, rel) }
+
+// addIgnoreFile adds the patterns of the ignore file p, in the directory
+// rel, to m.
+func addIgnoreFile(m *ignore.Matcher, p, rel string) error {
 	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return a.ign.AddFile(rel, io.LimitReader(f, 1<<20))
+	return m.AddFile(rel, io.LimitReader(f, 1<<20))
 }
 
 // unchanged reports whether the parent snapshot's entry can stand for node
