@@ -148,7 +148,7 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		links: map[[2]uint64]*linkGroup{}, skipped: map[*Node]bool{},
 		data:  newPacker(r.st, r.keys, r.idx, KindData, runtime.GOMAXPROCS(0)),
 		trees: newPacker(r.st, r.keys, r.idx, KindTree, 1),
-		du: duCounter{budget: maxCacheCount}, counted: map[ChunkID]treeCount{},
+		du:    duCounter{budget: maxCacheCount}, counted: map[ChunkID]treeCount{},
 	}
 	if parent != nil {
 		a.scope = scope // without a parent to take subtrees from, read them all
