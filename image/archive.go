@@ -411,6 +411,16 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, st *unix.Stat_t
 		return nil, errLeftOut
 	}
 	if parent != nil && !a.scope.all(rel) {
+		// Not read, but it may have become a store or a cache since.
+		var marks []string
+		for _, m := range []string{"oci-layout", CacheDirTag} {
+			if _, err := os.Lstat(filepath.Join(abs, m)); err == nil {
+				marks = append(marks, m)
+			}
+		}
+		if rel != "" && a.leaveOutDir(abs, st, marks) {
+			return nil, errLeftOut
+		}
 		return a.walkAncestor(ctx, abs, rel, parent)
 	}
 	f, err := os.Open(abs)

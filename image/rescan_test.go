@@ -123,3 +123,36 @@ func TestChangedEqualsFullSnapshot(t *testing.T) {
 	}
 	mustRestoreEqual(t, r, part, home)
 }
+
+// TestChangedLeavesOutANewCache checks that a directory that became a cache
+// or a store since the parent is left out even when only a directory below
+// it is named as changed.
+func TestChangedLeavesOutANewCache(t *testing.T) {
+	r, _ := newTestRepo(t)
+	home := t.TempDir()
+	writeFile(t, filepath.Join(home, "c", "sub", "f"), []byte("f"))
+	writeFile(t, filepath.Join(home, "s", "g"), []byte("g"))
+	writeFile(t, filepath.Join(home, "keep", "h"), []byte("h"))
+	s1, _ := mustSnapshot(t, r, home, SnapshotOptions{})
+	writeFile(t, filepath.Join(home, "c", CacheDirTag), []byte(cacheDirSignature))
+	writeFile(t, filepath.Join(home, "c", "sub", "f2"), []byte("f2"))
+	if err := os.Remove(filepath.Join(home, "s", "g")); err != nil {
+		t.Fatal(err)
+	}
+	lay, err := InitLayout(filepath.Join(home, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Init(context.Background(), lay, []byte("other"), testArgon); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := mustSnapshot(t, r, home, SnapshotOptions{Parent: s1, Changed: []string{"c/sub", "s/blobs"}})
+	for _, p := range []string{"c", "s"} {
+		if _, err := r.FindNode(context.Background(), s2, p); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s, left out since the parent, is in the snapshot: %v", p, err)
+		}
+	}
+	if _, err := r.FindNode(context.Background(), s2, "keep/h"); err != nil {
+		t.Error(err)
+	}
+}

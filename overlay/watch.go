@@ -266,6 +266,13 @@ func (w *watcher) event(ev fsnotify.Event) {
 		}
 	}
 	if w.opts.Skip != nil && w.opts.Skip(rel, isDir) {
+		// A watched directory may have become one that snapshots leave
+		// out (a CACHEDIR.TAG appeared in it): the next snapshot leaves it
+		// out, and it is no longer watched.
+		if dir := path.Dir(rel); dir != "." && w.dirs[dir] && w.opts.Skip(dir, true) {
+			w.unwatch(dir)
+			w.mark(dir)
+		}
 		return
 	}
 	switch {

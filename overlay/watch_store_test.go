@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -89,5 +90,24 @@ func TestWatchSnapshotsWhatChangedAndSkipsTheRest(t *testing.T) {
 	}
 	if _, err := repo.FindNode(ctx, last, "proj/main.c"); err != nil {
 		t.Errorf("proj/main.c: %v", err)
+	}
+
+	// A directory that becomes a cache leaves the next snapshot, and its
+	// changes call nothing after that.
+	n0 := len(rec.snapshotCalls())
+	tag := filepath.Join(t.TempDir(), image.CacheDirTag) // moved in whole, as tools do
+	write(t, tag, "Signature: 8a477f597d28d172789f06886806bc55\n")
+	if err := os.Rename(tag, filepath.Join(home, "docs", image.CacheDirTag)); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, n0, "of the new cache", func(c []string) bool { return slices.Contains(c, "docs") })
+	if _, err := repo.FindNode(ctx, last, "docs"); err == nil {
+		t.Errorf("docs, now a cache, is still snapshotted")
+	}
+	n0 = len(rec.snapshotCalls())
+	write(t, filepath.Join(home, "docs", "b.txt"), "in a cache")
+	calls = rec.settle(t, home)
+	if !slices.EqualFunc(calls[n0:], [][]string{{"sentinel"}}, slices.Equal) {
+		t.Errorf("changes in a new cache gave calls %q", calls[n0:])
 	}
 }
