@@ -59,10 +59,10 @@ type archiver struct {
 	opts    SnapshotOptions
 	rules   *leaveOut
 	du      duCounter
-	scope   *rescan // nil: read every directory
-	counted map[ChunkID]treeCount
-	excl    *ignore.Matcher // --exclude: always wins (rules.excl)
-	ign     *ignore.Matcher // .dvpcignore files
+	scope   *rescan          // nil: read every directory
+	taken   map[ChunkID]bool // subtrees taken over, marked used
+	excl    *ignore.Matcher  // --exclude: always wins (rules.excl)
+	ign     *ignore.Matcher  // .dvpcignore files
 	cutoff  time.Time
 	links   map[[2]uint64]*linkGroup
 	skipped map[*Node]bool
@@ -148,7 +148,7 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		links: map[[2]uint64]*linkGroup{}, skipped: map[*Node]bool{},
 		data:  newPacker(r.st, r.keys, r.idx, KindData, runtime.GOMAXPROCS(0)),
 		trees: newPacker(r.st, r.keys, r.idx, KindTree, 1),
-		du:    duCounter{budget: maxCacheCount}, counted: map[ChunkID]treeCount{},
+		du:    duCounter{budget: maxCacheCount}, taken: map[ChunkID]bool{},
 	}
 	if parent != nil {
 		a.scope = scope // without a parent to take subtrees from, read them all
@@ -773,7 +773,7 @@ func (a *archiver) finishDir(ctx context.Context, db *dirBuild, used map[ChunkID
 			a.stats.Files++
 			a.stats.Bytes += n.Size
 		case TypeDir:
-			c, err := a.r.takeSubtree(ctx, n.Subtree, used, a.counted)
+			c, err := a.r.takeSubtree(ctx, n.Subtree, used, a.taken)
 			if err != nil {
 				return ChunkID{}, err
 			}

@@ -6,6 +6,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // A partial rescan (see [SnapshotOptions.Changed]) reads again only the
@@ -107,39 +108,88 @@ func (s *rescan) below(rel string) []string {
 // treeCount counts the entries below a directory.
 type treeCount struct{ files, dirs, bytes int64 }
 
-// takeSubtree marks as used every chunk of the parent's subtree id, which
-// a partial rescan takes over as it is, and counts what it holds. Counts are
-// kept per tree, so a subtree that occurs twice is read once.
-func (r *Repo) takeSubtree(ctx context.Context, id ChunkID, used map[ChunkID]bool, counted map[ChunkID]treeCount) (treeCount, error) {
-	if c, ok := counted[id]; ok {
-		return c, nil
+// treeSum is what a partial rescan needs of a tree it takes over: the
+// chunks it names and what lies below it. Trees are named by their
+// content, so a sum never goes stale; a Repo keeps them from one snapshot
+// to the next (a watch takes many), up to maxTreeSums.
+type treeSum struct {
+	chunks   []ChunkID // of its files
+	subtrees []ChunkID
+	own      treeCount // its own entries
+	total    treeCount // everything below it, once a run has counted it
+}
+
+const maxTreeSums = 1 << 20
+
+type treeSums struct {
+	mu sync.Mutex
+	m  map[ChunkID]*treeSum
+}
+
+func (r *Repo) treeSum(ctx context.Context, id ChunkID) (*treeSum, error) {
+	r.sums.mu.Lock()
+	s := r.sums.m[id]
+	r.sums.mu.Unlock()
+	if s != nil {
+		return s, nil
 	}
 	t, err := r.LoadTree(ctx, id)
 	if err != nil {
-		return treeCount{}, fmt.Errorf("parent snapshot: %w", err)
+		return nil, fmt.Errorf("parent snapshot: %w", err)
 	}
-	used[id] = true
-	var c treeCount
+	s = &treeSum{}
 	for _, n := range t.Nodes {
 		switch n.Type {
 		case TypeFile:
-			c.files++
-			c.bytes += n.Size
+			s.own.files++
+			s.own.bytes += n.Size
 			for _, p := range n.Parts {
 				if p.Hole == 0 {
-					used[p.Chunk] = true
+					s.chunks = append(s.chunks, p.Chunk)
 				}
 			}
 		case TypeDir:
-			sub, err := r.takeSubtree(ctx, n.Subtree, used, counted)
-			if err != nil {
-				return treeCount{}, err
-			}
-			c.dirs += 1 + sub.dirs
-			c.files += sub.files
-			c.bytes += sub.bytes
+			s.own.dirs++
+			s.subtrees = append(s.subtrees, n.Subtree)
 		}
 	}
-	counted[id] = c
-	return c, nil
+	r.sums.mu.Lock()
+	if r.sums.m == nil || len(r.sums.m) >= maxTreeSums {
+		r.sums.m = map[ChunkID]*treeSum{}
+	}
+	r.sums.m[id] = s
+	r.sums.mu.Unlock()
+	return s, nil
+}
+
+// takeSubtree marks as used every chunk of the parent's subtree id, which
+// a partial rescan takes over as it is, and counts what it holds. seen
+// holds the trees this run has marked already.
+func (r *Repo) takeSubtree(ctx context.Context, id ChunkID, used, seen map[ChunkID]bool) (treeCount, error) {
+	s, err := r.treeSum(ctx, id)
+	if err != nil {
+		return treeCount{}, err
+	}
+	if seen[id] {
+		return s.total, nil
+	}
+	seen[id] = true
+	used[id] = true
+	for _, c := range s.chunks {
+		used[c] = true
+	}
+	total := s.own
+	for _, sub := range s.subtrees {
+		c, err := r.takeSubtree(ctx, sub, used, seen)
+		if err != nil {
+			return treeCount{}, err
+		}
+		total.files += c.files
+		total.dirs += c.dirs
+		total.bytes += c.bytes
+	}
+	r.sums.mu.Lock()
+	s.total = total
+	r.sums.mu.Unlock()
+	return total, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -92,6 +93,41 @@ func TestChangedLeavesTheRestUnread(t *testing.T) {
 	if st.Files != 3 || st.Dirs != 3 {
 		t.Errorf("stats %+v, want 3 files in 3 directories", st)
 	}
+
+	// The next one, on top of the partial one, takes "a" over in its turn.
+	s3, st := mustSnapshot(t, r, home, SnapshotOptions{Parent: s2, Changed: []string{"b"}})
+	if got := size(s3, "b/f.txt"); got != int64(len("b two, longer")) {
+		t.Errorf("b/f.txt, now changed, has size %d", got)
+	}
+	if got := size(s3, "a/new/g.txt"); got != 3 {
+		t.Errorf("a/new/g.txt, taken over, has size %d", got)
+	}
+	if st.Files != 3 || st.Dirs != 3 || st.Bytes != int64(len("a two, longer")+3+len("b two, longer")) {
+		t.Errorf("stats %+v, want 3 files in 3 directories", st)
+	}
+	mustRestoreEqualExcept(t, r, s3, home, "c")
+}
+
+// mustRestoreEqualExcept restores s and compares it with dir, leaving
+// out the top-level entry skip of dir.
+func mustRestoreEqualExcept(t *testing.T, r *Repo, s *Snapshot, dir, skip string) {
+	t.Helper()
+	want := filepath.Join(t.TempDir(), "want")
+	if out, err := exec.Command("cp", "-a", dir, want).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	if err := os.RemoveAll(filepath.Join(want, skip)); err != nil {
+		t.Fatal(err)
+	}
+	// Removing the entry moved the directory's mtime: put it back.
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(want, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	mustRestoreEqual(t, r, s, want)
 }
 
 // TestChangedEqualsFullSnapshot shows that a partial rescan whose changed
