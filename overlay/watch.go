@@ -54,6 +54,10 @@ type WatchOptions struct {
 	// Started, when set, is called once every directory is watched, with
 	// their number.
 	Started func(dirs int)
+	// Initial asks for a snapshot of the whole root (changed is ["."]) once
+	// every directory is watched: changes made before that, since the last
+	// snapshot, are not seen otherwise.
+	Initial bool
 }
 
 // Watch watches every directory below root that Skip does not leave out,
@@ -95,6 +99,9 @@ func Watch(ctx context.Context, root string, opts WatchOptions) error {
 	if opts.Started != nil {
 		opts.Started(len(w.dirs))
 	}
+	if opts.Initial {
+		w.mark(".")
+	}
 	return w.loop(ctx)
 }
 
@@ -109,6 +116,9 @@ type watcher struct {
 	first, last time.Time       // of the pending changes
 	notBefore   time.Time       // after a failed snapshot
 	fatal       error           // ends the loop when OnError is nil
+
+	// The last write, as a file being written sends many in a row.
+	lastWrite, lastWriteDir string // lastWriteDir is "" when it was skipped
 }
 
 func (w *watcher) close() {
@@ -126,6 +136,15 @@ func (w *watcher) loop(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for w.fatal == nil {
+		if !running && len(w.pending) > 0 {
+			if wait := time.Until(w.due()); wait > 0 {
+				timer.Reset(wait)
+			} else {
+				changed = w.take()
+				running = true
+				go func(changed []string) { done <- w.opts.Snapshot(sctx, changed) }(changed)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			if running {
@@ -162,25 +181,25 @@ func (w *watcher) loop(ctx context.Context) error {
 			running = false
 			w.finished(changed, err)
 		}
-		if running || len(w.pending) == 0 || w.fatal != nil {
-			continue
-		}
-		due := w.last.Add(w.opts.Debounce)
-		if maxAt := w.first.Add(w.opts.MaxDelay); maxAt.Before(due) {
-			due = maxAt
-		}
-		if w.notBefore.After(due) {
-			due = w.notBefore
-		}
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
-			continue
-		}
-		changed = w.take()
-		running = true
-		go func() { done <- w.opts.Snapshot(sctx, changed) }()
+	}
+	if running {
+		<-done // a snapshot started is finished, and never outlives Watch
 	}
 	return w.fatal
+}
+
+// due is when the pending changes are to be snapshotted: Debounce after
+// the last, MaxDelay after the first at the latest, and not before a
+// failed snapshot's retry time.
+func (w *watcher) due() time.Time {
+	due := w.last.Add(w.opts.Debounce)
+	if maxAt := w.first.Add(w.opts.MaxDelay); maxAt.Before(due) {
+		due = maxAt
+	}
+	if w.notBefore.After(due) {
+		due = w.notBefore
+	}
+	return due
 }
 
 // finished handles the end of a snapshot of changed: a failure keeps its
@@ -251,6 +270,13 @@ func (w *watcher) event(ev fsnotify.Event) {
 		return
 	}
 	rel = filepath.ToSlash(rel)
+	if ev.Op == fsnotify.Write && rel == w.lastWrite {
+		if w.lastWriteDir != "" {
+			w.mark(w.lastWriteDir)
+		}
+		return
+	}
+	w.lastWrite = ""
 	if rel == "." {
 		// The root itself: its own metadata, or it went away.
 		w.mark(".")
@@ -266,6 +292,9 @@ func (w *watcher) event(ev fsnotify.Event) {
 		}
 	}
 	if w.opts.Skip != nil && w.opts.Skip(rel, isDir) {
+		if ev.Op == fsnotify.Write {
+			w.lastWrite, w.lastWriteDir = rel, ""
+		}
 		// A watched directory may have become one that snapshots leave
 		// out (a CACHEDIR.TAG appeared in it): the next snapshot leaves it
 		// out, and it is no longer watched.
@@ -293,6 +322,9 @@ func (w *watcher) event(ev fsnotify.Event) {
 		w.mark(rel)
 	default:
 		w.mark(path.Dir(rel))
+	}
+	if ev.Op == fsnotify.Write {
+		w.lastWrite, w.lastWriteDir = rel, path.Dir(rel)
 	}
 }
 

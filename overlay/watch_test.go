@@ -380,3 +380,42 @@ func TestWatchBadOptions(t *testing.T) {
 		t.Errorf("missing root: %v", err)
 	}
 }
+
+func TestWatchInitialSnapshot(t *testing.T) {
+	root := t.TempDir()
+	mkdirs(t, root, "sub", "sentinel")
+	rec := newRecorder()
+	startWatch(t, root, WatchOptions{Debounce: 50 * time.Millisecond, MaxDelay: 10 * time.Second, Snapshot: rec.snapshot, Initial: true})
+	calls := rec.waitFor(t, 0, "at the start", func([]string) bool { return true })
+	if !slices.Equal(calls[0], []string{"."}) {
+		t.Errorf("first call %q, want the whole root", calls[0])
+	}
+}
+
+// TestWatchEndsAtFirstErrorWithoutOnError checks that, without OnError, a
+// failed snapshot ends the watch with its error.
+func TestWatchEndsAtFirstErrorWithoutOnError(t *testing.T) {
+	root := t.TempDir()
+	mkdirs(t, root, "sub")
+	full := errors.New("the disk is full")
+	done := make(chan error, 1)
+	started := make(chan int, 1)
+	go func() {
+		done <- Watch(context.Background(), root, WatchOptions{
+			Debounce: 50 * time.Millisecond, Initial: true,
+			Snapshot: func(context.Context, []string) error { return full },
+			Started:  func(n int) { started <- n },
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, full) {
+			t.Errorf("watch ended with %v, want the snapshot's error", err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("watch went on after a failed snapshot")
+	}
+	if n := <-started; n != 2 {
+		t.Errorf("watched %d directories, want 2", n)
+	}
+}
