@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -191,4 +193,42 @@ func TestChangedLeavesOutANewCache(t *testing.T) {
 	if _, err := r.FindNode(context.Background(), s2, "keep/h"); err != nil {
 		t.Error(err)
 	}
+}
+
+// FuzzNewRescan checks that any accepted set of changed directories is
+// clean, sorted, inside the root and free of nesting, and that every input
+// directory is read wholly.
+func FuzzNewRescan(f *testing.F) {
+	f.Add("a/b", "a", "../x")
+	f.Add(".", "", "c//d/")
+	f.Add("a b", "a/b", "a-c")
+	f.Fuzz(func(t *testing.T, x, y, z string) {
+		in := []string{x, y, z}
+		s, err := newRescan(in)
+		if err != nil {
+			return
+		}
+		for i, d := range s.dirs {
+			if d == "." || d == ".." || strings.HasPrefix(d, "../") || strings.HasPrefix(d, "/") || strings.HasSuffix(d, "/") {
+				t.Fatalf("%q gave %q", in, s.dirs)
+			}
+			for j, e := range s.dirs {
+				if i != j && underDir(d, e) {
+					t.Fatalf("%q gave %q: %q lies in %q", in, s.dirs, d, e)
+				}
+			}
+			if i > 0 && s.dirs[i-1] >= d {
+				t.Fatalf("%q gave %q, not sorted", in, s.dirs)
+			}
+		}
+		for _, d := range in {
+			p := path.Clean(d)
+			if p == "." {
+				p = ""
+			}
+			if !s.all(p) {
+				t.Fatalf("%q gave %q, which does not read %q", in, s.dirs, d)
+			}
+		}
+	})
 }
