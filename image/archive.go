@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path"
@@ -33,6 +34,7 @@ type linkGroup struct {
 type dirBuild struct {
 	tree    Tree
 	subdirs []subdir
+	taken   []*Node // entries taken over from the parent snapshot as they are
 }
 
 type subdir struct {
@@ -55,11 +57,12 @@ type sealJob struct {
 type archiver struct {
 	r       *Repo
 	opts    SnapshotOptions
-	store   devIno          // the store's directory, when it has one
-	caches  map[devIno]bool // cache directories left out
+	rules   *leaveOut
 	du      duCounter
-	excl    *ignore.Matcher // --exclude: always wins
-	ign     *ignore.Matcher // .dvpcignore files
+	scope   *rescan          // nil: read every directory
+	taken   map[ChunkID]bool // subtrees taken over, marked used
+	excl    *ignore.Matcher  // --exclude: always wins (rules.excl)
+	ign     *ignore.Matcher  // .dvpcignore files
 	cutoff  time.Time
 	links   map[[2]uint64]*linkGroup
 	skipped map[*Node]bool
@@ -86,6 +89,10 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	if err != nil {
 		return nil, Stats{}, err
 	}
+	scope, err := newRescan(opts.Changed)
+	if err != nil {
+		return nil, Stats{}, fmt.Errorf("snapshot %s: %w", abs, err)
+	}
 	var rst unix.Stat_t
 	if err := unix.Stat(abs, &rst); err != nil {
 		return nil, Stats{}, fmt.Errorf("snapshot %s: %w", abs, err)
@@ -93,7 +100,7 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	if rst.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, Stats{}, fmt.Errorf("snapshot %s: not a directory", abs)
 	}
-	store, err := storeDir(r.st, abs)
+	rules, err := newLeaveOut(r.st, abs, opts)
 	if err != nil {
 		return nil, Stats{}, err
 	}
@@ -137,21 +144,15 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		parent = parents[0]
 	}
 	a := &archiver{
-		r: r, opts: opts, excl: ignore.New(), ign: ignore.New(), cutoff: opts.Time.Add(-racyWindow),
+		r: r, opts: opts, rules: rules, excl: rules.excl, ign: ignore.New(), cutoff: opts.Time.Add(-racyWindow),
 		links: map[[2]uint64]*linkGroup{}, skipped: map[*Node]bool{},
 		data:  newPacker(r.st, r.keys, r.idx, KindData, runtime.GOMAXPROCS(0)),
 		trees: newPacker(r.st, r.keys, r.idx, KindTree, 1),
-		store: store, caches: map[devIno]bool{}, du: duCounter{budget: maxCacheCount},
+		du:    duCounter{budget: maxCacheCount}, taken: map[ChunkID]bool{},
 	}
-	if !opts.IncludeCaches {
-		for _, d := range opts.CacheDirs {
-			var st unix.Stat_t
-			if unix.Stat(d, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				a.caches[devInoOf(&st)] = true
-			}
-		}
+	if parent != nil {
+		a.scope = scope // without a parent to take subtrees from, read them all
 	}
-	a.excl.AddPatterns("", opts.Excludes)
 	var parentTop *Tree
 	if parent != nil {
 		if parentTop, err = r.LoadTree(ctx, parent.Config.Root); err != nil {
@@ -232,29 +233,67 @@ func storeDir(st Store, root string) (devIno, error) {
 }
 
 // leaveOutDir reports whether the directory abs, whose entries are names
-// (nil before it is read), is one a snapshot leaves out, and records it:
-// the store being written to, another dvpc store, or (unless caches are
-// kept) the user's cache directory or one tagged with CACHEDIR.TAG.
+// (nil before it is read), is one a snapshot leaves out (see
+// [leaveOut.kind]), and records it.
 func (a *archiver) leaveOutDir(abs string, st *unix.Stat_t, names []string) bool {
-	lo := LeftOut{Path: abs}
-	id := devInoOf(st)
-	switch {
-	case a.store != (devIno{}) && id == a.store:
-		lo.Kind, lo.ThisStore = LeftOutStore, true
-	case slices.Contains(names, "oci-layout") && IsStoreDir(abs):
-		lo.Kind = LeftOutStore
-	case a.opts.IncludeCaches:
+	kind, this := a.rules.kind(abs, st, func(name string) bool { return slices.Contains(names, name) })
+	if kind == 0 {
 		return false
-	case a.caches[id], slices.Contains(names, CacheDirTag) && isCacheDirTag(filepath.Join(abs, CacheDirTag)):
-		lo.Kind = LeftOutCache
+	}
+	lo := LeftOut{Path: abs, Kind: kind, ThisStore: this}
+	if kind == LeftOutCache {
 		lo.Exact = a.du.count(abs, &lo)
-	default:
-		return false
 	}
 	if a.opts.Report != nil {
 		a.opts.Report.LeftOut = append(a.opts.Report.LeftOut, lo)
 	}
 	return true
+}
+
+// leaveOut holds the rules by which a snapshot leaves directories out, and
+// its exclude patterns; .dvpcignore files are read on the way down.
+type leaveOut struct {
+	store         devIno          // the store's directory, when it has one
+	caches        map[devIno]bool // cache directories left out
+	includeCaches bool
+	excl          *ignore.Matcher // --exclude: always wins
+}
+
+func newLeaveOut(st Store, abs string, opts SnapshotOptions) (*leaveOut, error) {
+	store, err := storeDir(st, abs)
+	if err != nil {
+		return nil, err
+	}
+	l := &leaveOut{store: store, caches: map[devIno]bool{}, includeCaches: opts.IncludeCaches, excl: ignore.New()}
+	if !opts.IncludeCaches {
+		for _, d := range opts.CacheDirs {
+			var st unix.Stat_t
+			if unix.Stat(d, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				l.caches[devInoOf(&st)] = true
+			}
+		}
+	}
+	l.excl.AddPatterns("", opts.Excludes)
+	return l, nil
+}
+
+// kind says why the directory abs is left out, or 0 when it is not: it is
+// the store being written to (this), another dvpc store, or (unless caches
+// are kept) a user's cache directory or one tagged with CACHEDIR.TAG. has
+// reports whether the directory holds an entry.
+func (l *leaveOut) kind(abs string, st *unix.Stat_t, has func(name string) bool) (kind LeftOutKind, this bool) {
+	id := devInoOf(st)
+	switch {
+	case l.store != (devIno{}) && id == l.store:
+		return LeftOutStore, true
+	case has("oci-layout") && IsStoreDir(abs):
+		return LeftOutStore, false
+	case l.includeCaches:
+		return 0, false
+	case l.caches[id], has(CacheDirTag) && isCacheDirTag(filepath.Join(abs, CacheDirTag)):
+		return LeftOutCache, false
+	}
+	return 0, false
 }
 
 // errLeftOut tells the walk that a directory was left out by rule.
@@ -375,6 +414,19 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, st *unix.Stat_t
 	if rel != "" && a.leaveOutDir(abs, st, nil) { // known by identity: not even read
 		return nil, errLeftOut
 	}
+	if parent != nil && !a.scope.all(rel) {
+		// Not read, but it may have become a store or a cache since.
+		var marks []string
+		for _, m := range []string{"oci-layout", CacheDirTag} {
+			if _, err := os.Lstat(filepath.Join(abs, m)); err == nil {
+				marks = append(marks, m)
+			}
+		}
+		if rel != "" && a.leaveOutDir(abs, st, marks) {
+			return nil, errLeftOut
+		}
+		return a.walkAncestor(ctx, abs, rel, parent)
+	}
 	f, err := os.Open(abs)
 	if err != nil {
 		return nil, err
@@ -397,106 +449,162 @@ func (a *archiver) walkDir(ctx context.Context, abs, rel string, st *unix.Stat_t
 		}
 	}
 	for _, name := range names {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		cabs := filepath.Join(abs, name)
-		crel := path.Join(rel, name)
-		var st unix.Stat_t
-		if err := unix.Lstat(cabs, &st); err != nil {
-			a.fail(cabs, err)
-			continue
-		}
-		ftype := st.Mode & unix.S_IFMT
-		if isDir := ftype == unix.S_IFDIR; a.excl.Match(crel, isDir) || a.ign.Match(crel, isDir) {
-			continue
-		}
 		var pnode *Node
 		if parent != nil {
 			pnode = parent.Find([]byte(name))
 		}
-		switch ftype {
-		case unix.S_IFREG:
-			node := a.statNode(name, &st)
-			node.Type, node.Size = TypeFile, st.Size
-			db.tree.Nodes = append(db.tree.Nodes, node)
-			a.stats.Files++
-			a.stats.Bytes += st.Size
-			if st.Nlink > 1 {
-				key := [2]uint64{uint64(st.Dev), st.Ino}
-				if lg, ok := a.links[key]; ok {
-					node.LinkGroup = lg.id
-					lg.members = append(lg.members, node)
-					continue
-				}
-				lg := &linkGroup{id: uint64(len(a.links) + 1), primary: node}
-				a.links[key] = lg
-				node.LinkGroup = lg.id
-			}
-			if a.unchanged(node, pnode) {
-				// Setting an xattr moves ctime, so they are unchanged too.
-				node.Parts, node.Xattrs = pnode.Parts, pnode.Xattrs
-				a.progress(0)
-				continue
-			}
-			a.readXattrs(cabs, node)
-			select {
-			case a.files <- fileJob{abs: cabs, node: node, ino: st.Ino, dev: uint64(st.Dev)}:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		case unix.S_IFDIR:
-			node := a.newNode(cabs, name, &st)
-			node.Type = TypeDir
-			var ptree *Tree
-			if pnode != nil && pnode.Type == TypeDir {
-				if ptree, err = a.r.LoadTree(ctx, pnode.Subtree); err != nil {
-					return nil, fmt.Errorf("parent snapshot: %w", err)
-				}
-			}
-			child, err := a.walkDir(ctx, cabs, crel, &st, ptree)
-			if errors.Is(err, errLeftOut) {
-				continue
-			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				a.fail(cabs, err)
-				continue
-			}
-			a.stats.Dirs++
-			db.tree.Nodes = append(db.tree.Nodes, node)
-			db.subdirs = append(db.subdirs, subdir{node: node, child: child})
-		case unix.S_IFLNK:
-			target, err := readlinkBytes(cabs)
-			if err != nil {
-				a.fail(cabs, err)
-				continue
-			}
-			node := a.newNode(cabs, name, &st)
-			node.Type, node.Target = TypeSymlink, target
-			db.tree.Nodes = append(db.tree.Nodes, node)
-		case unix.S_IFIFO:
-			node := a.newNode(cabs, name, &st)
-			node.Type = TypeFIFO
-			db.tree.Nodes = append(db.tree.Nodes, node)
-		default:
-			if a.opts.OnWarning != nil {
-				a.opts.OnWarning(cabs, "skipped: sockets and device nodes are not recorded")
-			}
+		if err := a.entry(ctx, db, abs, rel, name, pnode, false); err != nil {
+			return nil, err
 		}
 	}
 	return db, nil
 }
 
-func (a *archiver) addIgnoreFile(p, rel string) error {
+// walkAncestor builds a directory that holds changed directories below it
+// but did not change itself (see [SnapshotOptions.Changed]): its entries
+// are the parent snapshot's, except those on the way to a changed
+// directory, which are read from the disk again.
+func (a *archiver) walkAncestor(ctx context.Context, abs, rel string, parent *Tree) (*dirBuild, error) {
+	if err := a.addIgnoreFile(filepath.Join(abs, IgnoreFile), rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		a.fail(filepath.Join(abs, IgnoreFile), err)
+	}
+	db := &dirBuild{}
+	names := a.scope.below(rel)
+	for _, n := range parent.Nodes {
+		crel := path.Join(rel, string(n.Name))
+		if a.scope.touches(crel) {
+			continue // among names already
+		}
+		db.tree.Nodes = append(db.tree.Nodes, n)
+		db.taken = append(db.taken, n)
+	}
+	for _, name := range names {
+		if err := a.entry(ctx, db, abs, rel, name, parent.Find([]byte(name)), true); err != nil {
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// entry records the directory entry name of abs into db; pnode is the
+// parent snapshot's entry of that name, if any. An entry that no longer
+// exists is left out silently when gone is set, and reported otherwise.
+// Only a failure that ends the walk is returned.
+func (a *archiver) entry(ctx context.Context, db *dirBuild, abs, rel, name string, pnode *Node, gone bool) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	cabs := filepath.Join(abs, name)
+	crel := path.Join(rel, name)
+	var st unix.Stat_t
+	if err := unix.Lstat(cabs, &st); err != nil {
+		if !gone || !errors.Is(err, unix.ENOENT) {
+			a.fail(cabs, err)
+		}
+		return nil
+	}
+	ftype := st.Mode & unix.S_IFMT
+	if isDir := ftype == unix.S_IFDIR; a.excl.Match(crel, isDir) || a.ign.Match(crel, isDir) {
+		return nil
+	}
+	switch ftype {
+	case unix.S_IFREG:
+		node := a.statNode(name, &st)
+		node.Type, node.Size = TypeFile, st.Size
+		db.tree.Nodes = append(db.tree.Nodes, node)
+		a.stats.Files++
+		a.stats.Bytes += st.Size
+		if st.Nlink > 1 {
+			key := [2]uint64{uint64(st.Dev), st.Ino}
+			if lg, ok := a.links[key]; ok {
+				node.LinkGroup = lg.id
+				lg.members = append(lg.members, node)
+				return nil
+			}
+			lg := &linkGroup{id: linkGroupID(key), primary: node}
+			a.links[key] = lg
+			node.LinkGroup = lg.id
+		}
+		if a.unchanged(node, pnode) {
+			// Setting an xattr moves ctime, so they are unchanged too.
+			node.Parts, node.Xattrs = pnode.Parts, pnode.Xattrs
+			a.progress(0)
+			return nil
+		}
+		a.readXattrs(cabs, node)
+		select {
+		case a.files <- fileJob{abs: cabs, node: node, ino: st.Ino, dev: uint64(st.Dev)}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	case unix.S_IFDIR:
+		node := a.newNode(cabs, name, &st)
+		node.Type = TypeDir
+		var ptree *Tree
+		if pnode != nil && pnode.Type == TypeDir {
+			var err error
+			if ptree, err = a.r.LoadTree(ctx, pnode.Subtree); err != nil {
+				return fmt.Errorf("parent snapshot: %w", err)
+			}
+		}
+		child, err := a.walkDir(ctx, cabs, crel, &st, ptree)
+		if errors.Is(err, errLeftOut) {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			a.fail(cabs, err)
+			return nil
+		}
+		a.stats.Dirs++
+		db.tree.Nodes = append(db.tree.Nodes, node)
+		db.subdirs = append(db.subdirs, subdir{node: node, child: child})
+	case unix.S_IFLNK:
+		target, err := readlinkBytes(cabs)
+		if err != nil {
+			a.fail(cabs, err)
+			return nil
+		}
+		node := a.newNode(cabs, name, &st)
+		node.Type, node.Target = TypeSymlink, target
+		db.tree.Nodes = append(db.tree.Nodes, node)
+	case unix.S_IFIFO:
+		node := a.newNode(cabs, name, &st)
+		node.Type = TypeFIFO
+		db.tree.Nodes = append(db.tree.Nodes, node)
+	default:
+		if a.opts.OnWarning != nil {
+			a.opts.OnWarning(cabs, "skipped: sockets and device nodes are not recorded")
+		}
+	}
+	return nil
+}
+
+// linkGroupID names the hard-link group of a file by its device and inode,
+// so that a group keeps its number from one snapshot to the next and the
+// subtrees a partial rescan takes over from the parent agree with the ones
+// it reads again.
+func linkGroupID(key [2]uint64) uint64 {
+	id := key[1] ^ key[0]*0x9e3779b97f4a7c15
+	if id == 0 {
+		id = 1
+	}
+	return id
+}
+
+func (a *archiver) addIgnoreFile(p, rel string) error { return addIgnoreFile(a.ign, p, rel) }
+
+// addIgnoreFile adds the patterns of the ignore file p, in the directory
+// rel, to m.
+func addIgnoreFile(m *ignore.Matcher, p, rel string) error {
 	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return a.ign.AddFile(rel, io.LimitReader(f, 1<<20))
+	return m.AddFile(rel, io.LimitReader(f, 1<<20))
 }
 
 // unchanged reports whether the parent snapshot's entry can stand for node
@@ -662,6 +770,21 @@ func (a *archiver) finishDir(ctx context.Context, db *dirBuild, used map[ChunkID
 			return ChunkID{}, err
 		}
 		sd.node.Subtree = id
+	}
+	for _, n := range db.taken {
+		switch n.Type {
+		case TypeFile:
+			a.stats.Files++
+			a.stats.Bytes += n.Size
+		case TypeDir:
+			c, err := a.r.takeSubtree(ctx, n.Subtree, used, a.taken)
+			if err != nil {
+				return ChunkID{}, err
+			}
+			a.stats.Dirs += 1 + c.dirs
+			a.stats.Files += c.files
+			a.stats.Bytes += c.bytes
+		}
 	}
 	nodes := db.tree.Nodes[:0]
 	for _, n := range db.tree.Nodes {

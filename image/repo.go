@@ -34,6 +34,7 @@ type Repo struct {
 	zdec *zstd.Decoder
 
 	blobs blobCache
+	sums  treeSums // of trees taken over by partial rescans
 }
 
 // Init creates the keys of a new store in st and returns the recovery codes.

@@ -36,6 +36,14 @@ type SnapshotOptions struct {
 	// newest head when Parent is nil): the snapshot records them all, and
 	// its seq is above every one. They must belong to the same home.
 	Parents []*Snapshot
+	// Changed, when not nil, lists the slash-separated directories,
+	// relative to the root ("." for the root itself), that may have
+	// changed since the parent snapshot: each is read again wholly, new
+	// subdirectories included. Every other subtree is the parent's, taken
+	// as it is without reading the disk; a directory that holds a changed
+	// one is the parent's entries with that child read again. Without a
+	// parent (or with NoParent) everything is read.
+	Changed []string
 	// OnError receives each entry that could not be read; it is skipped and
 	// the snapshot goes on. Store failures abort the snapshot instead.
 	OnError func(path string, err error)

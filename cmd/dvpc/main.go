@@ -24,6 +24,7 @@ import (
 	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
 	"github.com/dvpc/dvpc/media"
+	"github.com/dvpc/dvpc/overlay"
 )
 
 // registryPrefix marks a --store that is a registry repository.
@@ -241,6 +242,8 @@ func classifyCode(ctx context.Context, err error, cmd string) (int, string) {
 		return exitNotFound, ""
 	case errors.Is(err, image.ErrTargetNotEmpty):
 		return exitError, ""
+	case errors.Is(err, overlay.ErrWatchLimit):
+		return exitError, "raise the limit (Linux: `sysctl fs.inotify.max_user_watches`; macOS: `ulimit -n`), or leave large directories out with .dvpcignore"
 	}
 	return exitError, ""
 }
