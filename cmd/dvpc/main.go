@@ -61,6 +61,8 @@ type globals struct {
 	// secret is a passphrase or recovery code this command already read
 	// (to settle which key to trust), used by the next unlock.
 	secret []byte
+	// host is the host name the snapshots of a login session record.
+	host string
 }
 
 // gcPercent is the collector's target unless GOGC says otherwise. dvpc's
@@ -101,6 +103,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			restoreCommand(g), verifyCommand(g), keyCommand(g), catCommand(g), mediaCommand(g), attachCommand(g),
 			mirrorCommand(g), pushCommand(g), pullCommand(g), forgetCommand(g), pruneCommand(g),
 			lockCommand(g), agentCommand(), repairCommand(g),
+			loginCommand(g), syncCommand(g), logoutCommand(g), sessionCommand(g),
 		},
 		ExitErrHandler:       func(*cli.Context, error) {},
 		EnableBashCompletion: true,
@@ -244,6 +247,10 @@ func classifyCode(ctx context.Context, err error, cmd string) (int, string) {
 		return exitError, ""
 	case errors.Is(err, overlay.ErrWatchLimit):
 		return exitError, "raise the limit (Linux: `sysctl fs.inotify.max_user_watches`; macOS: `ulimit -n`), or leave large directories out with .dvpcignore"
+	case errors.Is(err, overlay.ErrNewerSession):
+		return exitUsage, "this session was started by a newer dvpc: use that one, or log in to another directory with --to DIR"
+	case errors.Is(err, overlay.ErrNoSession):
+		return exitNotFound, ""
 	}
 	return exitError, ""
 }
@@ -341,7 +348,8 @@ func storeKind(store string) int {
 func writesStore(path string) bool {
 	switch path {
 	case "init", "snapshot", "forget", "prune", "key passwd",
-		"mirror add", "mirror remove", "mirror adopt", "mirror heal", "push", "pull", "repair":
+		"mirror add", "mirror remove", "mirror adopt", "mirror heal", "push", "pull", "repair",
+		"login", "sync", "logout":
 		return true
 	}
 	return false

@@ -359,27 +359,38 @@ func runPush(ctx context.Context, g *globals) error {
 	if len(ms.Mirrors) == 0 {
 		return usageError{withHint(errors.New("push: the store has no mirrors"), "add one with `dvpc mirror add HOST/PATH`")}
 	}
+	return pushStore(ctx, g, g.store, lay)
+}
+
+// pushStore sends the store in dir to its mirrors, reading blobs from src
+// (the store itself, or a login's stack of cache and media), and records
+// in the mirror list what each received.
+func pushStore(ctx context.Context, g *globals, dir string, src image.Source) error {
+	ms, err := delta.LoadMirrors(dir)
+	if err != nil {
+		return err
+	}
 	regs, err := ms.Endpoints(g.timeout)
 	if err != nil {
 		return err
 	}
-	refs, err := lay.Refs(ctx)
+	refs, err := src.Refs(ctx)
 	if err != nil {
 		return err
 	}
 	// What the mirrors hold after the push, by what is signed: a tag in
 	// the store that misnames its snapshot is neither sent nor counted.
-	kf, err := image.ReadKeyFile(ctx, lay)
+	kf, err := image.ReadKeyFile(ctx, src)
 	if err != nil {
 		return err
 	}
-	newest, _, err := delta.NewestVerified(ctx, lay, refs, kf)
+	newest, _, err := delta.NewestVerified(ctx, src, refs, kf)
 	if err != nil {
 		return err
 	}
 	var prog image.Progress
 	stop := startProgressOf(g.stderr, "push:", "blobs", "sent", &prog)
-	results := delta.PushTo(ctx, lay, regs, delta.PushOptions{Progress: &prog})
+	results := delta.PushTo(ctx, src, regs, delta.PushOptions{Progress: &prog})
 	stop()
 	var failed []string
 	out := []map[string]any{}
@@ -406,7 +417,7 @@ func runPush(ctx context.Context, g *globals) error {
 		}
 		out = append(out, e)
 	}
-	if err := ms.Save(g.store); err != nil {
+	if err := ms.Save(dir); err != nil {
 		return err
 	}
 	refused := 0

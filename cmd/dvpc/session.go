@@ -1,0 +1,596 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dvpc/dvpc/delta"
+	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/overlay"
+)
+
+// recordedOnMedia lists the mirrors recorded in the newest snapshot each
+// medium among the places holds.
+func recordedOnMedia(ctx context.Context, places []overlay.Place, unl *sessionUnlock) ([]string, error) {
+	var out []string
+	for _, p := range places {
+		if p.Kind == overlay.KindMirror {
+			continue
+		}
+		repo, err := unl.open(ctx, p.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("medium %s: %w", p.Endpoint, err)
+		}
+		hist, _, err := repo.History(ctx)
+		repo.Close()
+		if err != nil {
+			return nil, fmt.Errorf("medium %s: %w", p.Endpoint, err)
+		}
+		snaps := hist.Snapshots()
+		if len(snaps) == 0 {
+			continue
+		}
+		for _, u := range snaps[len(snaps)-1].Config.Mirrors {
+			if !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ramDir is the RAM-backed directory an ephemeral login puts the home in,
+// "" when there is none.
+func ramDir() string {
+	for _, d := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/dev/shm"} {
+		if d == "" {
+			continue
+		}
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return filepath.Join(d, "dvpc", "homes")
+		}
+	}
+	return ""
+}
+
+// sessionSnapshotOptions is the template of the snapshots a session takes.
+func (g *globals) sessionSnapshotOptions(cacheDir string) image.SnapshotOptions {
+	var urls []string
+	if ms, err := delta.LoadMirrors(cacheDir); err == nil {
+		urls = ms.URLs()
+	}
+	// A merge interrupted by a crash may leave its temporary directory.
+	excl := []string{"/" + overlay.MergeTempPrefix + "*"}
+	return image.SnapshotOptions{Host: g.host, Mirrors: urls, CacheDirs: image.UserCacheDirs(), Excludes: excl,
+		OnError:   func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: skipped %s: %v\n", p, err) },
+		OnWarning: func(p string, msg string) { fmt.Fprintf(g.stderr, "dvpc: %s: %s\n", p, msg) },
+	}
+}
+
+// placesJSON is what --json says of each place.
+func placesJSON(us []overlay.PlaceUse) []map[string]any {
+	out := []map[string]any{}
+	for _, u := range us {
+		e := map[string]any{"place": u.Name, "kind": u.Kind, "blobs": u.Blobs, "bytes": u.Bytes, "seconds": u.Duration.Seconds()}
+		if u.Error != "" {
+			e["error"] = u.Error
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func mergesJSON(ms []overlay.MergeReport) []map[string]any {
+	out := []map[string]any{}
+	for _, m := range ms {
+		cs := []map[string]string{}
+		for _, c := range m.Conflicts {
+			cs = append(cs, map[string]string{"path": c.Path, "copy": c.Copy, "kind": c.Kind})
+		}
+		out = append(out, map[string]any{"taken": len(m.Taken), "kept": m.Kept, "conflicts": cs})
+	}
+	return out
+}
+
+func printMerges(g *globals, ms []overlay.MergeReport) {
+	for _, m := range ms {
+		if len(m.Taken) > 0 {
+			fmt.Fprintf(g.stdout, "merged %s from the other side\n", plural(len(m.Taken), "change"))
+		}
+		for _, k := range m.Kept {
+			fmt.Fprintf(g.stdout, "kept %s: deleted on one side, changed on the other\n", k)
+		}
+		for _, c := range m.Conflicts {
+			fmt.Fprintf(g.stdout, "conflict: %s changed on both sides; the other side's version is %s\n", c.Path, c.Copy)
+		}
+	}
+}
+
+func printLogin(g *globals, rep *overlay.LoginReport, cacheDir string) error {
+	s := rep.Snapshot
+	if g.json {
+		res := map[string]any{"snapshot": s.ID, "ref": s.Ref, "home": s.Home, "dir": rep.Session.Dir, "cache": cacheDir,
+			"ephemeral": rep.Session.Ephemeral, "updated": rep.Updated, "places": placesJSON(rep.Places),
+			"merges": mergesJSON(rep.Merges), "seconds": rep.Elapsed.Seconds(), "bad_places": rep.Pull.BadMirrors()}
+		if rep.Local != nil {
+			res["local_snapshot"] = rep.Local.ID
+		}
+		return json.NewEncoder(g.stdout).Encode(res)
+	}
+	verb := "logged in"
+	if rep.Updated {
+		verb = "brought up to date"
+	}
+	fmt.Fprintf(g.stdout, "%s: %s holds snapshot %s of home %s (%s)\n", verb, rep.Session.Dir, s.ID, s.Home, s.Time().Local().Format(time.DateTime))
+	if rep.Local != nil {
+		fmt.Fprintf(g.stdout, "your edits since the last sync were kept, as snapshot %s\n", rep.Local.ID)
+	}
+	for _, u := range rep.Places {
+		line := fmt.Sprintf("  %-6s %s: %s (%s) in %.1fs", u.Kind, u.Name, plural(u.Blobs, "blob"), humanBytes(u.Bytes), u.Duration.Seconds())
+		if u.Error != "" {
+			line += "; " + u.Error
+		}
+		fmt.Fprintln(g.stdout, line)
+	}
+	printMerges(g, rep.Merges)
+	if bad := rep.Pull.BadMirrors(); len(bad) > 0 {
+		fmt.Fprintf(g.stdout, "places that served bad data or bad signatures: %s\n", strings.Join(bad, ", "))
+	}
+	fmt.Fprintf(g.stdout, "done in %.1fs; `dvpc sync` keeps it in sync, `dvpc logout` ends the session\n", rep.Elapsed.Seconds())
+	return nil
+}
+
+// findSession finds the session of dir ("" for the one the current
+// directory is in, or the only one) in the person's store or in this PC's
+// caches of other stores.
+func (g *globals) findSession(dir string) (string, *overlay.Session, error) {
+	var stores []string
+	if storeKind(g.store) == kindDir {
+		stores = append(stores, g.store)
+	}
+	base := filepath.Join(filepath.Dir(filepath.Dir(defaultStore())), "dvpc", "stores")
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		base = filepath.Join(d, "dvpc", "stores")
+	}
+	if ents, err := os.ReadDir(base); err == nil {
+		for _, e := range ents {
+			stores = append(stores, filepath.Join(base, e.Name()))
+		}
+	}
+	type found struct {
+		store string
+		s     *overlay.Session
+	}
+	var all []found
+	for _, st := range stores {
+		ss, err := overlay.Sessions(st)
+		if err != nil {
+			return "", nil, err
+		}
+		for _, s := range ss {
+			all = append(all, found{st, s})
+		}
+	}
+	want := dir
+	if want == "" {
+		want = workDir()
+	}
+	abs, err := filepath.Abs(want)
+	if err != nil {
+		return "", nil, err
+	}
+	var best *found
+	for i, f := range all {
+		if f.s.Dir == abs || dir == "" && within(abs, f.s.Dir) {
+			if best == nil || len(f.s.Dir) > len(best.s.Dir) {
+				best = &all[i]
+			}
+		}
+	}
+	if best == nil && dir == "" && len(all) == 1 {
+		best = &all[0]
+	}
+	if best == nil {
+		return "", nil, fmt.Errorf("%s: %w", abs, overlay.ErrNoSession)
+	}
+	return best.store, best.s, nil
+}
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+func sessionCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:      "session",
+		Usage:     "where a login session stands: its snapshot, edits not yet synced, the places it used, what waits for delivery",
+		ArgsUsage: "[DIR]",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usageError{errors.New("session takes at most one directory")}
+			}
+			return runSession(c.Context, g, c.Args().First())
+		},
+	}
+}
+
+func runSession(ctx context.Context, g *globals, dir string) error {
+	store, s, err := g.findSession(dir)
+	if err != nil {
+		return withHint(err, "`dvpc login` starts one")
+	}
+	edited, err := editedSince(s.Dir, s.Updated, store)
+	if err != nil {
+		return err
+	}
+	ms, err := delta.LoadMirrors(store)
+	if err != nil {
+		return err
+	}
+	var waiting []map[string]any
+	for _, m := range ms.Mirrors {
+		n := 0
+		for _, made := range s.Made {
+			if m.Waits(made) {
+				n++
+			}
+		}
+		e := map[string]any{"mirror": m.Name, "url": m.URL, "waiting": n}
+		if m.LastError != "" {
+			e["last_error"] = m.LastError
+		}
+		waiting = append(waiting, e)
+	}
+	if g.json {
+		return json.NewEncoder(g.stdout).Encode(map[string]any{"dir": s.Dir, "store": store, "snapshot": s.Snapshot, "home": s.Home,
+			"complete": s.Complete, "ephemeral": s.Ephemeral, "edited": edited, "made": s.Made, "places": placesJSON(s.Places),
+			"queue": waiting, "updated": s.Updated})
+	}
+	state := "complete"
+	if !s.Complete {
+		state = "NOT complete: a login was stopped while writing it; `dvpc login` finishes it"
+	}
+	fmt.Fprintf(g.stdout, "session %s (store %s%s)\n", s.Dir, store, map[bool]string{true: ", ephemeral", false: ""}[s.Ephemeral])
+	fmt.Fprintf(g.stdout, "  snapshot %s of home %s, %s\n", s.Snapshot, s.Home, state)
+	fmt.Fprintf(g.stdout, "  %s changed since the last login or sync\n", plural(edited, "entry"))
+	fmt.Fprintf(g.stdout, "  %s made in this session\n", plural(len(s.Made), "snapshot"))
+	for _, u := range s.Places {
+		fmt.Fprintf(g.stdout, "  place %s (%s): %s\n", u.Name, u.Kind, humanBytes(u.Bytes))
+	}
+	for _, w := range waiting {
+		fmt.Fprintf(g.stdout, "  mirror %s: %d waiting\n", w["url"], w["waiting"])
+	}
+	return nil
+}
+
+// editedSince counts the entries of dir changed after t (by their change
+// time), leaving out the store.
+func editedSince(dir string, t time.Time, store string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() && (p == store || image.IsStoreDir(p)) {
+			return filepath.SkipDir
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if changeTime(fi).After(t) {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+type syncOpts struct {
+	watch    bool
+	from     []string
+	debounce time.Duration
+	maxDelay time.Duration
+}
+
+func syncCommand(g *globals) *cli.Command {
+	var o syncOpts
+	var from cli.StringSlice
+	return &cli.Command{
+		Name: "sync",
+		Usage: "snapshot a login session's directory with the session's snapshot as parent, merge what other PCs made, " +
+			"and deliver it to the USB key and every reachable mirror (what cannot be delivered waits in the queue)",
+		ArgsUsage: "[DIR]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "watch", Usage: "stay running: a snapshot after every burst of changes", Destination: &o.watch},
+			&cli.DurationFlag{Name: "debounce", Value: 2 * time.Second, Usage: "with --watch, snapshot this long after the last change", Destination: &o.debounce},
+			&cli.DurationFlag{Name: "max-delay", Value: 60 * time.Second, Usage: "with --watch, snapshot at least this often while changes go on", Destination: &o.maxDelay},
+			&cli.StringSliceFlag{Name: "from", Usage: "also read `MEDIUM` (the USB key); repeatable", Destination: &from},
+			hostFlag(g),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usageError{errors.New("sync takes at most one directory")}
+			}
+			o.from = from.Value()
+			return runSync(c.Context, g, o, c.Args().First())
+		},
+	}
+}
+
+// openSession opens the session of dir: its cache, the places it reads,
+// and the store read through the cache and the media.
+type openedSession struct {
+	store  string
+	cache  *image.Layout
+	sess   *overlay.Session
+	places []overlay.Place
+	stack  *image.StackStore
+	repo   *image.Repo
+}
+
+func (g *globals) openSession(ctx context.Context, dir string, from []string) (*openedSession, error) {
+	store, sess, err := g.findSession(dir)
+	if err != nil {
+		return nil, withHint(err, "`dvpc login` starts a session")
+	}
+	cache, err := image.OpenLayout(store)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := delta.LoadMirrors(store)
+	if err != nil {
+		return nil, err
+	}
+	places, err := g.loginPlaces(from, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms.Mirrors {
+		ep, err := delta.OpenEndpoint(m.URL, delta.RegistryOptions{Timeout: g.timeout, Insecure: m.Insecure})
+		if err != nil {
+			continue
+		}
+		places = append(places, overlay.Place{Kind: overlay.KindMirror, Endpoint: ep, Health: mirrorHealth(m), Speed: m.Rate()})
+	}
+	var lower []image.Source
+	for _, p := range places {
+		if p.Kind != overlay.KindMirror {
+			lower = append(lower, p.Endpoint)
+		}
+	}
+	stack := image.NewStack(cache, lower...)
+	unl := &sessionUnlock{g: g}
+	repo, err := unl.open(ctx, stack)
+	if err != nil {
+		return nil, err
+	}
+	return &openedSession{store: store, cache: cache, sess: sess, places: places, stack: stack, repo: repo}, nil
+}
+
+func runSync(ctx context.Context, g *globals, o syncOpts, dir string) error {
+	s, err := g.openSession(ctx, dir, o.from)
+	if err != nil {
+		return err
+	}
+	defer s.repo.Close()
+	if o.watch {
+		return watchSession(ctx, g, s, o)
+	}
+	return syncOnce(ctx, g, s, nil)
+}
+
+// syncOnce snapshots, merges and delivers once.
+func syncOnce(ctx context.Context, g *globals, s *openedSession, changed []string) error {
+	tmpl := g.sessionSnapshotOptions(s.store)
+	tmpl.Changed = changed
+	rep, err := overlay.Sync(ctx, overlay.SyncOptions{Cache: s.cache, CacheDir: s.store, Session: s.sess, Repo: s.repo,
+		Places: s.places, Snapshot: tmpl, Protect: append(g.liveStores(), s.store)})
+	if rep != nil {
+		printFailures(g, rep.Pull.Failures)
+	}
+	if err != nil {
+		return err
+	}
+	if rep.PullErr != nil {
+		fmt.Fprintf(g.stderr, "dvpc: no place could be read for newer snapshots (%v)\n", rep.PullErr)
+	}
+	if len(rep.Made) == 0 {
+		fmt.Fprintf(g.stderr, "nothing changed in %s since snapshot %s\n", s.sess.Dir, rep.Snapshot.ID)
+	}
+	for _, m := range rep.Made {
+		fmt.Fprintf(g.stderr, "snapshot %s of %s\n", m.ID, s.sess.Dir)
+	}
+	printMerges(g, rep.Merges)
+	deliverToKeys(ctx, g, s)
+	ms, err := delta.LoadMirrors(s.store)
+	if err != nil {
+		return err
+	}
+	if len(ms.Mirrors) == 0 {
+		fmt.Fprintf(g.stderr, "dvpc: the session has no mirror: its snapshots are only in %s\n", s.store)
+		return nil
+	}
+	if err := pushStore(ctx, g, s.store, s.stack); err != nil {
+		var pe partialError
+		if errors.As(err, &pe) {
+			fmt.Fprintf(g.stderr, "dvpc: %v; queued: `dvpc mirror list` shows what waits, the next sync delivers it\n", err)
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+type logoutOpts struct {
+	keep, force bool
+	require     int
+	from        []string
+}
+
+func logoutCommand(g *globals) *cli.Command {
+	var o logoutOpts
+	var from cli.StringSlice
+	return &cli.Command{
+		Name: "logout",
+		Usage: "end a login session: sync, check that every snapshot it made reached enough places, " +
+			"then remove the directory's content and, on a PC that is not yours, this PC's cache",
+		ArgsUsage: "[DIR]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "keep", Usage: "sync and check, but remove nothing", Destination: &o.keep},
+			&cli.IntFlag{Name: "require", Value: 1, Usage: "the `N` places (mirrors, the USB key; not this PC) every snapshot must have reached", Destination: &o.require},
+			&cli.BoolFlag{Name: "force", Usage: "remove even when delivery cannot be confirmed: edits not delivered are lost", Destination: &o.force},
+			&cli.StringSliceFlag{Name: "from", Usage: "also read and write `MEDIUM` (the USB key); repeatable", Destination: &from},
+			hostFlag(g),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usageError{errors.New("logout takes at most one directory")}
+			}
+			o.from = from.Value()
+			return runLogout(c.Context, g, o, c.Args().First())
+		},
+	}
+}
+
+// errNotDelivered means logout could not confirm that the session's
+// snapshots reached enough places.
+var errNotDelivered = errors.New("not every snapshot of the session reached enough places")
+
+func runLogout(ctx context.Context, g *globals, o logoutOpts, dir string) error {
+	s, err := g.openSession(ctx, dir, o.from)
+	if err != nil {
+		return err
+	}
+	defer s.repo.Close()
+	if err := syncOnce(ctx, g, s, nil); err != nil && !o.force {
+		return fmt.Errorf("logout: the last sync failed, nothing was removed: %w", err)
+	}
+	var eps []delta.Endpoint
+	for _, p := range s.places {
+		eps = append(eps, p.Endpoint)
+	}
+	dels, errs := overlay.Delivered(ctx, s.sess, eps)
+	for _, e := range errs {
+		fmt.Fprintf(g.stderr, "dvpc: could not check %v\n", e)
+	}
+	var short []string
+	for _, d := range dels {
+		if len(d.Places) < o.require {
+			short = append(short, fmt.Sprintf("%s (%d of %d places)", d.Snapshot, len(d.Places), o.require))
+		}
+	}
+	if len(short) > 0 && !o.force {
+		return partialError{withHint(fmt.Errorf("logout: %w: %s; nothing was removed", errNotDelivered, strings.Join(short, ", ")),
+			"bring a mirror up or attach the USB key and run `dvpc logout` again; --force removes anyway and loses them")}
+	}
+	if g.json {
+		defer json.NewEncoder(g.stdout).Encode(map[string]any{"dir": s.sess.Dir, "delivered": dels, "kept": o.keep})
+	}
+	if o.keep {
+		fmt.Fprintf(g.stderr, "every snapshot of the session was delivered; %s and the cache were kept (--keep)\n", s.sess.Dir)
+		return nil
+	}
+	// The cache is left to the end: only an ephemeral one is removed.
+	protect := append(g.liveStores(), s.store)
+	kept, err := overlay.Clear(s.sess.Dir, protect)
+	if err != nil {
+		return err
+	}
+	if len(kept) > 0 {
+		fmt.Fprintf(g.stderr, "dvpc: left the store %s alone\n", strings.Join(kept, ", "))
+	}
+	if err := s.sess.Remove(s.store); err != nil {
+		return err
+	}
+	lockAgentQuietly(g)
+	if overlay.IsEphemeral(s.store) {
+		s.repo.Close()
+		if err := os.RemoveAll(s.store); err != nil {
+			return fmt.Errorf("remove this PC's cache %s: %w", s.store, err)
+		}
+		fmt.Fprintf(g.stderr, "removed this PC's cache %s\n", s.store)
+	}
+	fmt.Fprintf(g.stderr, "logged out: %s is empty; every snapshot of the session is on %s\n", s.sess.Dir, plural(o.require, "place")+" at least")
+	return nil
+}
+
+// lockAgentQuietly ends the unlock agent's keys, if one runs.
+func lockAgentQuietly(g *globals) {
+	sock := agentSocketPath()
+	if sock == "" || g.noAgent || !agentListening(sock) {
+		return
+	}
+	a := &agentClient{sock: sock, stderr: g.stderr}
+	a.call(agentLock)
+}
+
+// watchSession syncs after every burst of changes until interrupted.
+func watchSession(ctx context.Context, g *globals, s *openedSession, o syncOpts) error {
+	if err := syncOnce(ctx, g, s, nil); err != nil {
+		return err
+	}
+	ex, err := s.repo.Excluder(s.sess.Dir, g.sessionSnapshotOptions(s.store))
+	if err != nil {
+		return err
+	}
+	err = overlay.Watch(ctx, s.sess.Dir, overlay.WatchOptions{
+		Debounce: o.debounce, MaxDelay: o.maxDelay, Skip: ex.Excluded, Initial: true,
+		Started: func(dirs int) {
+			fmt.Fprintf(g.stderr, "watching %s (%s): a snapshot %s after the last change, at least every %s while changes go on; Ctrl-C stops\n",
+				s.sess.Dir, plural(dirs, "directory"), o.debounce, o.maxDelay)
+		},
+		Snapshot: func(ctx context.Context, changed []string) error { return syncOnce(ctx, g, s, changed) },
+		OnError:  func(err error) { fmt.Fprintf(g.stderr, "dvpc: %v\n", err) },
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// hostFlag is the host name a session's snapshots record, and that names
+// the conflict copies other PCs get of this one's files.
+func hostFlag(g *globals) cli.Flag {
+	return &cli.StringFlag{Name: "host", EnvVars: []string{"DVPC_HOST"}, Usage: "host `NAME` to record (default: this computer's)", Destination: &g.host}
+}
+
+// deliverToKeys writes the session's snapshots to every attached USB key
+// that can be written, through its file system; the key's index is
+// replaced last, in one rename, so a key pulled out mid-write still holds
+// its previous snapshots intact. A key that cannot be written is named.
+func deliverToKeys(ctx context.Context, g *globals, s *openedSession) {
+	for _, p := range s.places {
+		switch {
+		case p.WriteDir != "":
+			lm, err := delta.OpenLocal(p.WriteDir)
+			if err == nil {
+				res := delta.PushTo(ctx, s.stack, []delta.Endpoint{lm}, delta.PushOptions{})
+				err = res[0].Err
+				if err == nil {
+					fmt.Fprintf(g.stderr, "the USB key %s: %s (%s) written\n", p.Endpoint, plural(res[0].Report.BlobsUploaded, "blob"), humanBytes(res[0].Report.BytesUploaded))
+				}
+			}
+			if err != nil {
+				fmt.Fprintf(g.stderr, "dvpc: the USB key %s could not be written (%v); the snapshots wait for a mirror or the key\n", p.Endpoint, err)
+			}
+		case p.Kind == overlay.KindUSB:
+			fmt.Fprintf(g.stderr, "dvpc: the USB key %s is read-only here (an image, or mounted read-only): the snapshots wait for a mirror or a writable key\n", p.Endpoint)
+		}
+	}
+}

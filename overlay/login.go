@@ -1,0 +1,447 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/dvpc/dvpc/delta"
+	"github.com/dvpc/dvpc/image"
+)
+
+// Kinds of places, nearest first.
+const (
+	KindCache  = "cache"
+	KindUSB    = "usb"
+	KindDVD    = "dvd"
+	KindMedium = "medium"
+	KindMirror = "mirror"
+)
+
+// Place is one place that holds the person's blobs: an attached medium or
+// a mirror. Media are read in place; what only mirrors hold is copied
+// into the local cache.
+type Place struct {
+	Kind     string
+	Endpoint delta.Endpoint
+	// Health and Speed rank mirrors as pull does (see [delta.PullOptions]).
+	Health int
+	Speed  float64
+	// WriteDir is the store directory of a mounted USB key that can be
+	// written: sync delivers there too.
+	WriteDir string
+}
+
+func (p Place) isMedium() bool { return p.Kind != KindMirror }
+
+// ErrDirInUse means the directory a login would write is neither empty nor
+// an earlier session of the same store.
+var ErrDirInUse = errors.New("the directory is not empty and is not an earlier session of this store")
+
+// LoginOptions say where a login reads from and where it writes.
+type LoginOptions struct {
+	// Cache is this PC's store for the person's store ID, CacheDir its
+	// directory. Ephemeral is set when the login created it.
+	Cache     *image.Layout
+	CacheDir  string
+	Ephemeral bool
+	// Places are the media (nearest first) and then the mirrors.
+	Places []Place
+	// Key is the key to trust when the cache has none yet.
+	Key *image.KeyFile
+	// Unlock opens the store read through the places.
+	Unlock func(ctx context.Context, src image.Source) (*image.Repo, error)
+	// Home names the home; "" takes the one pull rules choose.
+	Home string
+	// Spec names a snapshot (tag, ID, digest prefix); "" takes the newest
+	// head. At, when set, takes the snapshot current at that time.
+	Spec string
+	At   time.Time
+	// Dir is where the home is materialised; "" takes the snapshotted
+	// path when it is empty or an earlier session, else RAMDir/NAME when
+	// RAMDir is set and the home fits in it.
+	Dir    string
+	RAMDir string
+	// Snapshot is the template of the snapshots a login takes (local
+	// edits before an update, merges): host, excludes, cache dirs.
+	Snapshot image.SnapshotOptions
+	// Protect names live store directories no restore writes into.
+	Protect  []string
+	Progress *image.Progress
+	OnError  func(path string, err error)
+	// OnPull, when set, receives the pull's report as soon as it is known.
+	OnPull func(delta.PullReport)
+}
+
+// LoginReport says what a login did.
+type LoginReport struct {
+	Session  *Session
+	Snapshot *image.Snapshot // what Dir now holds
+	Pull     delta.PullReport
+	PullErr  error // the places could not be read: the login used the cache alone
+	// Updated is set when Dir was an earlier session, brought up to date
+	// in place; Local is the snapshot of its edits taken first (nil when
+	// there were none).
+	Updated bool
+	Local   *image.Snapshot
+	Merges  []MergeReport
+	Places  []PlaceUse
+	Elapsed time.Duration
+}
+
+// Login brings the newest snapshot of a home from the places into the
+// cache (only what no attached medium holds), and materialises it in a
+// directory, or brings an earlier session's directory up to date, keeping
+// its edits.
+func Login(ctx context.Context, o LoginOptions) (*LoginReport, error) {
+	start := time.Now()
+	rep := &LoginReport{}
+	pullStart := time.Now()
+	src, lower := openPlaces(ctx, o.Places)
+	if len(o.Places) > 0 {
+		want := delta.WantLatest
+		if o.Spec != "" {
+			want = o.Spec
+		}
+		prep, err := pullPlaces(ctx, o, src, want)
+		rep.Pull = prep
+		if err != nil {
+			if !hasSnapshots(ctx, o.Cache) {
+				return rep, err
+			}
+			rep.PullErr = err
+		}
+		if o.OnPull != nil {
+			o.OnPull(prep)
+		}
+	}
+	pullTime := time.Since(pullStart)
+
+	if src != nil {
+		lower = append(lower, image.Named("mirrors", src))
+	}
+	stack := image.NewStack(o.Cache, lower...)
+	repo, err := o.Unlock(ctx, stack)
+	if err != nil {
+		return rep, err
+	}
+	defer repo.Close()
+	hist, _, err := repo.History(ctx)
+	if err != nil {
+		return rep, err
+	}
+	home, err := hist.Choose(o.Home, "")
+	if err != nil {
+		return rep, err
+	}
+	heads := hist.Heads(home)
+	if len(heads) > 1 && o.Spec == "" && o.At.IsZero() {
+		// Two PCs: their common ancestors are needed to merge.
+		prep, err := pullPlaces(ctx, o, src, delta.WantAll)
+		if err == nil {
+			rep.Pull.BlobsFetched += prep.BlobsFetched
+			rep.Pull.BytesFetched += prep.BytesFetched
+			if hist, _, err = repo.History(ctx); err != nil {
+				return rep, err
+			}
+			heads = hist.Heads(home)
+		}
+	}
+	target, err := pickTarget(hist, home, o)
+	if err != nil {
+		return rep, err
+	}
+
+	dir, sess, err := chooseDir(o, target)
+	if err != nil {
+		return rep, err
+	}
+	if sess == nil {
+		sess = &Session{Dir: dir, StoreID: repo.KeyFile().StoreID, Ephemeral: o.Ephemeral, Host: o.Snapshot.Host}
+	}
+	rep.Session = sess
+	if sess.Complete {
+		err = updateInPlace(ctx, repo, hist, sess, target, heads, o, rep)
+	} else {
+		err = materialise(ctx, repo, hist, sess, target, heads, o, rep)
+	}
+	rep.Places = placeUses(o, rep.Pull, stack, pullTime)
+	sess.Places = rep.Places
+	if err != nil {
+		if serr := sess.Save(o.CacheDir); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		return rep, err
+	}
+	rep.Elapsed = time.Since(start)
+	return rep, sess.Save(o.CacheDir)
+}
+
+// openPlaces opens the places as one source, media asked first for every
+// blob; nil when none answers. It also returns the media, which a stack
+// reads in place.
+func openPlaces(ctx context.Context, places []Place) (*delta.MirrorSource, []image.Source) {
+	var eps []delta.Endpoint
+	var lower []image.Source
+	var mo delta.MirrorOptions
+	for _, p := range places {
+		eps = append(eps, p.Endpoint)
+		if p.isMedium() {
+			mo.Health = append(mo.Health, 0)
+			lower = append(lower, p.Endpoint)
+		} else {
+			mo.Health = append(mo.Health, 1+p.Health)
+		}
+		mo.Speed = append(mo.Speed, p.Speed)
+	}
+	if len(eps) == 0 {
+		return nil, nil
+	}
+	ms, err := delta.NewMirrorSource(ctx, eps, mo)
+	if err != nil {
+		return nil, lower
+	}
+	return ms, lower
+}
+
+// pullPlaces pulls want from the places into the cache, leaving on the
+// media the packs they hold.
+func pullPlaces(ctx context.Context, o LoginOptions, src *delta.MirrorSource, want string) (delta.PullReport, error) {
+	if src == nil {
+		// Opened again, so that the failure names every place.
+		var eps []delta.Endpoint
+		for _, p := range o.Places {
+			eps = append(eps, p.Endpoint)
+		}
+		return delta.PullFrom(ctx, eps, o.Cache, delta.PullOptions{Want: want, Key: o.Key})
+	}
+	var lower []image.Source
+	for _, p := range o.Places {
+		if p.isMedium() {
+			lower = append(lower, p.Endpoint)
+		}
+	}
+	return delta.PullThrough(ctx, src, o.Cache, delta.PullOptions{Want: want, Key: o.Key, Lower: lower})
+}
+
+// hasSnapshots reports whether the cache holds any snapshot.
+func hasSnapshots(ctx context.Context, st image.Source) bool {
+	refs, err := st.Refs(ctx)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(refs, func(r image.Ref) bool { return image.IsSnapshotRef(r.Name) })
+}
+
+// pickTarget is the snapshot the login brings: the one named, the one
+// current at o.At, else the newest head.
+func pickTarget(hist *image.History, home string, o LoginOptions) (*image.Snapshot, error) {
+	switch {
+	case o.Spec != "":
+		return hist.Find(home, o.Spec)
+	case !o.At.IsZero():
+		return hist.At(home, o.At)
+	}
+	s, _, err := hist.Latest(home)
+	return s, err
+}
+
+// chooseDir picks the directory of the login, and its earlier session.
+func chooseDir(o LoginOptions, target *image.Snapshot) (string, *Session, error) {
+	dir := o.Dir
+	if dir == "" {
+		dir = target.Config.Path
+		if o.RAMDir != "" && o.Ephemeral {
+			if fits(o.RAMDir, target.Config.Stats.Bytes) {
+				dir = filepath.Join(o.RAMDir, target.Home)
+			}
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	sess, err := LoadSession(o.CacheDir, abs)
+	switch {
+	case err == nil:
+		return abs, sess, nil
+	case !errors.Is(err, ErrNoSession):
+		return "", nil, err
+	}
+	ents, err := os.ReadDir(abs)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", nil, fmt.Errorf("login into %s: %w", abs, err)
+	}
+	// A store of this PC inside the directory is left alone: it does not
+	// make the directory someone else's.
+	for _, e := range ents {
+		p := filepath.Join(abs, e.Name())
+		if slices.Contains(o.Protect, p) || image.IsStoreDir(p) {
+			continue
+		}
+		return "", nil, fmt.Errorf("login into %s: %w", abs, ErrDirInUse)
+	}
+	return abs, nil, nil
+}
+
+// materialise writes target into an empty directory, or into one an
+// interrupted login began, then merges the other heads in.
+func materialise(ctx context.Context, repo *image.Repo, hist *image.History, sess *Session, target *image.Snapshot, heads []*image.Snapshot, o LoginOptions, rep *LoginReport) error {
+	sess.At(target)
+	sess.Complete = false
+	if err := sess.Save(o.CacheDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(sess.Dir, 0o700); err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	err := repo.Restore(ctx, target, image.RestoreOptions{
+		Target: sess.Dir, Overwrite: true, Protect: o.Protect, OnError: o.OnError, Progress: o.Progress,
+	})
+	if err != nil {
+		return fmt.Errorf("materialise snapshot %s in %s: %w", target.ID, sess.Dir, err)
+	}
+	sess.Complete = true
+	rep.Snapshot = target
+	if o.Spec != "" || !o.At.IsZero() {
+		return nil
+	}
+	var err2 error
+	rep.Snapshot, rep.Merges, err2 = mergeHeads(ctx, repo, hist, sess, target, heads, o.Snapshot, o.Protect)
+	return err2
+}
+
+// updateInPlace brings an earlier session's directory to target: its edits
+// since the session's snapshot are snapshotted first (so nothing is lost),
+// then target's changes are merged in by path.
+func updateInPlace(ctx context.Context, repo *image.Repo, hist *image.History, sess *Session, target *image.Snapshot, heads []*image.Snapshot, o LoginOptions, rep *LoginReport) error {
+	rep.Updated = true
+	base, err := hist.Find("", sess.Manifest.String())
+	if err != nil {
+		return fmt.Errorf("the session's snapshot %s: %w", sess.Snapshot, err)
+	}
+	ours, changed, err := snapshotEdits(ctx, repo, sess, base, o.Snapshot)
+	if err != nil {
+		return err
+	}
+	if changed {
+		rep.Local = ours
+		if hist, _, err = repo.History(ctx); err != nil {
+			return err
+		}
+	}
+	if o.Spec != "" || !o.At.IsZero() {
+		heads = []*image.Snapshot{target}
+	}
+	rep.Snapshot, rep.Merges, err = mergeHeads(ctx, repo, hist, sess, ours, heads, o.Snapshot, o.Protect)
+	return err
+}
+
+// snapshotEdits snapshots the session's directory with the session's
+// snapshot as parent; changed is false (and the parent returned) when
+// nothing changed.
+func snapshotEdits(ctx context.Context, repo *image.Repo, sess *Session, parent *image.Snapshot, tmpl image.SnapshotOptions) (*image.Snapshot, bool, error) {
+	opts := tmpl
+	opts.Home, opts.Parent, opts.SkipUnchanged = parent.Home, parent, true
+	snap, _, err := repo.Snapshot(ctx, sess.Dir, opts)
+	if err != nil {
+		return nil, false, fmt.Errorf("snapshot the edits in %s: %w", sess.Dir, err)
+	}
+	if snap.Manifest == parent.Manifest {
+		return parent, false, nil
+	}
+	sess.Wrote(snap)
+	sess.At(snap)
+	return snap, true, nil
+}
+
+// mergeHeads merges into the directory, which holds ours, every head that
+// ours does not already descend from: a descendant fast-forwards, another
+// head merges by path and gets a snapshot with both parents. It returns
+// what the directory holds then.
+func mergeHeads(ctx context.Context, repo *image.Repo, hist *image.History, sess *Session, ours *image.Snapshot, heads []*image.Snapshot, tmpl image.SnapshotOptions, protect []string) (*image.Snapshot, []MergeReport, error) {
+	var merges []MergeReport
+	sess.At(ours)
+	for _, h := range heads {
+		lin := hist.Lineage()
+		if h.Manifest == ours.Manifest || lin.IsAncestor(h.Signed(), ours.Manifest) {
+			continue // already in
+		}
+		forward := lin.IsAncestor(ours.Signed(), h.Manifest)
+		base := ours
+		if !forward {
+			base = CommonAncestor(hist, ours, h)
+		}
+		mr, err := Merge(ctx, repo, sess.Dir, base, ours, h, MergeOptions{Protect: protect})
+		merges = append(merges, mr)
+		if err != nil {
+			return ours, merges, fmt.Errorf("merge snapshot %s into %s: %w", h.ID, sess.Dir, err)
+		}
+		if forward && len(mr.Conflicts) == 0 {
+			ours = h
+			sess.At(ours)
+			continue
+		}
+		opts := tmpl
+		opts.Home, opts.Parent, opts.Parents = ours.Home, ours, []*image.Snapshot{h}
+		merged, _, err := repo.Snapshot(ctx, sess.Dir, opts)
+		if err != nil {
+			return ours, merges, fmt.Errorf("snapshot the merge in %s: %w", sess.Dir, err)
+		}
+		sess.Wrote(merged)
+		ours = merged
+		sess.At(ours)
+		if hist, _, err = repo.History(ctx); err != nil {
+			return ours, merges, err
+		}
+	}
+	return ours, merges, nil
+}
+
+// placeUses lists what each place served: the cache and the media read in
+// place through the stack, and the blobs the pull copied from each place.
+func placeUses(o LoginOptions, prep delta.PullReport, stack *image.StackStore, pullTime time.Duration) []PlaceUse {
+	served := map[string]image.PlaceUse{}
+	for _, s := range stack.Served() {
+		served[s.Name] = s
+	}
+	cache := served["local"]
+	out := []PlaceUse{{Name: o.CacheDir, Kind: KindCache, Blobs: cache.Blobs, Bytes: cache.Bytes, Duration: cache.Time}}
+	for _, p := range o.Places {
+		u := PlaceUse{Name: p.Endpoint.String(), Kind: p.Kind}
+		for _, m := range prep.Mirrors {
+			if m.Mirror == u.Name {
+				u.Blobs, u.Bytes, u.Duration = m.Blobs, m.Bytes, pullTime
+				if !m.Reachable {
+					u.Error = "unreachable"
+				}
+			}
+		}
+		for _, f := range prep.Failures {
+			if f.Mirror == u.Name && !errors.Is(f.Err, image.ErrNotFound) && u.Error == "" {
+				u.Error = f.Error()
+			}
+		}
+		if s, ok := served[u.Name]; ok {
+			u.Blobs += s.Blobs
+			u.Bytes += s.Bytes
+			u.Duration += s.Time
+			if s.Faults > 0 && u.Error == "" {
+				u.Error = fmt.Sprintf("%d damaged blobs, read from the next place instead", s.Faults)
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// fits reports whether n bytes fit in the file system of dir with room to
+// spare.
+func fits(dir string, n int64) bool {
+	free, err := freeBytes(dir)
+	return err == nil && n < free/2
+}
