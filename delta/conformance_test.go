@@ -98,3 +98,26 @@ func TestLocalMirrorConformance(t *testing.T) {
 		return m
 	})
 }
+
+// TestMirrorSourceConformance runs the suite on the failover itself: an
+// empty place first, then the one holding the blobs, so every read falls
+// through.
+func TestMirrorSourceConformance(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) image.Source {
+		empty, err := OpenLocal(filepath.Join(t.TempDir(), "empty"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "mirror")
+		layoutOf(t, dir, blobs, refs)
+		full, err := OpenLocal(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, err := NewMirrorSource(context.Background(), []Endpoint{empty, full}, MirrorOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms
+	})
+}
