@@ -121,10 +121,7 @@ func Login(ctx context.Context, o LoginOptions) (*LoginReport, error) {
 	}
 	pullTime := time.Since(pullStart)
 
-	if src != nil {
-		lower = append(lower, image.Named("mirrors", src))
-	}
-	stack := image.NewStack(o.Cache, lower...)
+	stack := image.NewStack(o.Cache, stackPlaces(src, lower)...)
 	repo, err := o.Unlock(ctx, stack)
 	if err != nil {
 		return rep, err
@@ -206,6 +203,21 @@ func openPlaces(ctx context.Context, places []Place) (*delta.MirrorSource, []ima
 		return nil, lower
 	}
 	return ms, lower
+}
+
+// Lower opens the places as the lower layers of a stack over the cache:
+// the media, read in place, then every place through the mirrors'
+// failover, so that what neither the cache nor a medium holds intact is
+// fetched.
+func Lower(ctx context.Context, places []Place) []image.Source {
+	return stackPlaces(openPlaces(ctx, places))
+}
+
+func stackPlaces(src *delta.MirrorSource, media []image.Source) []image.Source {
+	if src == nil {
+		return media
+	}
+	return append(media, image.Named("mirrors", src))
 }
 
 // pullPlaces pulls want from the places into the cache, leaving on the

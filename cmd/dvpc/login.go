@@ -298,7 +298,7 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 		OnError: func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: could not restore %s: %v\n", p, err) },
 	})
 	stop()
-	printFailures(g, rep.Pull.Failures)
+	printFailures(g, serious(rep.Pull.Failures))
 	for _, p := range rep.Pull.Refused {
 		fmt.Fprintf(g.stderr, "dvpc: refused %v\n", p)
 	}
@@ -418,4 +418,16 @@ func (g *globals) dropForeignPlaces(ctx context.Context, places []overlay.Place,
 		keptPlaces, keptEps = append(keptPlaces, p), append(keptEps, eps[i])
 	}
 	return keptPlaces, keptEps
+}
+
+// serious leaves out the blobs a place lacked: a disc lacks what came
+// after it, and the next place served them.
+func serious(fs []delta.MirrorFailure) []delta.MirrorFailure {
+	var out []delta.MirrorFailure
+	for _, f := range fs {
+		if !errors.Is(f.Err, image.ErrNotFound) || f.Digest == (image.Digest{}) {
+			out = append(out, f)
+		}
+	}
+	return out
 }

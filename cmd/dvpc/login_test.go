@@ -240,6 +240,17 @@ func TestLoginDVDPlusNet(t *testing.T) {
 	if !sess.Complete || !sess.Ephemeral || !strings.Contains(sess.Snapshot, third) {
 		t.Errorf("session: %+v, want complete, ephemeral, at %s", sess, third)
 	}
+	// The DVD taken out: a sync reads what the cache lacks from the
+	// mirrors, and delivers the edit.
+	if err := os.Rename(iso, iso+".away"); err != nil {
+		t.Fatal(err)
+	}
+	writeFileString(t, filepath.Join(dir, "after-login.txt"), "edited on the strange PC\n")
+	pc.must("sync", dir)
+	pc2 := h.strangePC(t, "pc2")
+	dir2 := filepath.Join(t.TempDir(), "work")
+	pc2.must("login", "--mirror", h.proxies[3].addr+"/dvpc/home", "--to", dir2)
+	requireSameTree(t, dir, dir2)
 }
 
 // TestLoginFaults: two mirrors down and one serving flipped bytes; the

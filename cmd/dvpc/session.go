@@ -357,6 +357,12 @@ func (g *globals) openSession(ctx context.Context, dir string, from []string) (*
 	if err != nil {
 		return nil, err
 	}
+	// The media given, and those the session used that are still there.
+	for _, u := range sess.Places {
+		if u.Kind != overlay.KindMirror && u.Kind != overlay.KindCache && !slices.Contains(from, u.Name) && isMediumArg(u.Name) {
+			from = append(from, u.Name)
+		}
+	}
 	places, err := g.loginPlaces(from, nil, false)
 	if err != nil {
 		return nil, err
@@ -368,13 +374,7 @@ func (g *globals) openSession(ctx context.Context, dir string, from []string) (*
 		}
 		places = append(places, overlay.Place{Kind: overlay.KindMirror, Endpoint: ep, Health: mirrorHealth(m), Speed: m.Rate()})
 	}
-	var lower []image.Source
-	for _, p := range places {
-		if p.Kind != overlay.KindMirror {
-			lower = append(lower, p.Endpoint)
-		}
-	}
-	stack := image.NewStack(cache, lower...)
+	stack := image.NewStack(cache, overlay.Lower(ctx, places)...)
 	unl := &sessionUnlock{g: g}
 	repo, err := unl.open(ctx, stack)
 	if err != nil {
@@ -402,7 +402,7 @@ func syncOnce(ctx context.Context, g *globals, s *openedSession, changed []strin
 	rep, err := overlay.Sync(ctx, overlay.SyncOptions{Cache: s.cache, CacheDir: s.store, Session: s.sess, Repo: s.repo,
 		Places: s.places, Snapshot: tmpl, Protect: append(g.liveStores(), s.store)})
 	if rep != nil {
-		printFailures(g, rep.Pull.Failures)
+		printFailures(g, serious(rep.Pull.Failures))
 	}
 	if err != nil {
 		return err
