@@ -397,6 +397,14 @@ func runSync(ctx context.Context, g *globals, o syncOpts, dir string) error {
 
 // syncOnce snapshots, merges and delivers once.
 func syncOnce(ctx context.Context, g *globals, s *openedSession, changed []string) error {
+	if err := syncSnapshot(ctx, g, s, changed); err != nil {
+		return err
+	}
+	return deliver(ctx, g, s)
+}
+
+// syncSnapshot snapshots the session and merges what other PCs made.
+func syncSnapshot(ctx context.Context, g *globals, s *openedSession, changed []string) error {
 	tmpl := g.sessionSnapshotOptions(s.store)
 	tmpl.Changed = changed
 	rep, err := overlay.Sync(ctx, overlay.SyncOptions{Cache: s.cache, CacheDir: s.store, Session: s.sess, Repo: s.repo,
@@ -417,6 +425,12 @@ func syncOnce(ctx context.Context, g *globals, s *openedSession, changed []strin
 		fmt.Fprintf(g.stderr, "snapshot %s of %s\n", m.ID, s.sess.Dir)
 	}
 	printMerges(g, rep.Merges)
+	return nil
+}
+
+// deliver sends the session's snapshots to the USB keys and the mirrors;
+// what cannot be delivered waits for the next time.
+func deliver(ctx context.Context, g *globals, s *openedSession) error {
 	deliverToKeys(ctx, g, s)
 	ms, err := delta.LoadMirrors(s.store)
 	if err != nil {
@@ -549,13 +563,38 @@ func watchSession(ctx context.Context, g *globals, s *openedSession, o syncOpts)
 	if err != nil {
 		return err
 	}
+	// Deliveries run beside the watch: a snapshot never waits for the
+	// network, and one delivery at a time catches up with all of them.
+	kick := make(chan struct{}, 1)
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		for range kick {
+			if err := deliver(context.WithoutCancel(ctx), g, s); err != nil {
+				fmt.Fprintf(g.stderr, "dvpc: %v; the next change tries again\n", err)
+			}
+		}
+	}()
+	defer func() {
+		close(kick)
+		<-delivered
+	}()
 	err = overlay.Watch(ctx, s.sess.Dir, overlay.WatchOptions{
 		Debounce: o.debounce, MaxDelay: o.maxDelay, Skip: ex.Excluded, Initial: true,
 		Started: func(dirs int) {
 			fmt.Fprintf(g.stderr, "watching %s (%s): a snapshot %s after the last change, at least every %s while changes go on; Ctrl-C stops\n",
 				s.sess.Dir, plural(dirs, "directory"), o.debounce, o.maxDelay)
 		},
-		Snapshot: func(ctx context.Context, changed []string) error { return syncOnce(ctx, g, s, changed) },
+		Snapshot: func(ctx context.Context, changed []string) error {
+			if err := syncSnapshot(ctx, g, s, changed); err != nil {
+				return err
+			}
+			select {
+			case kick <- struct{}{}:
+			default: // a delivery is already due
+			}
+			return nil
+		},
 		OnError:  func(err error) { fmt.Fprintf(g.stderr, "dvpc: %v\n", err) },
 	})
 	if ctx.Err() != nil {
