@@ -595,7 +595,7 @@ func watchSession(ctx context.Context, g *globals, s *openedSession, o syncOpts)
 			}
 			return nil
 		},
-		OnError:  func(err error) { fmt.Fprintf(g.stderr, "dvpc: %v\n", err) },
+		OnError: func(err error) { fmt.Fprintf(g.stderr, "dvpc: %v\n", err) },
 	})
 	if ctx.Err() != nil {
 		return nil
