@@ -13,7 +13,11 @@ import (
 // named DVPC (the USB key), a disc whose volume is DVPC_*, and mounted
 // media (a mount point holding a store). It finds nothing on systems
 // without /dev/disk and /proc/self/mounts.
-func attachedMedia() []string {
+func attachedMedia() []string { return findMedia("/dev/disk", "/proc/self/mounts") }
+
+// findMedia looks for media under the device links of disks (by-partlabel,
+// by-label) and among the mount points listed in mounts.
+func findMedia(disks, mounts string) []string {
 	var out []string
 	seen := map[string]bool{}
 	add := func(p string) {
@@ -24,17 +28,17 @@ func attachedMedia() []string {
 		seen[real] = true
 		out = append(out, real)
 	}
-	if m, _ := filepath.Glob("/dev/disk/by-partlabel/DVPC*"); len(m) > 0 {
+	if m, _ := filepath.Glob(filepath.Join(disks, "by-partlabel", "DVPC*")); len(m) > 0 {
 		for _, p := range m {
 			add(p)
 		}
 	}
-	if m, _ := filepath.Glob("/dev/disk/by-label/DVPC_*"); len(m) > 0 {
+	if m, _ := filepath.Glob(filepath.Join(disks, "by-label", "DVPC_*")); len(m) > 0 {
 		for _, p := range m {
 			add(p)
 		}
 	}
-	f, err := os.Open("/proc/self/mounts")
+	f, err := os.Open(mounts)
 	if err != nil {
 		return out
 	}
