@@ -11,28 +11,6 @@ import (
 	"github.com/dvpc/dvpc/internal/sourcetest"
 )
 
-// layoutOf writes blobs into a new layout as files, as they are, and sets
-// refs.
-func layoutOf(t *testing.T, dir string, blobs map[image.Digest][]byte, refs []image.Ref) *image.Layout {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	lay, err := image.InitLayout(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d, b := range blobs {
-		if err := os.WriteFile(filepath.Join(dir, "blobs", "sha256", d.Hex()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := lay.UpdateRefs(context.Background(), func([]image.Ref) ([]image.Ref, error) { return refs, nil }); err != nil {
-		t.Fatal(err)
-	}
-	return lay
-}
-
 // TestRegistryConformance serves the suite's store from a real
 // docker-registry. Intact blobs and the manifests are pushed; the damaged
 // and torn blobs, which a registry refuses on upload, are written into its
@@ -42,7 +20,7 @@ func TestRegistryConformance(t *testing.T) {
 		ctx := context.Background()
 		reg := regtest.Start(t)
 		const repo = "dvpc/conformance"
-		lay := layoutOf(t, filepath.Join(t.TempDir(), "src"), blobs, refs)
+		lay := sourcetest.Layout(t, filepath.Join(t.TempDir(), "src"), blobs, refs)
 		manifests := map[image.Digest]bool{}
 		for _, r := range refs {
 			d, _ := image.DigestFromHash(r.Desc.Digest)
@@ -83,7 +61,7 @@ func TestRegistryConformance(t *testing.T) {
 func TestLocalMirrorConformance(t *testing.T) {
 	sourcetest.Run(t, func(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) image.Source {
 		dir := filepath.Join(t.TempDir(), "mirror")
-		layoutOf(t, dir, blobs, refs)
+		sourcetest.Layout(t, dir, blobs, refs)
 		m, err := OpenLocal(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -109,7 +87,7 @@ func TestMirrorSourceConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := filepath.Join(t.TempDir(), "mirror")
-		layoutOf(t, dir, blobs, refs)
+		sourcetest.Layout(t, dir, blobs, refs)
 		full, err := OpenLocal(dir)
 		if err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package image_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,25 +9,6 @@ import (
 	"github.com/dvpc/dvpc/image"
 	"github.com/dvpc/dvpc/internal/sourcetest"
 )
-
-// fillLayout writes blobs into a new layout as files, as they are, and
-// sets refs.
-func fillLayout(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) *image.Layout {
-	t.Helper()
-	lay, err := image.InitLayout(filepath.Join(t.TempDir(), "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d, b := range blobs {
-		if err := os.WriteFile(filepath.Join(lay.Root(), "blobs", "sha256", d.Hex()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := lay.UpdateRefs(context.Background(), func([]image.Ref) ([]image.Ref, error) { return refs, nil }); err != nil {
-		t.Fatal(err)
-	}
-	return lay
-}
 
 func newLayout(t *testing.T) image.Store {
 	lay, err := image.InitLayout(filepath.Join(t.TempDir(), "store"))
@@ -40,14 +20,14 @@ func newLayout(t *testing.T) image.Store {
 
 func TestLayoutConformance(t *testing.T) {
 	sourcetest.Run(t, func(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) image.Source {
-		return fillLayout(t, blobs, refs)
+		return sourcetest.Layout(t, filepath.Join(t.TempDir(), "store"), blobs, refs)
 	})
 	sourcetest.RunStore(t, newLayout)
 }
 
 func TestFSSourceConformance(t *testing.T) {
 	sourcetest.Run(t, func(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) image.Source {
-		lay := fillLayout(t, blobs, refs)
+		lay := sourcetest.Layout(t, filepath.Join(t.TempDir(), "store"), blobs, refs)
 		src, err := image.OpenFSSource(os.DirFS(filepath.Dir(lay.Root())), filepath.Base(lay.Root()))
 		if err != nil {
 			t.Fatal(err)
@@ -76,8 +56,8 @@ func split(blobs map[image.Digest][]byte, n int) []map[image.Digest][]byte {
 func TestStackConformance(t *testing.T) {
 	sourcetest.Run(t, func(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) image.Source {
 		parts := split(blobs, 3)
-		local := fillLayout(t, parts[0], refs)
-		return image.Stack(local, fillLayout(t, parts[1], nil), image.Named("dvd", fillLayout(t, parts[2], nil)))
+		local := sourcetest.Layout(t, filepath.Join(t.TempDir(), "store"), parts[0], refs)
+		return image.Stack(local, sourcetest.Layout(t, filepath.Join(t.TempDir(), "store"), parts[1], nil), image.Named("dvd", sourcetest.Layout(t, filepath.Join(t.TempDir(), "store"), parts[2], nil)))
 	})
 	sourcetest.RunStore(t, func(t *testing.T) image.Store {
 		return image.Stack(newLayout(t), newLayout(t))

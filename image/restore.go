@@ -169,7 +169,7 @@ func (r *Repo) Restore(ctx context.Context, s *Snapshot, opts RestoreOptions) er
 			}
 		}
 	}
-	protect := protectedDirs(opts.Protect)
+	protect := ResolveDirs(opts.Protect)
 	if err := checkTarget(opts.Target, protect); err != nil {
 		return err
 	}
@@ -456,9 +456,11 @@ func (rs *restorer) keep(dir string) {
 	}
 }
 
-// protectedDirs resolves the live stores' directories; those that do not
-// exist cannot be written into by mistake and are dropped.
-func protectedDirs(dirs []string) []string {
+// ResolveDirs makes directories absolute with symlinks resolved, dropping
+// those that do not exist: the live stores' directories a restore or a
+// merge must not write into (one that does not exist cannot be written
+// into by mistake).
+func ResolveDirs(dirs []string) []string {
 	var out []string
 	for _, d := range dirs {
 		if d == "" {

@@ -99,7 +99,7 @@ func Merge(ctx context.Context, repo *image.Repo, dir string, base, ours, theirs
 		return MergeReport{}, fmt.Errorf("merge into %s: %w", dir, err)
 	}
 	m := &merger{ctx: ctx, repo: repo, host: abs, ours: ours, theirs: theirs,
-		protect: resolveDirs(opts.Protect), stores: map[string]bool{},
+		protect: image.ResolveDirs(opts.Protect), stores: map[string]bool{},
 		moved: map[string]string{}, touched: map[string]os.FileInfo{}, modes: map[string]os.FileMode{}}
 	roots := [3]*image.Node{}
 	for i, s := range []*image.Snapshot{base, ours, theirs} {
@@ -296,23 +296,4 @@ func displayRel(rel string) string {
 		return "the top directory"
 	}
 	return rel
-}
-
-// resolveDirs makes dirs absolute with symlinks resolved, dropping those
-// that do not exist.
-func resolveDirs(dirs []string) []string {
-	var out []string
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
-		abs, err := filepath.Abs(d)
-		if err != nil {
-			continue
-		}
-		if r, err := filepath.EvalSymlinks(abs); err == nil {
-			out = append(out, r)
-		}
-	}
-	return out
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -434,4 +436,24 @@ func slices(b []byte, n int) func(func([]byte) bool) {
 			b = b[k:]
 		}
 	}
+}
+
+// Layout makes a store directory at dir holding blobs as files, exactly
+// as given (also when they do not hash to their names), and refs: the
+// bytes a Factory of any kind starts from.
+func Layout(t *testing.T, dir string, blobs map[image.Digest][]byte, refs []image.Ref) *image.Layout {
+	t.Helper()
+	lay, err := image.InitLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, b := range blobs {
+		if err := os.WriteFile(filepath.Join(lay.Root(), "blobs", "sha256", d.Hex()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := lay.UpdateRefs(context.Background(), func([]image.Ref) ([]image.Ref, error) { return refs, nil }); err != nil {
+		t.Fatal(err)
+	}
+	return lay
 }

@@ -13,24 +13,6 @@ import (
 	"github.com/dvpc/dvpc/image"
 )
 
-// layoutWith writes blobs into a new layout as files, as they are.
-func layoutWith(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) *image.Layout {
-	t.Helper()
-	lay, err := image.InitLayout(filepath.Join(t.TempDir(), "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d, b := range blobs {
-		if err := os.WriteFile(filepath.Join(lay.Root(), "blobs", "sha256", d.Hex()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := lay.UpdateRefs(context.Background(), func([]image.Ref) ([]image.Ref, error) { return refs, nil }); err != nil {
-		t.Fatal(err)
-	}
-	return lay
-}
-
 // broken is a layout with one fault of the kind the suite must catch.
 type broken struct {
 	*image.Layout
@@ -78,7 +60,7 @@ func TestBroken(t *testing.T) {
 		return
 	}
 	Run(t, func(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) image.Source {
-		return broken{layoutWith(t, blobs, refs), fault}
+		return broken{Layout(t, filepath.Join(t.TempDir(), "store"), blobs, refs), fault}
 	})
 }
 
