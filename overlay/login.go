@@ -454,6 +454,12 @@ func placeUses(o LoginOptions, prep delta.PullReport, stack *image.StackStore, p
 // fits reports whether n bytes fit in the file system of dir with room to
 // spare.
 func fits(dir string, n int64) bool {
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
 	free, err := freeBytes(dir)
 	return err == nil && n < free/2
 }

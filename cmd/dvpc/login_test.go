@@ -729,3 +729,39 @@ func TestLoginDiscSet(t *testing.T) {
 	pc.must("login", "--from", strings.Join(discs, ","), "--to", dir)
 	requireSameTree(t, h.home, dir)
 }
+
+// TestLoginEphemeralInRAM: on a PC with no store of the person's and no
+// --to, the home goes into a RAM-backed directory, the login says where,
+// and logout leaves nothing of it.
+func TestLoginEphemeralInRAM(t *testing.T) {
+	h := newHomePC(t, 1)
+	h.cli.snapshot(h.home)
+	h.cli.must("push")
+	ram := t.TempDir()
+	if !inRAM(ram) {
+		// The test's temporary directory is on disk: use /dev/shm, as a
+		// PC without XDG_RUNTIME_DIR does.
+		if !inRAM("/dev/shm") {
+			t.Fatal("this test needs a tmpfs: /dev/shm is not one (mount -t tmpfs tmpfs /dev/shm)")
+		}
+		ram = ""
+	}
+	pc := h.strangePC(t, "pc").with("XDG_RUNTIME_DIR", ram)
+	r := pc.must("--json", "login", "--mirror", h.proxies[0].addr+"/dvpc/home")
+	var out struct {
+		Dir       string `json:"dir"`
+		Ephemeral bool   `json:"ephemeral"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("login --json: %v\n%s", err, r)
+	}
+	t.Cleanup(func() { os.RemoveAll(out.Dir) })
+	if !out.Ephemeral || !inRAM(out.Dir) || filepath.Base(out.Dir) != "home" {
+		t.Fatalf("login put the home in %s (ephemeral %v), want a RAM-backed directory named after the home", out.Dir, out.Ephemeral)
+	}
+	requireSameTree(t, h.home, out.Dir)
+	pc.must("logout", out.Dir)
+	if ents, err := os.ReadDir(out.Dir); err == nil && len(ents) > 0 {
+		t.Errorf("after logout %s still holds %d entries", out.Dir, len(ents))
+	}
+}

@@ -50,14 +50,16 @@ func recordedOnMedia(ctx context.Context, places []overlay.Place, unl *sessionUn
 }
 
 // ramDir is the RAM-backed directory an ephemeral login puts the home in,
-// "" when there is none.
+// "" when there is none: in $XDG_RUNTIME_DIR (the user's own), else in
+// /dev/shm under a directory of the user's that nobody else may enter.
 func ramDir() string {
-	for _, d := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/dev/shm"} {
-		if d == "" {
-			continue
-		}
-		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-			return filepath.Join(d, "dvpc", "homes")
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && inRAM(d) {
+		return filepath.Join(d, "dvpc", "homes")
+	}
+	if inRAM("/dev/shm") {
+		own := filepath.Join("/dev/shm", fmt.Sprintf("dvpc-%d", os.Getuid()))
+		if ownPrivateDir(own) {
+			return filepath.Join(own, "homes")
 		}
 	}
 	return ""
