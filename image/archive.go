@@ -155,17 +155,35 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	}
 	var parentTop *Tree
 	if parent != nil {
-		if parentTop, err = r.LoadTree(ctx, parent.Config.Root); err != nil {
-			return nil, Stats{}, fmt.Errorf("parent snapshot %s: %w", parent.ID, err)
+		if !opts.ParentTree.IsZero() && opts.ParentTree != parent.Config.Root {
+			// The parent's content as it lies on this disk; gone (pruned),
+			// the parent's own tree serves.
+			parentTop, _ = r.LoadTree(ctx, opts.ParentTree)
+		}
+		if parentTop == nil {
+			if parentTop, err = r.LoadTree(ctx, parent.Config.Root); err != nil {
+				return nil, Stats{}, fmt.Errorf("parent snapshot %s: %w", parent.ID, err)
+			}
 		}
 	}
 	rootID, used, err := a.run(ctx, abs, &rst, parentTop)
 	if err != nil {
 		return nil, Stats{}, a.stopped(ctx, err)
 	}
-	if opts.SkipUnchanged && parent != nil && len(parents) == 1 && rootID == parent.Config.Root {
-		a.stats.Errors = a.errs.Load()
-		return parent, a.stats, nil
+	if opts.Report != nil {
+		opts.Report.Tree = rootID
+	}
+	if opts.SkipUnchanged && parent != nil && len(parents) == 1 {
+		same := rootID == parent.Config.Root
+		if !same {
+			if same, err = r.SameTrees(ctx, rootID, parent.Config.Root); err != nil {
+				return nil, Stats{}, a.stopped(ctx, err)
+			}
+		}
+		if same {
+			a.stats.BytesRead, a.stats.BytesNew, a.stats.Errors = a.read.Load(), a.newB.Load(), a.errs.Load()
+			return parent, a.stats, nil
+		}
 	}
 	layers, err := r.layersFor(ctx, used)
 	if err != nil {

@@ -29,9 +29,15 @@ type SnapshotOptions struct {
 	// are not read again; NoParent reads every file, keeping the lineage.
 	Parent   *Snapshot
 	NoParent bool
-	// SkipUnchanged writes no snapshot when the tree equals Parent's: the
-	// run returns Parent itself.
+	// SkipUnchanged writes no snapshot when the tree holds what Parent's
+	// holds ([Repo.SameTrees]): the run returns Parent itself.
 	SkipUnchanged bool
+	// ParentTree, when set, stands for Parent's tree in deciding which
+	// files are unchanged: the same content as Parent, recorded as it lies
+	// on this disk (inodes, change times) by an earlier run that wrote no
+	// snapshot (see SnapshotReport.Tree). A tree the store no longer holds
+	// is ignored.
+	ParentTree ChunkID
 	// Parents are the other parents of a merge, beside Parent (or the
 	// newest head when Parent is nil): the snapshot records them all, and
 	// its seq is above every one. They must belong to the same home.
@@ -67,6 +73,9 @@ type SnapshotOptions struct {
 type SnapshotReport struct {
 	LeftOut []LeftOut
 	Adopted Adopted
+	// Tree is the tree the run computed, also when SkipUnchanged wrote no
+	// snapshot: a later run's ParentTree.
+	Tree ChunkID
 }
 
 // Progress counts a running snapshot or restore; read it from any goroutine.

@@ -359,11 +359,21 @@ func updateInPlace(ctx context.Context, repo *image.Repo, hist *image.History, s
 func snapshotEdits(ctx context.Context, repo *image.Repo, sess *Session, parent *image.Snapshot, tmpl image.SnapshotOptions) (*image.Snapshot, bool, error) {
 	opts := tmpl
 	opts.Home, opts.Parent, opts.SkipUnchanged = parent.Home, parent, true
+	if sess.Manifest == parent.Manifest {
+		opts.ParentTree = sess.Tree
+	}
+	var rep image.SnapshotReport
+	if opts.Report == nil {
+		opts.Report = &rep
+	}
 	snap, _, err := repo.Snapshot(ctx, sess.Dir, opts)
 	if err != nil {
 		return nil, false, fmt.Errorf("snapshot the edits in %s: %w", sess.Dir, err)
 	}
 	if snap.Manifest == parent.Manifest {
+		// The same home as the parent, as it lies on this disk: the next
+		// run compares with this tree and reads nothing again.
+		sess.Tree = opts.Report.Tree
 		return parent, false, nil
 	}
 	sess.Wrote(snap)

@@ -49,6 +49,10 @@ type Session struct {
 	// last synced to: the parent of the next sync.
 	Snapshot string       `json:"snapshot"`
 	Manifest image.Digest `json:"manifest"`
+	// Tree, when set, is Snapshot's content as it lies in Dir (its inodes
+	// and change times), computed by a sync that found nothing changed:
+	// the next sync compares with it rather than read every file again.
+	Tree image.ChunkID `json:"tree,omitzero"`
 	// Complete is set once Dir holds all of Snapshot; a login that was
 	// stopped before leaves it false, and the next login writes Dir again.
 	Complete bool `json:"complete"`
@@ -156,6 +160,9 @@ func (s *Session) Remove(store string) error {
 
 // At records that the session's directory now holds snap.
 func (s *Session) At(snap *image.Snapshot) {
+	if snap.Manifest != s.Manifest {
+		s.Tree = image.ChunkID{}
+	}
 	s.Snapshot, s.Manifest, s.Home = snap.Ref, snap.Manifest, snap.Home
 }
 

@@ -656,7 +656,11 @@ func TestSyncWatch(t *testing.T) {
 	for i := range 100 {
 		s := fmt.Sprintf("save %d\n", i)
 		saves[s] = true
-		writeFileString(t, filepath.Join(dir, "doc.txt"), s)
+		// Saved as editors save: a new file renamed over the old one.
+		writeFileString(t, filepath.Join(dir, ".doc.txt.swp"), s)
+		if err := os.Rename(filepath.Join(dir, ".doc.txt.swp"), filepath.Join(dir, "doc.txt")); err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	elapsed := time.Since(start)

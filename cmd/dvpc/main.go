@@ -297,7 +297,11 @@ func (g *globals) openSource() (image.Source, error) {
 	case kindRegistry:
 		return delta.NewRegistry(strings.TrimPrefix(g.store, registryPrefix), delta.RegistryOptions{Timeout: g.timeout})
 	case kindDir:
-		return image.OpenLayout(g.store) // when it is none, it says what is missing and what to do
+		lay, err := image.OpenLayout(g.store) // when it is none, it says what is missing and what to do
+		if err != nil {
+			return nil, err
+		}
+		return g.withSessionPlaces(lay), nil
 	}
 	src, ms, err := media.OpenSet(strings.Split(g.store, ","))
 	if err != nil {

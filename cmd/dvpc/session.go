@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -634,4 +635,84 @@ func deliverToKeys(ctx context.Context, g *globals, s *openedSession) {
 			fmt.Fprintf(g.stderr, "dvpc: the USB key %s is read-only here (an image, or mounted read-only): the snapshots wait for a mirror or a writable key\n", p.Endpoint)
 		}
 	}
+}
+
+// withSessionPlaces reads a store that holds login sessions through the
+// places they used: a login leaves on the disc or key the packs it holds,
+// so that ls, restore and diff read them there, or else from the mirrors.
+// A store without sessions is read alone.
+func (g *globals) withSessionPlaces(lay *image.Layout) image.Source {
+	sessions, err := overlay.Sessions(g.store)
+	if err != nil || len(sessions) == 0 {
+		return lay
+	}
+	var lower []image.Source
+	for _, s := range sessions {
+		for _, u := range s.Places {
+			if u.Kind == overlay.KindMirror || u.Kind == overlay.KindCache || !isMediumArg(u.Name) {
+				continue
+			}
+			if ps, err := g.loginPlaces([]string{u.Name}, nil, false); err == nil {
+				lower = append(lower, ps[0].Endpoint)
+			}
+		}
+	}
+	lower = append(lower, image.Named("mirrors", &lazySource{open: func() (image.Source, error) {
+		ms, err := delta.LoadMirrors(g.store)
+		if err != nil {
+			return nil, err
+		}
+		eps, err := ms.Endpoints(g.timeout)
+		if err != nil {
+			return nil, err
+		}
+		var mo delta.MirrorOptions
+		for _, m := range ms.Mirrors {
+			mo.Health = append(mo.Health, mirrorHealth(m))
+			mo.Speed = append(mo.Speed, m.Rate())
+		}
+		return delta.NewMirrorSource(context.Background(), eps, mo)
+	}}))
+	return image.NewStack(lay, lower...)
+}
+
+// lazySource opens a source the first time a blob is asked of it: the
+// mirrors are contacted only when the store and the media lack a blob.
+type lazySource struct {
+	open func() (image.Source, error)
+	once sync.Once
+	src  image.Source
+	err  error
+}
+
+func (l *lazySource) get() (image.Source, error) {
+	l.once.Do(func() { l.src, l.err = l.open() })
+	if l.err != nil {
+		return nil, fmt.Errorf("%w: %w", image.ErrNotFound, l.err)
+	}
+	return l.src, nil
+}
+
+func (l *lazySource) Refs(ctx context.Context) ([]image.Ref, error) {
+	src, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return src.Refs(ctx)
+}
+
+func (l *lazySource) OpenBlob(ctx context.Context, d image.Digest) (image.Blob, error) {
+	src, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return src.OpenBlob(ctx, d)
+}
+
+func (l *lazySource) StatBlob(ctx context.Context, d image.Digest) (int64, error) {
+	src, err := l.get()
+	if err != nil {
+		return 0, err
+	}
+	return src.StatBlob(ctx, d)
 }
