@@ -242,9 +242,15 @@ func TestLoginDVDPlusNet(t *testing.T) {
 	}
 	// The DVD taken out: a sync reads what the cache lacks from the
 	// mirrors, and delivers the edit.
+	pc.must("ls", third)
 	if err := os.Rename(iso, iso+".away"); err != nil {
 		t.Fatal(err)
 	}
+	// The cache leaves the disc's packs on the disc: a restore from it
+	// reads them from the mirrors once the disc is gone.
+	again := filepath.Join(t.TempDir(), "again")
+	pc.must("restore", third, "--to", again)
+	requireSameTree(t, want, again)
 	writeFileString(t, filepath.Join(dir, "after-login.txt"), "edited on the strange PC\n")
 	pc.must("sync", dir)
 	pc2 := h.strangePC(t, "pc2")
