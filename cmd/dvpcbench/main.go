@@ -55,8 +55,9 @@ type bench struct {
 	mut          *mutation
 	homeManifest map[string]entry // the home after the week of work
 	limitResults map[string]*result
-	iso          *isoReport  // dvpc's ISO build against xorriso's
-	registries   []*registry // local registries of the mirror steps, once started
+	iso          *isoReport     // dvpc's ISO build against xorriso's
+	registries   []*registry    // local registries of the mirror steps, once started
+	proxy        *countingProxy // in front of the login's registry, once started
 	registryErr  error
 	order        []string
 	cpus         int // runtime.NumCPU()
@@ -260,23 +261,31 @@ func (b *bench) run() error {
 		}
 		tr.Version = b.toolVersion(t)
 	}
-	for _, s := range stages {
-		if s.global != nil {
-			b.order = append(b.order, s.name)
-			if err := s.global(b); err != nil {
-				return fmt.Errorf("%s: %w", s.name, err)
-			}
-			continue
+	for i := range stages {
+		if err := b.runStage(&stages[i]); err != nil {
+			return err
 		}
-		var names []string
-		for _, t := range b.tools {
-			if t.cmds[s.step] != nil {
-				names = append(names, t.name)
-			}
-			b.runStep(stepByName(s.step), t)
-		}
-		b.order = append(b.order, s.name+" ("+strings.Join(names, ", ")+")")
 	}
+	return nil
+}
+
+// runStage runs a global action, or a step for every tool in turn.
+func (b *bench) runStage(s *stage) error {
+	if s.global != nil {
+		b.order = append(b.order, s.name)
+		if err := s.global(b); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		return nil
+	}
+	var names []string
+	for _, t := range b.tools {
+		if t.cmds[s.step] != nil {
+			names = append(names, t.name)
+		}
+		b.runStep(stepByName(s.step), t)
+	}
+	b.order = append(b.order, s.name+" ("+strings.Join(names, ", ")+")")
 	return nil
 }
 
@@ -430,8 +439,14 @@ var rows = []row{
 	{key: "rss_iso_mib", label: "  peak RSS ISO build MiB", value: stepCell("iso", rssMiB)},
 	{key: "restore_vs_tar_x", label: "full restore / tar -x", value: perLimit("restore", "tar-write")},
 	{key: "iso_vs_xorriso", label: "ISO build / xorriso", value: perLimit("iso", "xorriso")},
+	{key: "login_s", label: "login from ISO + mirror s", value: stepCell("login", seconds)},
+	{key: "login_restore_s", label: "restore of the same snapshot s", value: stepCell("login-restore", seconds)},
+	{key: "login_vs_restore", label: "login / restore", value: quotient(stepCell("login", seconds), stepCell("login-restore", seconds))},
+	{key: "login_net_mib", label: "login net MiB (restic: whole repository)", value: loginNet},
+	{key: "login_net_vs_new", label: "login net / incremental new blobs", value: quotient(loginNet, incrementalNew)},
 	{key: "restore_check", label: "full restore check", text: checkText("restore")},
 	{key: "restore_file_check", label: "one-file restore check", text: checkText("restore-file")},
+	{key: "login_check", label: "login check", text: checkText("login")},
 }
 
 func checkText(step string) func(b *bench, tr *toolRun) string {
@@ -576,6 +591,7 @@ var aims = []aim{
 	{label: "ISO build ≤ 1.2× xorriso -as mkisofs -R -J", key: "iso_s", check: limitCheck("xorriso", "same files"), bound: limitTimes(1.2, "xorriso", "xorriso")},
 	{label: "push to 4 mirrors ≤ 1.3× push to 1", key: "push_4_s", bound: timesAs(1.3, "push_1_s", "dvpc", "push to 1"), whyMissed: (*bench).push4FloorNote},
 	{label: "pull of the week ≤ 1.1× its new blobs", key: "pull_week_mib", bound: timesAs(1.1, "incremental_new_mib", "dvpc", "new blobs of the incremental")},
+	{label: "login ≤ 1.2× restore of the same snapshot", key: "login_s", check: stepCheck("login"), bound: timesAs(1.2, "login_restore_s", "dvpc", "restore")},
 }
 
 func (b *bench) evalAims() []aimResult {

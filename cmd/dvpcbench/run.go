@@ -34,6 +34,7 @@ type result struct {
 	Check     string          `json:"check,omitempty"`     // outcome of the untimed check after the step
 	Report    json.RawMessage `json:"report,omitempty"`    // dvpc's --json output (snapshot, push, pull)
 	OutBytes  int64           `json:"out_bytes,omitempty"` // size of the file the command wrote, such as an ISO image
+	NetBytes  int64           `json:"net_bytes,omitempty"` // bytes of the responses the bench's counting proxy passed on (see login.go)
 	OtherCPU  float64         `json:"other_cpu_seconds"`   // busy CPU time of the machine not spent by the command nor the registries it pushed to
 	// RegistriesCPU is the CPU time of the registries the step pushed
 	// to, taken just before and just after the command; nil for the
@@ -74,6 +75,10 @@ type step struct {
 	// registries are the local registries (see mirror.go) whose CPU time
 	// is recorded with the command's: the ones it pushes to.
 	registries []int
+	// proxied steps talk to the login's registry through the bench's
+	// counting proxy (see login.go): for dvpc, the CPU time of both is
+	// recorded as the registries'.
+	proxied bool
 	// after runs untimed after a successful command, to measure the
 	// repository or check the output; it returns a check outcome.
 	after func(b *bench, s *step, t *tool, tr *toolRun, out string) string
@@ -96,6 +101,11 @@ var steps = []step{
 	{name: "push-1", label: "push to 1 mirror", needs: []string{"incremental"}, bins: []string{"docker-registry"}, registries: []int{push1Registry}, after: afterPush(1)},
 	{name: "push-4", label: "push to 4 mirrors", needs: []string{"incremental"}, bins: []string{"docker-registry"}, registries: push4Registries(), after: afterPush(registryMirrors)},
 	{name: "pull-week", label: "pull of the week", needs: []string{"incremental", "pull-initial"}, bins: []string{"docker-registry"}, after: afterPull},
+	// dvpc's login on a strange PC (see login.go). login-iso only sets
+	// up the login; it is in no row.
+	{name: "login-iso", label: "ISO of the initial snapshot", needs: []string{"initial"}},
+	{name: "login-restore", label: "restore of the login's snapshot", needs: []string{"incremental"}, after: checkRestore},
+	{name: "login", label: "login from the ISO and a mirror", needs: []string{"incremental", "login-iso"}, bins: []string{"docker-registry"}, proxied: true, after: afterLogin},
 }
 
 func stepByName(name string) *step {
@@ -123,6 +133,7 @@ var stages = []stage{
 	{name: "initial", step: "initial"},
 	// Untimed for the table; dvpc only, so the peers' order is unchanged.
 	{name: "pull-initial", step: "pull-initial"},
+	{name: "login-iso", step: "login-iso"},
 	{name: "mutate", global: (*bench).mutate},
 	{name: "incremental", step: "incremental"},
 	{name: "restore", step: "restore"},
@@ -134,6 +145,9 @@ var stages = []stage{
 	{name: "push-1", step: "push-1"},
 	{name: "push-4", step: "push-4"},
 	{name: "pull-week", step: "pull-week"},
+	// Last: the restore and the login, one right after the other.
+	{name: "login-restore", step: "login-restore"},
+	{name: "login", step: "login"},
 }
 
 // limit is a reference command that bounds what any tool can do on this
@@ -309,6 +323,9 @@ func (b *bench) newDvpc() *tool {
 	for name, mk := range dvpcMirrorCmds(t) {
 		t.cmds[name] = mk
 	}
+	for name, mk := range dvpcLoginCmds(t) {
+		t.cmds[name] = mk
+	}
 	t.restoredRoot = func(_ *bench, out string) string { return out }
 	t.fileCandidates = func(_ *bench, out, rel string) []string {
 		return []string{filepath.Join(out, filepath.FromSlash(rel)), filepath.Join(out, filepath.Base(rel)), out}
@@ -435,7 +452,7 @@ func (b *bench) runStep(s *step, t *tool) {
 		return
 	}
 	for _, n := range s.needs {
-		if !tr.Steps[n].ok() {
+		if t.cmds[n] != nil && !tr.Steps[n].ok() { // of the steps the tool performs
 			tr.Steps[s.name] = &result{Error: "skipped: " + n + " failed"}
 			b.logf("%-12s %-7s skipped (%s failed)", s.name, t.name, n)
 			return
@@ -467,6 +484,9 @@ func (b *bench) runStep(s *step, t *tool) {
 	var pids []int // started by mk
 	for _, i := range s.registries {
 		pids = append(pids, b.registries[i].cmd.Process.Pid)
+	}
+	if s.proxied && t.name == "dvpc" && b.proxy != nil {
+		pids = append(pids, b.registries[loginRegistry].cmd.Process.Pid, os.Getpid())
 	}
 	r, _ := b.execWatching(s.name+"-"+t.name, c, t.okExit, pids)
 	tr.Steps[s.name] = r
