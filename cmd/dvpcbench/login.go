@@ -190,14 +190,10 @@ type loginReport struct {
 }
 
 // afterLogin records the bytes the proxy passed on, checks the output and
-// compares the directory with the home. The login's disc is removed
-// unless -keep.
+// compares the directory with the home.
 func afterLogin(b *bench, s *step, t *tool, tr *toolRun, out string) string {
 	r := tr.Steps[s.name]
 	r.NetBytes = b.proxy.bytes.Load()
-	if !b.cfg.keep {
-		os.Remove(b.loginISO())
-	}
 	r.Report = json.RawMessage(trimSpace(r.stdout))
 	if why := checkLogin(r.stdout, snapshotID(tr, "incremental"), out); why != "" {
 		r.Error = why

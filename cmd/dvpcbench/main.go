@@ -444,6 +444,9 @@ var rows = []row{
 	{key: "login_vs_restore", label: "login / restore", value: quotient(stepCell("login", seconds), stepCell("login-restore", seconds))},
 	{key: "login_net_mib", label: "login net MiB (restic: whole repository)", value: loginNet},
 	{key: "login_net_vs_new", label: "login net / incremental new blobs", value: quotient(loginNet, incrementalNew)},
+	{key: "sync_watch_s", label: "sync --watch: change → local snapshot s", value: watchMedian},
+	{key: "sync_one_s", label: "sync after a one-file change s", value: stepCell("sync-one", seconds)},
+	{key: "rss_sync_watch_mib", label: "  peak RSS sync --watch MiB", value: stepCell("sync-watch", rssMiB)},
 	{key: "restore_check", label: "full restore check", text: checkText("restore")},
 	{key: "restore_file_check", label: "one-file restore check", text: checkText("restore-file")},
 	{key: "login_check", label: "login check", text: checkText("login")},
@@ -592,6 +595,8 @@ var aims = []aim{
 	{label: "push to 4 mirrors ≤ 1.3× push to 1", key: "push_4_s", bound: timesAs(1.3, "push_1_s", "dvpc", "push to 1"), whyMissed: (*bench).push4FloorNote},
 	{label: "pull of the week ≤ 1.1× its new blobs", key: "pull_week_mib", bound: timesAs(1.1, "incremental_new_mib", "dvpc", "new blobs of the incremental")},
 	{label: "login ≤ 1.2× restore of the same snapshot", key: "login_s", check: stepCheck("login"), bound: timesAs(1.2, "login_restore_s", "dvpc", "restore")},
+	{label: "sync --watch: change → snapshot ≤ 0.3 s", key: "sync_watch_s", bound: constBound(0.3, "0.3 s")},
+	{label: "sync after a one-file change ≤ 0.5× restic", key: "sync_one_s", bound: times(0.5, "sync_one_s", "restic")},
 }
 
 func (b *bench) evalAims() []aimResult {
