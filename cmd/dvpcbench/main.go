@@ -446,6 +446,7 @@ var rows = []row{
 	{key: "login_net_vs_new", label: "login net / incremental new blobs", value: quotient(loginNet, incrementalNew)},
 	{key: "sync_watch_s", label: "sync --watch: change → local snapshot s", value: watchMedian},
 	{key: "sync_one_s", label: "sync after a one-file change s", value: stepCell("sync-one", seconds)},
+	{key: "rss_login_mib", label: "  peak RSS login MiB", value: stepCell("login", rssMiB)},
 	{key: "rss_sync_watch_mib", label: "  peak RSS sync --watch MiB", value: stepCell("sync-watch", rssMiB)},
 	{key: "restore_check", label: "full restore check", text: checkText("restore")},
 	{key: "restore_file_check", label: "one-file restore check", text: checkText("restore-file")},
@@ -597,6 +598,7 @@ var aims = []aim{
 	{label: "login ≤ 1.2× restore of the same snapshot", key: "login_s", check: stepCheck("login"), bound: timesAs(1.2, "login_restore_s", "dvpc", "restore")},
 	{label: "sync --watch: change → snapshot ≤ 0.3 s", key: "sync_watch_s", bound: constBound(0.3, "0.3 s")},
 	{label: "sync after a one-file change ≤ 0.5× restic", key: "sync_one_s", bound: times(0.5, "sync_one_s", "restic")},
+	{label: "peak RSS of login ≤ 100 MiB", key: "rss_login_mib", bound: constBound(100, "100 MiB")},
 }
 
 func (b *bench) evalAims() []aimResult {
