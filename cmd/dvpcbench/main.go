@@ -241,8 +241,8 @@ func (b *bench) toolRun(name string) *toolRun {
 func (b *bench) run() error {
 	var st syscall.Statfs_t
 	if syscall.Statfs(b.work, &st) == nil {
-		if free := int64(st.Bavail) * st.Bsize; free < 10*int64(b.cfg.sizeMiB)*mib {
-			b.logf("warning: %d MiB free in %s; a run needs about %d MiB", free/mib, b.work, 10*b.cfg.sizeMiB)
+		if free := int64(st.Bavail) * st.Bsize; free < 13*int64(b.cfg.sizeMiB)*mib {
+			b.logf("warning: %d MiB free in %s; a run needs about %d MiB", free/mib, b.work, 13*b.cfg.sizeMiB)
 		}
 	}
 	b.ensureTools()
