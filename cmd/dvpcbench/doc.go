@@ -48,6 +48,30 @@
 //     is timed, its bytes_fetched compared with the bytes_new of dvpc's
 //     incremental snapshot. The incremental bytes of step 4 are counted
 //     from after that set-up, which writes the store's list of mirrors.
+//  9. dvpc only, a login on a strange PC (see login.go): right after the
+//     pull-initial set-up, dvpc media iso writes the store, which holds
+//     the initial snapshot alone, to DIR/out/login.iso (the "login-iso"
+//     step, in no row: last week's disc). At the end the store is pushed
+//     (untimed) to registry 0, fronted by a counting proxy of the bench;
+//     dvpc restore of the incremental snapshot from the full store is
+//     timed, then dvpc --json login --from login.iso --mirror PROXY/REPO
+//     --to DIR on a PC with its own HOME and XDG directories and an empty
+//     --store (so the login makes an ephemeral cache), checked against
+//     the home (untimed). Its net bytes are the bytes of every response
+//     the proxy passed on during the login, printed against restic's
+//     whole repository (what restic downloads to restore the home from a
+//     remote repository) and against the incremental's new blobs. The
+//     login takes the keys from the run's agent, as every dvpc step does;
+//  10. the login's session kept in sync (see sync.go), with the disc named
+//     by --from, as a person leaves it in the drive: dvpc sync --watch
+//     --debounce 10ms runs under the wrapper while one small file of the
+//     directory is changed 5 times, each time timed from the end of the
+//     write to the session record naming a new snapshot (durable in the
+//     local cache; polled every 2 ms), the row being the median; then the
+//     same file is changed once more and dvpc sync (no --watch: the scan,
+//     the snapshot, the look for newer snapshots on the mirror and the
+//     push) is timed against restic backup and borg create of the home
+//     after the same change.
 //
 // Each step records its wall time, CPU time and the peak RSS of the tool's
 // process (ru_maxrss from wait4). On Linux a child's ru_maxrss is never
@@ -77,16 +101,18 @@
 // borg, dvpc/restic, dvpc/borg), the limits (tar, xorriso with the sizes
 // of both images, and the CPU floor of the push to 4 mirrors: the CPU time
 // of dvpc and of its four registries over the number of CPUs, with its
-// ratio to the push to 1), and dvpc's aims, each met or missed: initial
+// ratio to the push to 1; every latency of the watch), and dvpc's aims, each met or missed: initial
 // snapshot ≤ 0.5× borg, incremental snapshot ≤ 0.5× the fastest peer,
 // incremental bytes ≤ restic, full restore ≤ 1.1× tar -x, one-file
 // restore ≤ borg, peak RSS ≤ borg (snapshots and restores), ISO build ≤
 // 1.2× xorriso -as mkisofs -R -J, push to 4 mirrors ≤ 1.3× push to 1,
-// pull of the week ≤ 1.1× its new blobs; a missed push aim says so when
-// the machine's CPU floor is above it. A tool that fails shows
-// "failed" in its cells and the others go on; "-" means not run. -json
-// writes all figures (the ISO comparison under "iso"), and the logs of
-// every command are in DIR/logs.
+// pull of the week ≤ 1.1× its new blobs, login ≤ 1.2× the restore of the
+// same snapshot, sync --watch ≤ 0.3 s from a change to a local snapshot,
+// sync after a one-file change ≤ 0.5× restic, peak RSS of the login ≤ 100
+// MiB; a missed push aim says so when the machine's CPU floor is above it.
+// A tool that fails shows "failed" in its cells and the others go on; "-"
+// means not run. -json writes all figures (the ISO comparison under
+// "iso"), and the logs of every command are in DIR/logs.
 //
 // The measurements are tables: steps (what each tool does), stages (when),
 // limits (reference commands) and rows and aims (what is printed). A new

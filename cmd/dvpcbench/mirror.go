@@ -131,8 +131,13 @@ func (b *bench) startRegistry(i int) (*registry, error) {
 	return nil, errors.New("docker-registry did not answer GET /v2/ within 30 s")
 }
 
-// stopRegistries kills the registries it started.
+// stopRegistries kills the registries it started, and closes the login's
+// proxy.
 func (b *bench) stopRegistries() {
+	if b.proxy != nil {
+		b.proxy.close()
+		b.proxy = nil
+	}
 	for _, r := range b.registries {
 		r.cmd.Process.Kill()
 	}

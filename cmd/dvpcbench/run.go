@@ -34,6 +34,7 @@ type result struct {
 	Check     string          `json:"check,omitempty"`     // outcome of the untimed check after the step
 	Report    json.RawMessage `json:"report,omitempty"`    // dvpc's --json output (snapshot, push, pull)
 	OutBytes  int64           `json:"out_bytes,omitempty"` // size of the file the command wrote, such as an ISO image
+	NetBytes  int64           `json:"net_bytes,omitempty"` // bytes of the responses the bench's counting proxy passed on (see login.go)
 	OtherCPU  float64         `json:"other_cpu_seconds"`   // busy CPU time of the machine not spent by the command nor the registries it pushed to
 	// RegistriesCPU is the CPU time of the registries the step pushed
 	// to, taken just before and just after the command; nil for the
@@ -74,6 +75,12 @@ type step struct {
 	// registries are the local registries (see mirror.go) whose CPU time
 	// is recorded with the command's: the ones it pushes to.
 	registries []int
+	// proxied steps talk to the login's registry through the bench's
+	// counting proxy (see login.go): for dvpc, the CPU time of both is
+	// recorded as the registries'.
+	proxied bool
+	// drive, if set, runs beside the command and ends it (see execDriven).
+	drive func(b *bench, c *proc) (json.RawMessage, error)
 	// after runs untimed after a successful command, to measure the
 	// repository or check the output; it returns a check outcome.
 	after func(b *bench, s *step, t *tool, tr *toolRun, out string) string
@@ -96,6 +103,23 @@ var steps = []step{
 	{name: "push-1", label: "push to 1 mirror", needs: []string{"incremental"}, bins: []string{"docker-registry"}, registries: []int{push1Registry}, after: afterPush(1)},
 	{name: "push-4", label: "push to 4 mirrors", needs: []string{"incremental"}, bins: []string{"docker-registry"}, registries: push4Registries(), after: afterPush(registryMirrors)},
 	{name: "pull-week", label: "pull of the week", needs: []string{"incremental", "pull-initial"}, bins: []string{"docker-registry"}, after: afterPull},
+	// dvpc's login on a strange PC (see login.go). login-iso only sets
+	// up the login; it is in no row.
+	{name: "login-iso", label: "ISO of the initial snapshot", needs: []string{"initial"}},
+	{name: "login-restore", label: "restore of the login's snapshot", needs: []string{"incremental"}, after: checkRestore},
+	{name: "login", label: "login from the ISO and a mirror", needs: []string{"incremental", "login-iso"}, bins: []string{"docker-registry"}, proxied: true, after: afterLogin},
+	// The login's session kept in sync (see sync.go); sync-one also of
+	// the peers, whose needs include no login.
+	{name: "sync-watch", label: "sync --watch after one-file changes", needs: []string{"login"}, proxied: true, drive: driveWatch},
+	{name: "sync-one", label: "sync after a one-file change", needs: []string{"incremental", "login"}, proxied: true, after: afterSyncOne},
+}
+
+// driver is the step's drive for execDriven, or nil.
+func (s *step) driver(b *bench) func(*proc) (json.RawMessage, error) {
+	if s.drive == nil {
+		return nil
+	}
+	return func(c *proc) (json.RawMessage, error) { return s.drive(b, c) }
 }
 
 func stepByName(name string) *step {
@@ -123,6 +147,7 @@ var stages = []stage{
 	{name: "initial", step: "initial"},
 	// Untimed for the table; dvpc only, so the peers' order is unchanged.
 	{name: "pull-initial", step: "pull-initial"},
+	{name: "login-iso", step: "login-iso"},
 	{name: "mutate", global: (*bench).mutate},
 	{name: "incremental", step: "incremental"},
 	{name: "restore", step: "restore"},
@@ -134,6 +159,11 @@ var stages = []stage{
 	{name: "push-1", step: "push-1"},
 	{name: "push-4", step: "push-4"},
 	{name: "pull-week", step: "pull-week"},
+	// Last: the restore and the login, one right after the other.
+	{name: "login-restore", step: "login-restore"},
+	{name: "login", step: "login"},
+	{name: "sync-watch", step: "sync-watch"},
+	{name: "sync-one", step: "sync-one"},
 }
 
 // limit is a reference command that bounds what any tool can do on this
@@ -217,6 +247,13 @@ var limits = []limit{
 		name:   "push-4-cpu-floor",
 		label:  "push to 4 mirrors: machine CPU floor",
 		figure: (*bench).push4FloorText,
+	},
+	{
+		// Every latency of the watch, whose median is its row (see
+		// sync.go).
+		name:   "sync-watch-latencies",
+		label:  "sync --watch: change → local snapshot",
+		figure: (*bench).watchText,
 	},
 }
 
@@ -309,6 +346,12 @@ func (b *bench) newDvpc() *tool {
 	for name, mk := range dvpcMirrorCmds(t) {
 		t.cmds[name] = mk
 	}
+	for name, mk := range dvpcLoginCmds(t) {
+		t.cmds[name] = mk
+	}
+	for name, mk := range dvpcSyncCmds(t) {
+		t.cmds[name] = mk
+	}
 	t.restoredRoot = func(_ *bench, out string) string { return out }
 	t.fileCandidates = func(_ *bench, out, rel string) []string {
 		return []string{filepath.Join(out, filepath.FromSlash(rel)), filepath.Join(out, filepath.Base(rel)), out}
@@ -375,6 +418,13 @@ func (b *bench) newRestic() *tool {
 		"restore-file": func(b *bench, out string) (*exec.Cmd, error) {
 			return cmd("restore", "latest", "--target", out, "--include", filepath.Join(b.home, filepath.FromSlash(b.plan.BigDoc))), nil
 		},
+		// The one-file change of dvpc's sync, made to the home.
+		"sync-one": func(b *bench, _ string) (*exec.Cmd, error) {
+			if err := editTarget(b, b.home); err != nil {
+				return nil, err
+			}
+			return cmd("backup", b.home), nil
+		},
 	}
 	// restic restores the absolute path of the home below the target.
 	t.restoredRoot = func(b *bench, out string) string { return filepath.Join(out, b.home) }
@@ -416,6 +466,12 @@ func (b *bench) newBorg() *tool {
 		"incremental":  create("s2"),
 		"restore":      extract(),
 		"restore-file": func(b *bench, out string) (*exec.Cmd, error) { return extract(b.plan.BigDoc)(b, out) },
+		"sync-one": func(b *bench, out string) (*exec.Cmd, error) {
+			if err := editTarget(b, b.home); err != nil {
+				return nil, err
+			}
+			return create("s3")(b, out)
+		},
 	}
 	t.restoredRoot = func(_ *bench, out string) string { return out }
 	t.fileCandidates = func(_ *bench, out, rel string) []string {
@@ -435,7 +491,7 @@ func (b *bench) runStep(s *step, t *tool) {
 		return
 	}
 	for _, n := range s.needs {
-		if !tr.Steps[n].ok() {
+		if t.cmds[n] != nil && !tr.Steps[n].ok() { // of the steps the tool performs
 			tr.Steps[s.name] = &result{Error: "skipped: " + n + " failed"}
 			b.logf("%-12s %-7s skipped (%s failed)", s.name, t.name, n)
 			return
@@ -468,7 +524,10 @@ func (b *bench) runStep(s *step, t *tool) {
 	for _, i := range s.registries {
 		pids = append(pids, b.registries[i].cmd.Process.Pid)
 	}
-	r, _ := b.execWatching(s.name+"-"+t.name, c, t.okExit, pids)
+	if s.proxied && t.name == "dvpc" && b.proxy != nil {
+		pids = append(pids, b.registries[loginRegistry].cmd.Process.Pid, os.Getpid())
+	}
+	r, _ := b.execDriven(s.name+"-"+t.name, c, t.okExit, pids, s.driver(b))
 	tr.Steps[s.name] = r
 	if r.ok() && t.name == "dvpc" && (s.name == "initial" || s.name == "incremental") {
 		var rep struct {
@@ -504,6 +563,14 @@ func (b *bench) exec(name string, c *exec.Cmd, okExit func(int) bool) (*result, 
 // that the processes registryPIDs (the registries a push talks to) spend
 // during the command, and leaves it out of OtherCPU.
 func (b *bench) execWatching(name string, c *exec.Cmd, okExit func(int) bool, registryPIDs []int) (*result, error) {
+	return b.execDriven(name, c, okExit, registryPIDs, nil)
+}
+
+// execDriven is execWatching that, when drive is set, runs drive beside
+// the command once it started: drive reads what the command prints, and
+// must end it. What drive returns becomes the result's Report; its error,
+// the result's.
+func (b *bench) execDriven(name string, c *exec.Cmd, okExit func(int) bool, registryPIDs []int, drive func(*proc) (json.RawMessage, error)) (*result, error) {
 	logName := b.path("logs", name+".log")
 	r := &result{Log: logName}
 	fail := func(err error) (*result, error) {
@@ -535,6 +602,10 @@ func (b *bench) execWatching(name string, c *exec.Cmd, okExit func(int) bool, re
 	}
 	stderr := limitedBuffer{buf: &bytes.Buffer{}, max: 64 * kib}
 	cc.Stderr = io.MultiWriter(lf, &stderr)
+	var live lockedBuffer // what drive reads
+	if drive != nil {
+		cc.Stdout, cc.Stderr = io.MultiWriter(cc.Stdout, &live), io.MultiWriter(cc.Stderr, &live)
+	}
 	syscall.Sync()
 	busy0 := busyCPU()
 	reg0, regErr := procsCPU(registryPIDs)
@@ -543,9 +614,27 @@ func (b *bench) execWatching(name string, c *exec.Cmd, okExit func(int) bool, re
 	if err != nil {
 		return fail(err)
 	}
+	type driven struct {
+		report json.RawMessage
+		err    error
+	}
+	drove := make(chan driven, 1)
+	exited := make(chan struct{})
+	if drive != nil {
+		go func() {
+			rep, err := drive(&proc{p: cc.Process, exited: exited, output: live.String})
+			drove <- driven{rep, err}
+		}()
+	}
 	var w wrapped
 	derr := json.NewDecoder(rep).Decode(&w)
 	err = cc.Wait()
+	close(exited)
+	var d driven
+	if drive != nil {
+		d = <-drove
+		r.Report = d.report
+	}
 	var regCPU float64
 	if registryPIDs != nil {
 		reg1, rerr := procsCPU(registryPIDs)
@@ -572,6 +661,8 @@ func (b *bench) execWatching(name string, c *exec.Cmd, okExit func(int) bool, re
 		r.Error = "timed out after " + b.cfg.timeout.String()
 	case derr != nil:
 		r.Error = fmt.Sprintf("wrapper: %v (%v)", derr, err)
+	case d.err != nil:
+		r.Error = d.err.Error()
 	case w.Error != "":
 		r.Error = w.Error
 	case w.ExitCode == 0:
