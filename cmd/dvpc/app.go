@@ -579,7 +579,9 @@ type appExitError struct {
 	code int
 }
 
-func (e *appExitError) Error() string { return fmt.Sprintf("app %s exited with status %d", e.app, e.code) }
+func (e *appExitError) Error() string {
+	return fmt.Sprintf("app %s exited with status %d", e.app, e.code)
+}
 
 func runAppRun(ctx context.Context, g *globals, name string, args []string) error {
 	repo, err := g.openRepo(ctx)
