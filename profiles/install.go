@@ -83,7 +83,40 @@ func pinnedImage(ctx context.Context, ref string, d v1.Hash) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.Image(d)
+	top, err := p.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	return findInIndex(top, d, 0)
+}
+
+// findInIndex finds the image with manifest digest d in idx or the
+// indexes it names.
+func findInIndex(idx v1.ImageIndex, d v1.Hash, depth int) (v1.Image, error) {
+	if depth > 4 {
+		return nil, fmt.Errorf("image %s: indexes nest too deep", d)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, desc := range im.Manifests {
+		if desc.Digest == d && desc.MediaType.IsImage() {
+			return idx.Image(d)
+		}
+	}
+	for _, desc := range im.Manifests {
+		if desc.MediaType.IsIndex() {
+			child, err := idx.ImageIndex(desc.Digest)
+			if err != nil {
+				return nil, err
+			}
+			if img, err := findInIndex(child, d, depth+1); err == nil {
+				return img, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("image %s: %w", d, fs.ErrNotExist)
 }
 
 // Install fetches the image that ref's repository holds under manifest

@@ -165,7 +165,7 @@ func Resolve(ctx context.Context, ref string) (*Resolved, error) {
 		if err := checkBytes(raw, desc.Digest, "index"); err != nil {
 			return nil, fmt.Errorf("resolve %s: %w", ref, err)
 		}
-		return res, res.addIndex(ctx, idx, p.Image)
+		return res, res.addIndex(ctx, idx, idx.Image)
 	}
 	img, err := p.Image(desc.Digest)
 	if err != nil {

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -379,7 +377,7 @@ func runAppRemove(ctx context.Context, g *globals, name string) error {
 	apps := g.appsDir()
 	for _, pi := range gone.Platforms {
 		d := filepath.Join(apps, strings.TrimPrefix(pi.Digest, "sha256:"))
-		unlinkBins(binDir(), d)
+		profiles.Unlink(profiles.BinDir(), d)
 		if err := os.RemoveAll(d); err != nil {
 			return fmt.Errorf("remove %s: %w", name, err)
 		}
@@ -469,108 +467,22 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 // installApp installs one app for plat and, when link, links its binaries.
 func installApp(ctx context.Context, apps string, a profiles.App, plat profiles.Platform, link bool) (installResult, error) {
 	r := installResult{App: a.Name, Platform: plat.String()}
-	pi, h, err := a.For(plat)
-	if err != nil {
-		return r, err
+	bins := ""
+	if link {
+		bins = profiles.BinDir()
 	}
-	r.Digest = h.String()
-	in, err := profiles.Install(ctx, a.Ref, h, apps)
-	if err != nil {
-		return r, fmt.Errorf("install %s: %w", a.Name, err)
-	}
-	r.Skipped, r.Rewrote = in.Report.Skipped, in.Report.Rewritten
-	if !link {
-		return r, nil
-	}
-	for bin, path := range a.BinsFor(pi) {
-		target, err := in.Path(path)
-		if err != nil {
-			return r, fmt.Errorf("install %s: binary %s: %w", a.Name, bin, err)
+	res, err := profiles.InstallApp(ctx, a, plat, apps, bins)
+	if res != nil {
+		r.Digest, r.Bins = res.Digest.String(), res.Links
+		if res.Installed != nil {
+			r.Skipped, r.Rewrote = res.Installed.Report.Skipped, res.Installed.Report.Rewritten
 		}
-		at, err := linkBin(binDir(), apps, bin, target)
-		if err != nil {
-			return r, fmt.Errorf("install %s: %w", a.Name, err)
-		}
-		r.Bins = append(r.Bins, at)
 	}
-	return r, nil
+	return r, err
 }
 
 // appsDir is where this store keeps installed apps.
 func (g *globals) appsDir() string { return filepath.Join(g.store, appsDirName) }
-
-// binDir is where apps' binaries are linked: ~/.local/bin, or on Windows
-// a shim directory, %LOCALAPPDATA%\dvpc\bin.
-func binDir() string {
-	if runtime.GOOS == "windows" {
-		if d := os.Getenv("LOCALAPPDATA"); d != "" {
-			return filepath.Join(d, "dvpc", "bin")
-		}
-	}
-	h, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(".local", "bin")
-	}
-	return filepath.Join(h, ".local", "bin")
-}
-
-// shimMark is the first line of a Windows shim dvpc wrote.
-const shimMark = "@rem dvpc app shim"
-
-// linkBin links bin in dir to target. Only a link (or shim) into apps is
-// replaced; anything else there is the person's and is refused.
-func linkBin(dir, apps, bin, target string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	at := filepath.Join(dir, bin)
-	if runtime.GOOS == "windows" {
-		at += ".cmd"
-	}
-	if fi, err := os.Lstat(at); err == nil {
-		if !ownedLink(at, fi, apps) {
-			return "", fmt.Errorf("%s exists and is not a link dvpc made; move it away, or name the binary otherwise with --bin", at)
-		}
-		if err := os.Remove(at); err != nil {
-			return "", err
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return "", err
-	}
-	if runtime.GOOS == "windows" {
-		shim := shimMark + "\r\n@\"" + target + "\" %*\r\n"
-		return at, os.WriteFile(at, []byte(shim), 0o755)
-	}
-	return at, os.Symlink(target, at)
-}
-
-// ownedLink tells whether the file at p is a link or shim into apps.
-func ownedLink(p string, fi fs.FileInfo, apps string) bool {
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		t, err := os.Readlink(p)
-		return err == nil && filepath.IsAbs(t) && within(t, apps)
-	}
-	if runtime.GOOS == "windows" && fi.Mode().IsRegular() && fi.Size() < 4096 {
-		b, err := os.ReadFile(p)
-		return err == nil && strings.HasPrefix(string(b), shimMark) && strings.Contains(string(b), apps)
-	}
-	return false
-}
-
-// unlinkBins removes the links in dir that point into appDir.
-func unlinkBins(dir, appDir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		fi, err := os.Lstat(p)
-		if err == nil && ownedLink(p, fi, appDir) {
-			os.Remove(p)
-		}
-	}
-}
 
 // appExitError is an app that ran and exited non-zero: dvpc exits with
 // its code.
