@@ -450,3 +450,43 @@ func TestAppInstallHostileLayers(t *testing.T) {
 		t.Errorf("install does not say what it left out and rewrote:\n%s", r)
 	}
 }
+
+// TestAppBytesNotInSnapshots: with the store in its default place under
+// HOME, a snapshot of HOME holds none of an installed app's bytes.
+func TestAppBytesNotInSnapshots(t *testing.T) {
+	reg := regtest.Start(t)
+	data := randomFile(t, filepath.Join(t.TempDir(), "data"), 10, 4<<20)
+	d := pushImage(t, reg.Addr()+"/apps/big:1", ociImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, []string{"/app/tool"},
+		newLayer(t, file("app/tool", 0o755, []byte("#!/bin/sh\necho big\n")), file("app/data", 0o644, data))))
+	cli := newCLI(t, "", "app passphrase")
+	cli = cli.onStore(filepath.Join(cli.dir, ".local", "share", "dvpc", "store"))
+	cli.must("init", "--argon2-memory", "8")
+	cli.must("app", "add", "big", reg.Addr()+"/apps/big:1")
+	cli.must("app", "install", "big")
+	if _, err := os.Stat(filepath.Join(cli.store, "apps", d.Hex, "rootfs", "app", "data")); err != nil {
+		t.Fatal(err)
+	}
+	writeFileString(t, filepath.Join(cli.dir, "notes.txt"), "notes")
+	snap := cli.snapshot(cli.dir)
+	var cfg struct {
+		Stats struct {
+			Bytes int64 `json:"bytes"`
+		} `json:"stats"`
+	}
+	r := cli.must("cat", "config", snap)
+	if err := json.Unmarshal([]byte(r.stdout), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Stats.Bytes >= int64(len(data)) {
+		t.Errorf("the snapshot holds %d bytes of files; the app alone is %d", cfg.Stats.Bytes, len(data))
+	}
+	r = cli.must("ls", snap)
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(line); len(f) >= 5 && strings.HasPrefix(f[4], ".local/share/dvpc/store") {
+			t.Errorf("the snapshot holds the store: %s", line)
+		}
+	}
+	if !strings.Contains(r.stdout, "notes.txt") {
+		t.Errorf("ls of the snapshot:\n%s", r.stdout)
+	}
+}
