@@ -490,3 +490,31 @@ func TestAppBytesNotInSnapshots(t *testing.T) {
 		t.Errorf("ls of the snapshot:\n%s", r.stdout)
 	}
 }
+
+// TestAppProfileReachesNewPC: the profile travels with the snapshots
+// through a mirror; on a strange PC, after login, `app list` shows the
+// app and it installs and runs for linux/amd64.
+func TestAppProfileReachesNewPC(t *testing.T) {
+	apps := regtest.Start(t)
+	ref := apps.Addr() + "/apps/hello:1"
+	_, plat := pushHello(t, ref, buildHello(t), "v1")
+	h := newHomePC(t, 1)
+	h.cli.must("app", "add", "hello", ref)
+	h.cli.snapshot(h.home)
+	h.cli.must("push")
+
+	pc := h.strangePC(t, "pc")
+	dir := filepath.Join(t.TempDir(), "work")
+	pc.must("login", "--mirror", h.proxies[0].addr+"/dvpc/home", "--to", dir)
+	es := appList(t, pc)
+	if len(es) != 1 || es[0].Name != "hello" || es[0].Installed {
+		t.Fatalf("app list on the new PC: %+v", es)
+	}
+	pc.must("app", "install")
+	if es := appList(t, pc); !es[0].Installed || es[0].InstalledDigest != plat["linux/amd64"].String() {
+		t.Errorf("app list after install on the new PC: %+v", es)
+	}
+	if r := pc.must("app", "run", "hello", "--", "new-pc"); r.stdout != "hello linux/amd64 greeting=v1 args=new-pc\n" {
+		t.Errorf("app run on the new PC: %q", r.stdout)
+	}
+}
