@@ -203,6 +203,9 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	for _, p := range parents {
 		cfg.Parents = append(cfg.Parents, p.Manifest)
 	}
+	if layers, err = r.withProfile(ctx, cfg, layers); err != nil {
+		return nil, Stats{}, a.stopped(ctx, err)
+	}
 	snap, err := r.commitSnapshot(ctx, cfg, layers, hist.AllHeads())
 	if err != nil {
 		return nil, a.stats, a.stopped(ctx, err)

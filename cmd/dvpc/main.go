@@ -25,6 +25,7 @@ import (
 	"github.com/dvpc/dvpc/image"
 	"github.com/dvpc/dvpc/media"
 	"github.com/dvpc/dvpc/overlay"
+	"github.com/dvpc/dvpc/profiles"
 )
 
 // registryPrefix marks a --store that is a registry repository.
@@ -103,7 +104,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			restoreCommand(g), verifyCommand(g), keyCommand(g), catCommand(g), mediaCommand(g), attachCommand(g),
 			mirrorCommand(g), pushCommand(g), pullCommand(g), forgetCommand(g), pruneCommand(g),
 			lockCommand(g), agentCommand(), repairCommand(g),
-			loginCommand(g), syncCommand(g), logoutCommand(g), sessionCommand(g),
+			loginCommand(g), syncCommand(g), logoutCommand(g), sessionCommand(g), appCommand(g),
 		},
 		ExitErrHandler:       func(*cli.Context, error) {},
 		EnableBashCompletion: true,
@@ -206,6 +207,8 @@ func classifyCode(ctx context.Context, err error, cmd string) (int, string) {
 	var ce *image.ChunkError
 	var rp *image.PartialError
 	var codeErr *image.CodeError
+	var appExit *appExitError
+	var le *profiles.LayerError
 	help := "`dvpc help` lists the commands"
 	if cmd != "" {
 		help = "`dvpc " + cmd + " --help` shows its arguments and flags"
@@ -251,6 +254,12 @@ func classifyCode(ctx context.Context, err error, cmd string) (int, string) {
 		return exitUsage, "this session was started by a newer dvpc: use that one, or log in to another directory with --to DIR"
 	case errors.Is(err, overlay.ErrNoSession):
 		return exitNotFound, ""
+	case errors.As(err, &appExit):
+		return appExit.code, ""
+	case errors.As(err, &le), errors.Is(err, profiles.ErrHostile):
+		return exitIntegrity, "the app's image is damaged or hostile on its registry; nothing of it was installed"
+	case errors.Is(err, profiles.ErrNoApp):
+		return exitNotFound, "`dvpc app list` lists the apps"
 	}
 	return exitError, ""
 }
@@ -353,7 +362,7 @@ func writesStore(path string) bool {
 	switch path {
 	case "init", "snapshot", "forget", "prune", "key passwd",
 		"mirror add", "mirror remove", "mirror adopt", "mirror heal", "push", "pull", "repair",
-		"login", "sync", "logout":
+		"login", "sync", "logout", "app add", "app update", "app remove", "app install":
 		return true
 	}
 	return false
