@@ -75,6 +75,10 @@ type LoginOptions struct {
 	OnError  func(path string, err error)
 	// OnPull, when set, receives the pull's report as soon as it is known.
 	OnPull func(delta.PullReport)
+	// OnTarget, when set, is called with the snapshot the login brings and
+	// its profile (nil when it has none) before the home is materialised,
+	// so that the apps install meanwhile.
+	OnTarget func(snap *image.Snapshot, profile []byte)
 }
 
 // LoginReport says what a login did.
@@ -153,6 +157,13 @@ func Login(ctx context.Context, o LoginOptions) (*LoginReport, error) {
 		return rep, err
 	}
 
+	if o.OnTarget != nil {
+		profile, err := repo.SnapshotProfile(ctx, target)
+		if err != nil {
+			profile = nil // no profile, or one that cannot be read: no apps
+		}
+		o.OnTarget(target, profile)
+	}
 	dir, sess, err := chooseDir(o, target)
 	if err != nil {
 		return rep, err

@@ -503,9 +503,10 @@ func TestAppProfileReachesNewPC(t *testing.T) {
 	h.cli.snapshot(h.home)
 	h.cli.must("push")
 
+	// --no-apps: the profile arrives, nothing is installed.
 	pc := h.strangePC(t, "pc")
 	dir := filepath.Join(t.TempDir(), "work")
-	pc.must("login", "--mirror", h.proxies[0].addr+"/dvpc/home", "--to", dir)
+	pc.must("login", "--no-apps", "--mirror", h.proxies[0].addr+"/dvpc/home", "--to", dir)
 	es := appList(t, pc)
 	if len(es) != 1 || es[0].Name != "hello" || es[0].Installed {
 		t.Fatalf("app list on the new PC: %+v", es)
@@ -517,4 +518,34 @@ func TestAppProfileReachesNewPC(t *testing.T) {
 	if r := pc.must("app", "run", "hello", "--", "new-pc"); r.stdout != "hello linux/amd64 greeting=v1 args=new-pc\n" {
 		t.Errorf("app run on the new PC: %q", r.stdout)
 	}
+
+	// A plain login installs the apps for this PC, and logout takes the
+	// links away.
+	pc2 := h.strangePC(t, "pc2")
+	dir2 := filepath.Join(t.TempDir(), "work")
+	r := pc2.must("login", "--mirror", h.proxies[0].addr+"/dvpc/home", "--to", dir2)
+	if !strings.Contains(r.stdout, "app hello installed for linux/amd64") {
+		t.Errorf("login did not install the app:\n%s", r)
+	}
+	if es := appList(t, pc2); len(es) != 1 || !es[0].Installed {
+		t.Errorf("app list after login: %+v", es)
+	}
+	link := filepath.Join(pc2.dir, ".local", "bin", "hello")
+	if _, err := os.Lstat(link); err != nil {
+		t.Errorf("login linked no binary: %v", err)
+	}
+	pc2.must("logout", dir2)
+	if _, err := os.Lstat(link); err == nil {
+		t.Errorf("logout left the link %s", link)
+	}
+
+	// An app the registry cannot serve is named; the login completes.
+	apps.Stop()
+	pc3 := h.strangePC(t, "pc3")
+	dir3 := filepath.Join(t.TempDir(), "work")
+	r = pc3.must("login", "--mirror", h.proxies[0].addr+"/dvpc/home", "--to", dir3)
+	if !strings.Contains(r.stderr, "app hello was not installed") {
+		t.Errorf("login with the app registry down:\n%s", r)
+	}
+	requireSameTree(t, h.home, dir3)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -17,6 +18,7 @@ import (
 	"github.com/dvpc/dvpc/image"
 	"github.com/dvpc/dvpc/media"
 	"github.com/dvpc/dvpc/overlay"
+	"github.com/dvpc/dvpc/profiles"
 )
 
 type loginOpts struct {
@@ -26,6 +28,7 @@ type loginOpts struct {
 	ephemeral     bool
 	ephemeralSet  bool
 	signer        string
+	noApps        bool
 }
 
 func loginCommand(g *globals) *cli.Command {
@@ -45,6 +48,7 @@ func loginCommand(g *globals) *cli.Command {
 			&cli.BoolFlag{Name: "ephemeral", Usage: "a PC that is not yours: put the home in RAM when it fits (the default when this PC has no store of yours)", Destination: &o.ephemeral},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to non-loopback registries", Destination: &o.insecure},
 			&cli.StringFlag{Name: "signer", Usage: "trust the key of `SHA256:FINGERPRINT` without unlocking first", Destination: &o.signer},
+			&cli.BoolFlag{Name: "no-apps", Usage: "do not install the profile's apps", Destination: &o.noApps},
 			hostFlag(g),
 		},
 		Action: func(c *cli.Context) error {
@@ -289,15 +293,24 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 	if (ephemeral && !o.ephemeralSet) || o.ephemeral {
 		ram = ramDir()
 	}
+	// The profile's apps install for this PC while the home is written.
+	var apps appInstalls
+	onTarget := func(_ *image.Snapshot, profile []byte) {
+		if !o.noApps && profile != nil {
+			apps.start(ctx, profile, filepath.Join(cacheDir, appsDirName))
+		}
+	}
 	var prog image.Progress
 	stop := startProgressOf(g.stderr, "login:", "files", "written", &prog)
 	rep, err := overlay.Login(ctx, overlay.LoginOptions{
+		OnTarget: onTarget,
 		Cache: cache, CacheDir: cacheDir, Ephemeral: ephemeral, Places: places, Key: kf,
 		Unlock: unl.open, Home: o.home, Spec: spec, At: at, Dir: o.to, RAMDir: ram,
 		Snapshot: g.sessionSnapshotOptions(cacheDir), Protect: append(g.liveStores(), cacheDir), Progress: &prog,
 		OnError: func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: could not restore %s: %v\n", p, err) },
 	})
 	stop()
+	installed := apps.wait()
 	printFailures(g, serious(rep.Pull.Failures))
 	for _, p := range rep.Pull.Refused {
 		fmt.Fprintf(g.stderr, "dvpc: refused %v\n", p)
@@ -314,7 +327,12 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 	if err := adoptPlaces(cacheDir, places, rep.Pull.Mirrors); err != nil {
 		return err
 	}
-	return printLogin(g, rep, cacheDir)
+	for _, a := range installed {
+		if a.err != nil {
+			fmt.Fprintf(g.stderr, "dvpc: app %s was not installed: %v; the login goes on without it\n", a.res.App, a.err)
+		}
+	}
+	return printLogin(g, rep, cacheDir, installed)
 }
 
 // hasPlace reports whether a mirror URL is among the places.
@@ -430,4 +448,42 @@ func serious(fs []delta.MirrorFailure) []delta.MirrorFailure {
 		}
 	}
 	return out
+}
+
+// appInstalls installs the apps of a login's profile for this PC, each in
+// its own goroutine, beside the home's materialisation.
+type appInstalls struct {
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	out []appInstalled
+}
+
+type appInstalled struct {
+	res installResult
+	err error
+}
+
+func (a *appInstalls) start(ctx context.Context, profile []byte, appsDir string) {
+	p, err := profiles.ParseProfile(profile)
+	if err != nil {
+		a.out = append(a.out, appInstalled{res: installResult{App: "(profile)"}, err: err})
+		return
+	}
+	plat := profiles.Current()
+	for _, app := range p.Apps {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			r, err := installApp(ctx, appsDir, app, plat, true)
+			a.mu.Lock()
+			a.out = append(a.out, appInstalled{res: r, err: err})
+			a.mu.Unlock()
+		}()
+	}
+}
+
+func (a *appInstalls) wait() []appInstalled {
+	a.wg.Wait()
+	slices.SortFunc(a.out, func(x, y appInstalled) int { return strings.Compare(x.res.App, y.res.App) })
+	return a.out
 }

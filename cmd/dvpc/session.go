@@ -18,6 +18,7 @@ import (
 	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
 	"github.com/dvpc/dvpc/overlay"
+	"github.com/dvpc/dvpc/profiles"
 )
 
 // recordedOnMedia lists the mirrors recorded in the newest snapshot each
@@ -119,11 +120,19 @@ func printMerges(g *globals, ms []overlay.MergeReport) {
 	}
 }
 
-func printLogin(g *globals, rep *overlay.LoginReport, cacheDir string) error {
+func printLogin(g *globals, rep *overlay.LoginReport, cacheDir string, apps []appInstalled) error {
 	s := rep.Snapshot
 	if g.json {
+		aj := []map[string]any{}
+		for _, a := range apps {
+			e := map[string]any{"app": a.res.App, "platform": a.res.Platform, "digest": a.res.Digest, "bins": a.res.Bins}
+			if a.err != nil {
+				e["error"] = a.err.Error()
+			}
+			aj = append(aj, e)
+		}
 		res := map[string]any{"snapshot": s.ID, "ref": s.Ref, "home": s.Home, "dir": rep.Session.Dir, "cache": cacheDir,
-			"ephemeral": rep.Session.Ephemeral, "updated": rep.Updated, "places": placesJSON(rep.Places),
+			"ephemeral": rep.Session.Ephemeral, "updated": rep.Updated, "places": placesJSON(rep.Places), "apps": aj,
 			"merges": mergesJSON(rep.Merges), "seconds": rep.Elapsed.Seconds(), "bad_places": rep.Pull.BadMirrors()}
 		if rep.Local != nil {
 			res["local_snapshot"] = rep.Local.ID
@@ -146,6 +155,11 @@ func printLogin(g *globals, rep *overlay.LoginReport, cacheDir string) error {
 		fmt.Fprintln(g.stdout, line)
 	}
 	printMerges(g, rep.Merges)
+	for _, a := range apps {
+		if a.err == nil {
+			fmt.Fprintf(g.stdout, "app %s installed for %s (%s)\n", a.res.App, a.res.Platform, strings.Join(a.res.Bins, ", "))
+		}
+	}
 	if bad := rep.Pull.BadMirrors(); len(bad) > 0 {
 		fmt.Fprintf(g.stdout, "places that served bad data or bad signatures: %s\n", strings.Join(bad, ", "))
 	}
@@ -534,6 +548,10 @@ func runLogout(ctx context.Context, g *globals, o logoutOpts, dir string) error 
 	}
 	if err := s.sess.Remove(s.store); err != nil {
 		return err
+	}
+	// The links to the apps the session installed go with it.
+	if err := profiles.Unlink(profiles.BinDir(), filepath.Join(s.store, appsDirName)); err != nil {
+		fmt.Fprintf(g.stderr, "dvpc: the app links in %s: %v\n", profiles.BinDir(), err)
 	}
 	lockAgentQuietly(g)
 	if overlay.IsEphemeral(s.store) {
