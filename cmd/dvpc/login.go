@@ -304,7 +304,7 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 	stop := startProgressOf(g.stderr, "login:", "files", "written", &prog)
 	rep, err := overlay.Login(ctx, overlay.LoginOptions{
 		OnTarget: onTarget,
-		Cache: cache, CacheDir: cacheDir, Ephemeral: ephemeral, Places: places, Key: kf,
+		Cache:    cache, CacheDir: cacheDir, Ephemeral: ephemeral, Places: places, Key: kf,
 		Unlock: unl.open, Home: o.home, Spec: spec, At: at, Dir: o.to, RAMDir: ram,
 		Snapshot: g.sessionSnapshotOptions(cacheDir), Protect: append(g.liveStores(), cacheDir), Progress: &prog,
 		OnError: func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: could not restore %s: %v\n", p, err) },
