@@ -126,6 +126,10 @@ func openUSBStore(p string, wrap func(fatDevice) fatDevice) (*USBStore, error) {
 		}
 		return nil, fmt.Errorf("write USB key %s: %w", p, err)
 	}
+	if err := lockKey(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write USB key %s: another dvpc is writing it: %w", p, err)
+	}
 	s, err := newUSBStore(p, f, wrap)
 	if err != nil {
 		f.Close()

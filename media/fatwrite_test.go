@@ -465,3 +465,18 @@ func TestUSBStoreEmptyKey(t *testing.T) {
 		t.Fatalf("blob read back: %v", err)
 	}
 }
+
+// TestUSBStoreOneWriter: a key open for writing cannot be opened for
+// writing again until it is closed.
+func TestUSBStoreOneWriter(t *testing.T) {
+	s := writeUSBStore(t, nil, nil)
+	if _, err := OpenUSBStore(s.path); err == nil || !strings.Contains(err.Error(), "another dvpc") {
+		t.Fatalf("a second writer: %v", err)
+	}
+	s.Close()
+	again, err := OpenUSBStore(s.path)
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	again.Close()
+}
