@@ -171,3 +171,26 @@ func TestOfflineThenOnlineUSB(t *testing.T) {
 		t.Error("the read-only key changed")
 	}
 }
+
+// TestSyncToFullKey: a snapshot that does not fit on the key is refused
+// before anything is written, naming the blob and what is missing.
+func TestSyncToFullKey(t *testing.T) {
+	h := newHomePC(t, 0)
+	h.cli.snapshot(h.home)
+	key := filepath.Join(h.dir, "key.img")
+	h.cli.must("media", "usb", "--out", key, "--size", "320M")
+	pc := h.strangePC(t, "pc")
+	dir := filepath.Join(t.TempDir(), "work")
+	pc.must("login", "--from", key, "--to", dir)
+	before := fileSum(t, key)
+	randomFile(t, filepath.Join(dir, "film.bin"), 11, 80<<20)
+	r := pc.must("sync", dir)
+	full := regexp.MustCompile(`the USB key \S+ is full: blob sha256:[0-9a-f]{64} and the rest need [0-9.]+ [KMG]i?B, [0-9.]+ [KMG]i?B more than the [0-9.]+ [KMG]i?B free`)
+	if !full.MatchString(r.stderr) {
+		t.Errorf("sync to a full key does not name the blob and what is missing:\n%s", r)
+	}
+	if fileSum(t, key) != before {
+		t.Error("a sync that did not fit changed the key")
+	}
+	fsckKey(t, key)
+}
