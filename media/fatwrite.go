@@ -87,6 +87,7 @@ type USBStore struct {
 	fat      []byte          // the first FAT, as on the key
 	reserved map[uint32]bool // clusters held by blobs being written
 	hint     uint32          // where to look for a free cluster next
+	free     uint32          // clusters free in the FAT
 	unknown  bool            // FSInfo says the free count is unknown
 	// step, in tests, is called after each step leaves the key consistent.
 	step func(string)
@@ -166,6 +167,11 @@ func openFATStore(p string, f *os.File, v *fatVolume, wrap func(fatDevice) fatDe
 	s.fat = make([]byte, v.fatBytes)
 	if err := readFullAt(f, s.fat, v.base+v.fatOff); err != nil {
 		return nil, fmt.Errorf("open USB key %s: read FAT: %w", p, err)
+	}
+	for c := uint32(2); c <= v.clusters+1; c++ {
+		if s.get(c) == 0 {
+			s.free++
+		}
 	}
 	if err := s.refresh(); err != nil {
 		return nil, err
@@ -512,11 +518,12 @@ func (s *USBStore) get(c uint32) uint32 {
 	return binary.LittleEndian.Uint32(s.fat[4*c:]) & fatMask
 }
 
+// freeClusters counts the clusters free in the FAT and not reserved.
 func (s *USBStore) freeClusters() uint32 {
-	var n uint32
-	for c := uint32(2); c <= s.v.clusters+1; c++ {
-		if s.get(c) == 0 && !s.reserved[c] {
-			n++
+	n := s.free
+	for c := range s.reserved {
+		if s.get(c) == 0 {
+			n--
 		}
 	}
 	return n
@@ -583,6 +590,12 @@ func (s *USBStore) writeFAT(set map[uint32]uint32) error {
 	for c, val := range set {
 		o := 4 * int64(c)
 		old := binary.LittleEndian.Uint32(s.fat[o:])
+		switch was := old & fatMask; {
+		case was == 0 && val != 0:
+			s.free--
+		case was != 0 && val == 0:
+			s.free++
+		}
 		binary.LittleEndian.PutUint32(s.fat[o:], old&^fatMask|val&fatMask)
 		dirty[o/bps] = true
 	}
@@ -867,17 +880,17 @@ func (s *USBStore) setUnknown() error {
 
 // setKnown writes the exact free count after a step, and tells a test.
 func (s *USBStore) setKnown(step string) error {
-	var free uint32
 	next := uint32(0xFFFFFFFF)
-	for c := uint32(2); c <= s.v.clusters+1; c++ {
+	for i, c := uint32(0), max(s.hint, 2); i < s.v.clusters; i, c = i+1, c+1 {
+		if c > s.v.clusters+1 {
+			c = 2
+		}
 		if s.get(c) == 0 {
-			free++
-			if next == 0xFFFFFFFF {
-				next = c
-			}
+			next = c
+			break
 		}
 	}
-	if err := s.writeFSInfo(free, next); err != nil {
+	if err := s.writeFSInfo(s.free, next); err != nil {
 		return err
 	}
 	s.unknown = false
