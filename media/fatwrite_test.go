@@ -480,3 +480,42 @@ func TestUSBStoreOneWriter(t *testing.T) {
 	}
 	again.Close()
 }
+
+// TestUSBStoreReplacesDamagedBlob: committing a blob whose copy on the key
+// is damaged writes a good copy and frees the bad one.
+func TestUSBStoreReplacesDamagedBlob(t *testing.T) {
+	ctx := context.Background()
+	s := writeUSBStore(t, nil, nil)
+	want := bytes.Repeat([]byte("a blob that gets damaged "), 400)
+	desc, err := image.PutBlob(ctx, s, image.ManifestType, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := image.DigestFromHash(desc.Digest)
+	e, err := s.lookup("store/blobs/sha256/" + d.Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.f.WriteAt([]byte("XX"), s.v.clusterOff(e.cluster)+100); err != nil {
+		t.Fatal(err)
+	}
+	var de *image.DigestError
+	if err := image.VerifyBlob(ctx, s, d, int64(len(want))); !errors.As(err, &de) {
+		t.Fatalf("the damaged blob verifies: %v", err)
+	}
+	if _, err := image.PutBlob(ctx, s, image.ManifestType, want); err != nil {
+		t.Fatal(err)
+	}
+	if err := image.VerifyBlob(ctx, s, d, int64(len(want))); err != nil {
+		t.Fatalf("after a new copy: %v", err)
+	}
+	e2, err := s.lookup("store/blobs/sha256/" + d.Hex())
+	if err != nil || e2.cluster == e.cluster {
+		t.Fatalf("the blob's entry still names cluster %d: %v", e.cluster, err)
+	}
+	if s.get(e.cluster) != 0 {
+		t.Errorf("the damaged copy's cluster %d is not freed", e.cluster)
+	}
+	part := usbParts(t, s.path)[1]
+	fsckClean(t, cutPart(t, s.path, part.start, part.size))
+}
