@@ -19,9 +19,22 @@ type Endpoint interface {
 	Tags(ctx context.Context) ([]string, error)
 }
 
+// WritableEndpoint is a mirror that dvpc writes itself, blob by blob: a
+// local layout, or the store on a USB key written in place.
+type WritableEndpoint interface {
+	Endpoint
+	image.Store
+}
+
+// roomChecker is a store that can tell, before anything is written,
+// whether blobs fit (a USB key).
+type roomChecker interface {
+	CheckRoom(ctx context.Context, blobs []image.BlobRef) error
+}
+
 var (
-	_ Endpoint = (*Registry)(nil)
-	_ Endpoint = (*LocalMirror)(nil)
+	_ Endpoint         = (*Registry)(nil)
+	_ WritableEndpoint = (*LocalMirror)(nil)
 )
 
 // LocalPrefix marks a mirror URL that names a local directory.
@@ -75,10 +88,11 @@ func OpenEndpoint(url string, opts RegistryOptions) (Endpoint, error) {
 	return NewRegistry(url, opts)
 }
 
-// CopyTo sends a local mirror what it lacks, in the order a registry gets
-// it: blobs first (each checked against its digest), then the key, the
-// signatures and the snapshots, named in one atomic update.
-func CopyTo(ctx context.Context, src image.Source, dst *LocalMirror, opts PushOptions) (PushReport, error) {
+// CopyTo sends a writable mirror what it lacks, in the order a registry
+// gets it: blobs first (each checked against its digest), then the key, the
+// signatures and the snapshots, named in one atomic update. A mirror that
+// can tell beforehand that the blobs do not fit gets nothing.
+func CopyTo(ctx context.Context, src image.Source, dst WritableEndpoint, opts PushOptions) (PushReport, error) {
 	var rep PushReport
 	unlock, err := dst.Lock(ctx)
 	if err != nil {
@@ -102,6 +116,11 @@ func CopyTo(ctx context.Context, src image.Source, dst *LocalMirror, opts PushOp
 	lack, err := Lacks(ctx, dst, blobs, LackOptions{})
 	if err != nil {
 		return rep, err
+	}
+	if rc, ok := dst.(roomChecker); ok {
+		if err := rc.CheckRoom(ctx, lack); err != nil {
+			return rep, err
+		}
 	}
 	lacking := map[image.Digest]bool{}
 	for _, b := range lack {
@@ -127,9 +146,9 @@ func CopyTo(ctx context.Context, src image.Source, dst *LocalMirror, opts PushOp
 	return rep, err
 }
 
-// copyOne copies one blob into the local mirror through its own temporary
-// area, no more than its declared size, and commits it only when it matches.
-func copyOne(ctx context.Context, src image.Source, dst *LocalMirror, b image.BlobRef) error {
+// copyOne copies one blob into the mirror through its own temporary area,
+// no more than its declared size, and commits it only when it matches.
+func copyOne(ctx context.Context, src image.Source, dst WritableEndpoint, b image.BlobRef) error {
 	_, err := fetchInto(ctx, src, dst, b.Digest, b.Size)
 	var se *storeError
 	if errors.As(err, &se) {

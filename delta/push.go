@@ -327,7 +327,8 @@ func PushAll(ctx context.Context, src image.Source, mirrors []*Registry, opts Pu
 	return PushTo(ctx, src, eps, opts)
 }
 
-// PushTo is [PushAll] to any mirrors: registries and local layouts. Of
+// PushTo is [PushAll] to any mirrors: registries, local layouts and other
+// [WritableEndpoint]s such as a USB key written in place. Of
 // several repositories on one registry, the first is pushed to as usual
 // and the others after it, mounting from it what it received instead of
 // uploading the bytes again; a blob that cannot be mounted is uploaded.
@@ -367,7 +368,7 @@ func PushTo(ctx context.Context, src image.Source, mirrors []Endpoint, opts Push
 			switch m := m.(type) {
 			case *Registry:
 				rep, err = Push(ctx, src, m, o)
-			case *LocalMirror:
+			case WritableEndpoint:
 				rep, err = CopyTo(ctx, src, m, o)
 			default:
 				err = fmt.Errorf("mirrors of type %T cannot be pushed to", m)

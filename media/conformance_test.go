@@ -84,3 +84,29 @@ func TestUnionConformance(t *testing.T) {
 		return NewUnion(parts, &SetListing{Label: "DVPC_20261203", Discs: 2, Disc: 1, Packs: map[string]int{}}, []int{1, 2})
 	})
 }
+
+// writeUSBStore writes a USB image holding blobs and refs and opens its
+// store for writing in place.
+func writeUSBStore(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) *USBStore {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "key.img")
+	esp := Content{Label: USBESPLabel, ModTime: usbTestTime, Entries: []Entry{memEntry("README.txt", []byte("dvpc\r\n"))}}
+	if err := WriteUSB(context.Background(), out, esp, storeContent(t, USBDataLabel, blobs, refs), 0); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenUSBStore(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestUSBStoreConformance(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T, blobs map[image.Digest][]byte, refs []image.Ref) image.Source {
+		return writeUSBStore(t, blobs, refs)
+	})
+	sourcetest.RunStore(t, func(t *testing.T) image.Store {
+		return writeUSBStore(t, nil, nil)
+	})
+}

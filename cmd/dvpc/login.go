@@ -75,8 +75,16 @@ func loginCommand(g *globals) *cli.Command {
 func (g *globals) loginPlaces(from, urls []string, insecure bool) ([]overlay.Place, error) {
 	var places []overlay.Place
 	for _, m := range from {
-		p := strings.TrimPrefix(m, delta.LocalPrefix)
-		src, ms, err := media.OpenSet(strings.Split(p, ","))
+		// Named by absolute paths, so that the session finds them again
+		// from any directory.
+		parts := strings.Split(strings.TrimPrefix(m, delta.LocalPrefix), ",")
+		for i, part := range parts {
+			if abs, err := filepath.Abs(part); err == nil {
+				parts[i] = abs
+			}
+		}
+		p := strings.Join(parts, ",")
+		src, ms, err := media.OpenSet(parts)
 		if err != nil {
 			return nil, fmt.Errorf("open medium %s: %w", p, err)
 		}
@@ -91,6 +99,14 @@ func (g *globals) loginPlaces(from, urls []string, insecure bool) ([]overlay.Pla
 			pl.Kind = overlay.KindDVD
 		case "usb":
 			pl.Kind = overlay.KindUSB
+			// An image or device that can be written is read and written
+			// in place: sync delivers to it ([deliverToKeys]).
+			if len(ms) == 1 {
+				if key, err := openUSBStore(p); err == nil {
+					g.closers = append(g.closers, func() { key.Close() })
+					pl.Endpoint = key
+				}
+			}
 		case "dir":
 			// A mounted medium: a USB key when its store can be written.
 			if len(ms) == 1 && writableDir(filepath.Join(p, media.StoreDir)) {
@@ -123,6 +139,15 @@ func (g *globals) loginPlaces(from, urls []string, insecure bool) ([]overlay.Pla
 		places = append(places, overlay.Place{Kind: overlay.KindMirror, Endpoint: ep})
 	}
 	return places, nil
+}
+
+// openUSBStore opens the store on a USB image or device for writing in
+// place, named by its absolute path so that a later sync finds it again.
+func openUSBStore(p string) (*media.USBStore, error) {
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return media.OpenUSBStore(p)
 }
 
 // loginCache finds or makes this PC's store for the store the places hold:

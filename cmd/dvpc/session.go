@@ -17,6 +17,7 @@ import (
 
 	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/media"
 	"github.com/dvpc/dvpc/overlay"
 	"github.com/dvpc/dvpc/profiles"
 )
@@ -631,27 +632,36 @@ func hostFlag(g *globals) cli.Flag {
 }
 
 // deliverToKeys writes the session's snapshots to every attached USB key
-// that can be written, through its file system; the key's index is
-// replaced last, in one rename, so a key pulled out mid-write still holds
-// its previous snapshots intact. A key that cannot be written is named.
+// that can be written: a mounted one through its file system, an image or
+// device in place through dvpc's own FAT code. Either way the key's index
+// is replaced last, so a key pulled out mid-write still holds its previous
+// snapshots intact. A key that cannot be written is named, and the
+// snapshots wait for a mirror or a writable key.
 func deliverToKeys(ctx context.Context, g *globals, s *openedSession) {
 	for _, p := range s.places {
-		switch {
+		var dst delta.WritableEndpoint
+		switch ep, ok := p.Endpoint.(delta.WritableEndpoint); {
 		case p.WriteDir != "":
 			lm, err := delta.OpenLocal(p.WriteDir)
-			if err == nil {
-				res := delta.PushTo(ctx, s.stack, []delta.Endpoint{lm}, delta.PushOptions{})
-				err = res[0].Err
-				if err == nil {
-					fmt.Fprintf(g.stderr, "the USB key %s: %s (%s) written\n", p.Endpoint, plural(res[0].Report.BlobsUploaded, "blob"), humanBytes(res[0].Report.BytesUploaded))
-				}
-			}
 			if err != nil {
 				fmt.Fprintf(g.stderr, "dvpc: the USB key %s could not be written (%v); the snapshots wait for a mirror or the key\n", p.Endpoint, err)
+				continue
 			}
+			dst = lm
+		case p.Kind == overlay.KindUSB && ok:
+			dst = ep
 		case p.Kind == overlay.KindUSB:
-			fmt.Fprintf(g.stderr, "dvpc: the USB key %s is read-only here (an image, or mounted read-only): the snapshots wait for a mirror or a writable key\n", p.Endpoint)
+			fmt.Fprintf(g.stderr, "dvpc: the USB key %s is read-only here (%s): the snapshots wait for a mirror or a writable key\n", p.Endpoint, keyReadOnlyReason(p.Endpoint.String()))
+			continue
+		default:
+			continue
 		}
+		res := delta.PushTo(ctx, s.stack, []delta.Endpoint{dst}, delta.PushOptions{})
+		if err := res[0].Err; err != nil {
+			fmt.Fprintf(g.stderr, "dvpc: the USB key %s could not be written (%v); the snapshots wait for a mirror or the key\n", p.Endpoint, err)
+			continue
+		}
+		fmt.Fprintf(g.stderr, "the USB key %s: %s (%s) written\n", p.Endpoint, plural(res[0].Report.BlobsUploaded, "blob"), humanBytes(res[0].Report.BytesUploaded))
 	}
 }
 
@@ -733,4 +743,24 @@ func (l *lazySource) StatBlob(ctx context.Context, d image.Digest) (int64, error
 		return 0, err
 	}
 	return src.StatBlob(ctx, d)
+}
+
+// keyReadOnlyReason says why a USB key cannot be written.
+func keyReadOnlyReason(p string) string {
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil || fi.IsDir():
+		return "mounted read-only"
+	case fi.Mode().IsRegular() && fi.Mode().Perm()&0o222 == 0:
+		return fmt.Sprintf("the image is marked read-only, mode %v", fi.Mode().Perm())
+	}
+	k, err := media.OpenUSBStore(p)
+	switch {
+	case errors.Is(err, image.ErrReadOnly):
+		return "a read-only device or file"
+	case err != nil:
+		return err.Error()
+	}
+	k.Close()
+	return "it could not be opened for writing"
 }
