@@ -1,0 +1,206 @@
+package main
+
+// Faults during a login: killed at random moments, the medium gone
+// mid-login, the local disk full. Each must leave a directory that
+// `dvpc session` never calls complete unless it is, lose nothing, and let
+// the same login, run again, finish.
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dvpc/dvpc/internal/regtest"
+	"github.com/dvpc/dvpc/internal/treecmp"
+)
+
+// faultHome is a person's home of about 140 MB (big enough that a login
+// takes a second or more), its store, a DVD of its first snapshot, and a
+// mirror holding the newer one, which adds 80 MB.
+type faultHome struct {
+	home   *crashHome
+	cli    *dvpcCLI
+	iso    string
+	reg    *regtest.Registry
+	mirror string // the mirror's URL
+	snap   string // the newest snapshot's ID
+}
+
+func newFaultHome(t *testing.T) *faultHome {
+	t.Helper()
+	work := t.TempDir()
+	h := &faultHome{home: newCrashHome(t, work)}
+	h.cli = newCLI(t, filepath.Join(work, "store"), "login passphrase")
+	h.cli.must("init", "--argon2-memory", "8")
+	h.reg = regtest.Start(t)
+	h.mirror = h.reg.Addr() + "/dvpc/home"
+	h.cli.must("mirror", "add", h.mirror)
+	h.cli.snapshot(h.home.root)
+	h.iso = filepath.Join(work, "weekly.iso")
+	h.cli.must("media", "iso", "--out", h.iso, "--no-clients")
+	h.home.mutate(t)
+	for i := range 2 {
+		randomFile(t, filepath.Join(h.home.root, "photos", fmt.Sprintf("film-%d.bin", i)), uint64(90+i), 40<<20)
+	}
+	h.snap = h.cli.snapshot(h.home.root)
+	h.cli.must("push")
+	return h
+}
+
+// pc is a strange PC: no store of the person's yet.
+func (h *faultHome) pc(t *testing.T) *dvpcCLI {
+	t.Helper()
+	return newCLI(t, filepath.Join(t.TempDir(), "pc", ".local", "share", "dvpc", "store"), "login passphrase")
+}
+
+// loginSession is what `dvpc --json session DIR` says.
+type loginSession struct {
+	Complete bool   `json:"complete"`
+	Snapshot string `json:"snapshot"`
+}
+
+// sessionOf runs `dvpc session dir`; ok is false when dir has no session.
+func sessionOf(t *testing.T, pc *dvpcCLI, dir string) (s loginSession, ok bool) {
+	t.Helper()
+	r := pc.run("--json", "session", dir)
+	switch r.code {
+	case exitNotFound:
+		return s, false
+	case 0:
+	default:
+		t.Fatalf("session %s:\n%s", dir, r)
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("session --json: %v\n%s", err, r)
+	}
+	return s, true
+}
+
+// requireComplete checks that dir holds want and that its session says so,
+// at snapshot snap.
+func requireComplete(t *testing.T, pc *dvpcCLI, dir, want, snap string) {
+	t.Helper()
+	requireSameTree(t, want, dir)
+	s, ok := sessionOf(t, pc, dir)
+	if !ok || !s.Complete || !strings.Contains(s.Snapshot, snap) {
+		t.Fatalf("the session of %s after a finished login: %+v (found %v), want complete at %s", dir, s, ok, snap)
+	}
+}
+
+// TestLoginJSON: login --json names the snapshot and, for every place,
+// the bytes and seconds it served; the DVD and the mirror both served.
+func TestLoginJSON(t *testing.T) {
+	h := newFaultHome(t)
+	pc := h.pc(t)
+	dir := filepath.Join(t.TempDir(), "work")
+	r := pc.must("--json", "login", "--from", h.iso, "--to", dir)
+	var rep struct {
+		Snapshot string  `json:"snapshot"`
+		Dir      string  `json:"dir"`
+		Seconds  float64 `json:"seconds"`
+		Places   []struct {
+			Place   string   `json:"place"`
+			Kind    string   `json:"kind"`
+			Blobs   *int     `json:"blobs"`
+			Bytes   *int64   `json:"bytes"`
+			Seconds *float64 `json:"seconds"`
+		} `json:"places"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("login --json is not one JSON object: %v\n%s", err, r)
+	}
+	if rep.Snapshot != h.snap || rep.Dir != dir || rep.Seconds <= 0 {
+		t.Errorf("login --json: snapshot %q, dir %q, seconds %v; want %s, %s, > 0\n%s", rep.Snapshot, rep.Dir, rep.Seconds, h.snap, dir, r.stdout)
+	}
+	served := map[string]int64{}
+	for _, p := range rep.Places {
+		if p.Bytes == nil || p.Seconds == nil || p.Blobs == nil || p.Place == "" || p.Kind == "" {
+			t.Errorf("login --json: a place lacks its name, kind, blobs, bytes or seconds: %+v\n%s", p, r.stdout)
+			continue
+		}
+		if *p.Bytes > 0 && *p.Seconds <= 0 {
+			t.Errorf("place %s served %d bytes in %v seconds", p.Place, *p.Bytes, *p.Seconds)
+		}
+		served[p.Kind] += *p.Bytes
+		if p.Kind == "mirror" && p.Place != h.mirror {
+			t.Errorf("the mirror is named %q, want %q", p.Place, h.mirror)
+		}
+		if p.Kind == "dvd" && p.Place != h.iso {
+			t.Errorf("the DVD is named %q, want %q", p.Place, h.iso)
+		}
+	}
+	// The DVD holds most of the home, the mirror the newer part.
+	if served["dvd"] < 10<<20 || served["mirror"] < 1<<20 {
+		t.Errorf("bytes by kind of place: %v; want the DVD to serve the first snapshot's data and the mirror the rest\n%s", served, r.stdout)
+	}
+	requireComplete(t, pc, dir, h.home.root, h.snap)
+}
+
+// TestLoginKilled kills `dvpc login` (from the DVD plus the mirror) at ten
+// moments spread over a clean login's duration. After each kill, `dvpc
+// session` calls the directory complete only when it holds the snapshot;
+// the same login run again completes it.
+func TestLoginKilled(t *testing.T) {
+	h := newFaultHome(t)
+	args := func(dir string) []string { return []string{"login", "--from", h.iso, "--to", dir} }
+
+	// Clean logins, measured: the shorter of two stands for the span, as
+	// the first reads the data cold.
+	var span time.Duration
+	for range 2 {
+		syscall.Sync()
+		pc := h.pc(t)
+		dir := filepath.Join(t.TempDir(), "work")
+		start := time.Now()
+		pc.must(args(dir)...)
+		if d := time.Since(start); span == 0 || d < span {
+			span = d
+		}
+		requireComplete(t, pc, dir, h.home.root, h.snap)
+	}
+	t.Logf("a clean login takes %v", span)
+
+	// Delays from a seeded generator, one in each tenth of the span, so
+	// that a failure names its delay.
+	delays := rand.New(rand.NewPCG(0x6c6f6769, 0x6e6b696c))
+	const kills = 10
+	var nkilled, nhalf int
+	for i := range kills {
+		delay := span*time.Duration(i)/kills + time.Duration(delays.Int64N(int64(span/kills)+1))
+		when := fmt.Sprintf("kill %d (SIGKILL after %v of %v)", i+1, delay, span)
+		pc := h.pc(t)
+		dir := filepath.Join(t.TempDir(), "work")
+		syscall.Sync()
+		r, killed := pc.runKilled(delay, args(dir)...)
+		if !killed {
+			if r.code != 0 {
+				t.Fatalf("%s: the login failed by itself:\n%s", when, r)
+			}
+			t.Logf("%s: the login finished first", when)
+			requireComplete(t, pc, dir, h.home.root, h.snap)
+			continue
+		}
+		nkilled++
+		s, ok := sessionOf(t, pc, dir)
+		diffs, err := treecmp.Compare(h.home.root, dir)
+		same := err == nil && len(diffs) == 0
+		t.Logf("%s: session %+v (found %v); directory whole: %v", when, s, ok, same)
+		if ok && s.Complete && !same {
+			t.Fatalf("%s: `dvpc session` says %s is complete, but it is not the snapshot: %v %s", when, dir, err, treecmp.Format(diffs))
+		}
+		if !same {
+			nhalf++
+		}
+		pc.must(args(dir)...)
+		requireComplete(t, pc, dir, h.home.root, h.snap)
+	}
+	t.Logf("%d of %d logins killed, %d of them with the directory half-written", nkilled, kills, nhalf)
+	if nkilled < kills/2 {
+		t.Fatalf("only %d of %d logins were killed before they finished", nkilled, kills)
+	}
+}
