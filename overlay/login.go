@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/dvpc/dvpc/delta"
@@ -110,6 +111,10 @@ func Login(ctx context.Context, o LoginOptions) (*LoginReport, error) {
 		prep, err := pullPlaces(ctx, o, src, want)
 		rep.Pull = prep
 		if err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				// Not a place that failed: this PC's disk.
+				return rep, fmt.Errorf("fetch into this PC's cache %s: %w", o.CacheDir, err)
+			}
 			if !hasSnapshots(ctx, o.Cache) {
 				return rep, err
 			}
@@ -299,9 +304,25 @@ func materialise(ctx context.Context, repo *image.Repo, hist *image.History, ses
 	if err := os.MkdirAll(sess.Dir, 0o700); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	err := repo.Restore(ctx, target, image.RestoreOptions{
-		Target: sess.Dir, Overwrite: true, Protect: o.Protect, OnError: o.OnError, Progress: o.Progress,
+	// A full disk stops the restore: every later file would fail too, and
+	// the directory is not a home with some files skipped.
+	rctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	onError := func(p string, err error) {
+		if errors.Is(err, syscall.ENOSPC) {
+			stop(err)
+			return
+		}
+		if o.OnError != nil {
+			o.OnError(p, err)
+		}
+	}
+	err := repo.Restore(rctx, target, image.RestoreOptions{
+		Target: sess.Dir, Overwrite: true, Protect: o.Protect, OnError: onError, Progress: o.Progress,
 	})
+	if cause := context.Cause(rctx); err != nil && ctx.Err() == nil && errors.Is(cause, syscall.ENOSPC) {
+		err = cause
+	}
 	if err != nil {
 		return fmt.Errorf("materialise snapshot %s in %s: %w", target.ID, sess.Dir, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -202,5 +204,76 @@ func TestLoginKilled(t *testing.T) {
 	t.Logf("%d of %d logins killed, %d of them with the directory half-written", nkilled, kills, nhalf)
 	if nkilled < kills/2 {
 		t.Fatalf("only %d of %d logins were killed before they finished", nkilled, kills)
+	}
+}
+
+// smallDisk mounts a tmpfs of size bytes at a new directory, unmounted at
+// the end of the test, and returns the directory and a function that
+// resizes it. Mounting needs root: CI runs the tests as root.
+func smallDisk(t *testing.T, size int64) (string, func(int64)) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatalf("this test mounts a small tmpfs to fill it, which needs root: run the tests as root (CI does), e.g. sudo go test ./cmd/dvpc -run %s", t.Name())
+	}
+	mnt := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mount := requireTool(t, "mount", "mount")
+	if out, err := exec.Command(mount, "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs of %d bytes at %s: %v\n%s", size, mnt, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command(requireTool(t, "umount", "mount"), mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", mnt, err, out)
+		}
+	})
+	resize := func(size int64) {
+		t.Helper()
+		if out, err := exec.Command(mount, "-o", fmt.Sprintf("remount,size=%d", size), mnt).CombinedOutput(); err != nil {
+			t.Fatalf("resize the tmpfs at %s to %d bytes: %v\n%s", mnt, size, err, out)
+		}
+	}
+	return mnt, resize
+}
+
+// TestLoginDiskFull: the cache and the directory share a small disk that
+// fills up mid-login, once while the mirror's blobs are copied into the
+// cache, once while the home is written out. The login says so, naming the
+// directory, with exit code 1, marks nothing complete, and once there is
+// room the same login completes.
+func TestLoginDiskFull(t *testing.T) {
+	h := newFaultHome(t)
+	for _, tc := range []struct {
+		name string
+		size int64
+		full string // the directory that fills up: "cache" or "dir"
+	}{
+		// The mirror adds about 85 MB to what the DVD holds.
+		{"cache", 40 << 20, "cache"},
+		// The cache fits; the home (140 MB) does not.
+		{"dir", 160 << 20, "dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mnt, resize := smallDisk(t, tc.size)
+			pc := newCLI(t, filepath.Join(mnt, "pc", ".local", "share", "dvpc", "store"), "login passphrase")
+			dir := filepath.Join(mnt, "work")
+			args := []string{"login", "--from", h.iso, "--to", dir}
+			r := pc.expect(exitError, args...)
+			t.Logf("a full disk:\n%s", r.stderr)
+			named := map[string]string{"cache": pc.store, "dir": dir}[tc.full]
+			if !strings.Contains(r.stderr, "no space left") || !strings.Contains(r.stderr, named) {
+				t.Errorf("a full disk: the message does not say no space is left in %s:\n%s", named, r)
+			}
+			if !strings.Contains(r.stderr, "hint: ") || !strings.Contains(r.stderr, "free") {
+				t.Errorf("a full disk: no hint to free space:\n%s", r)
+			}
+			if s, ok := sessionOf(t, pc, dir); ok && s.Complete {
+				t.Errorf("after a full disk, the session of %s says complete", dir)
+			}
+			resize(600 << 20)
+			pc.must(args...)
+			requireComplete(t, pc, dir, h.home.root, h.snap)
+		})
 	}
 }
