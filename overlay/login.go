@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -304,12 +305,13 @@ func materialise(ctx context.Context, repo *image.Repo, hist *image.History, ses
 	if err := os.MkdirAll(sess.Dir, 0o700); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	// A full disk stops the restore: every later file would fail too, and
-	// the directory is not a home with some files skipped.
+	// A full disk or a place that stops answering stops the restore: every
+	// later file would fail too, and the directory is not a home with some
+	// files skipped.
 	rctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	onError := func(p string, err error) {
-		if errors.Is(err, syscall.ENOSPC) {
+		if stopsLogin(err) {
 			stop(err)
 			return
 		}
@@ -320,7 +322,7 @@ func materialise(ctx context.Context, repo *image.Repo, hist *image.History, ses
 	err := repo.Restore(rctx, target, image.RestoreOptions{
 		Target: sess.Dir, Overwrite: true, Protect: o.Protect, OnError: onError, Progress: o.Progress,
 	})
-	if cause := context.Cause(rctx); err != nil && ctx.Err() == nil && errors.Is(cause, syscall.ENOSPC) {
+	if cause := context.Cause(rctx); err != nil && ctx.Err() == nil && stopsLogin(cause) {
 		err = cause
 	}
 	if err != nil {
@@ -334,6 +336,16 @@ func materialise(ctx context.Context, repo *image.Repo, hist *image.History, ses
 	var err2 error
 	rep.Snapshot, rep.Merges, err2 = mergeHeads(ctx, repo, hist, sess, target, heads, o.Snapshot, o.Protect)
 	return err2
+}
+
+// stopsLogin reports whether a failure to restore one file stops the
+// login: the local disk is full, or no place gives a blob the login found
+// on them (a medium removed or cut short, a mirror gone).
+func stopsLogin(err error) bool {
+	var de *image.DigestError
+	var ce *image.ChunkError
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, image.ErrNotFound) || errors.As(err, &de) ||
+		errors.As(err, &ce) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EIO)
 }
 
 // updateInPlace brings an earlier session's directory to target: its edits

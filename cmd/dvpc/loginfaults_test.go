@@ -6,8 +6,12 @@ package main
 // the same login, run again, finish.
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -84,7 +88,7 @@ func sessionOf(t *testing.T, pc *dvpcCLI, dir string) (s loginSession, ok bool) 
 }
 
 // requireComplete checks that dir holds want and that its session says so,
-// at snapshot snap.
+// at snapshot snap ("": any).
 func requireComplete(t *testing.T, pc *dvpcCLI, dir, want, snap string) {
 	t.Helper()
 	requireSameTree(t, want, dir)
@@ -198,8 +202,14 @@ func TestLoginKilled(t *testing.T) {
 		if !same {
 			nhalf++
 		}
+		// Killed after it finished, the rerun is a login over an earlier
+		// session: what it then says the session is at is its own business.
+		snap := h.snap
+		if ok && s.Complete {
+			snap = ""
+		}
 		pc.must(args(dir)...)
-		requireComplete(t, pc, dir, h.home.root, h.snap)
+		requireComplete(t, pc, dir, h.home.root, snap)
 	}
 	t.Logf("%d of %d logins killed, %d of them with the directory half-written", nkilled, kills, nhalf)
 	if nkilled < kills/2 {
@@ -272,6 +282,144 @@ func TestLoginDiskFull(t *testing.T) {
 				t.Errorf("after a full disk, the session of %s says complete", dir)
 			}
 			resize(600 << 20)
+			pc.must(args...)
+			requireComplete(t, pc, dir, h.home.root, h.snap)
+		})
+	}
+}
+
+// runDuring runs dvpc and calls act once, as soon as started reports true
+// while it runs (polled every millisecond); acted reports whether it did.
+func (d *dvpcCLI) runDuring(started func() bool, act func(), args ...string) (r result, acted bool) {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd, full := d.command(ctx, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		d.t.Fatalf("start dvpc %s: %v", strings.Join(full, " "), err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var err error
+wait:
+	for {
+		select {
+		case err = <-done:
+			break wait
+		case <-tick.C:
+			if !acted && started() {
+				act()
+				acted = true
+			}
+		}
+	}
+	r = result{args: full, stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ee.ExitCode() >= 0:
+		r.code = ee.ExitCode()
+	default:
+		d.t.Fatalf("dvpc %s: %v\n%s", strings.Join(full, " "), err, r)
+	}
+	return r, acted
+}
+
+// entriesIn returns a function that reports whether dir holds at least n
+// entries, counted through its subdirectories.
+func entriesIn(dir string, n int) func() bool {
+	return func() bool {
+		seen := 0
+		filepath.WalkDir(dir, func(_ string, _ fs.DirEntry, err error) error {
+			if err == nil {
+				seen++
+			}
+			if seen > n {
+				return filepath.SkipAll
+			}
+			return nil
+		})
+		return seen > n
+	}
+}
+
+// TestLoginMediumGone: the USB key vanishes while a login reads it, and
+// no mirror is reachable to fall back on. A key image cut short and a
+// mounted key whose files are gone each end the login with an error that
+// names the key, with exit code 6; the directory is not called complete;
+// with the key back, the same login completes.
+func TestLoginMediumGone(t *testing.T) {
+	h := newFaultHome(t)
+	work := t.TempDir()
+	img := filepath.Join(work, "key.img")
+	h.cli.must("media", "usb", "--out", img, "--no-clients")
+	whole := filepath.Join(work, "key-whole.img")
+	if out, err := exec.Command("cp", "--", img, whole).CombinedOutput(); err != nil {
+		t.Fatalf("copy the key image: %v\n%s", err, out)
+	}
+	mounted := filepath.Join(work, "key")
+	if err := os.Mkdir(mounted, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, h.cli.store, filepath.Join(mounted, "store"))
+	// Every blob must come from the key.
+	h.reg.Stop()
+
+	for _, tc := range []struct {
+		name   string
+		medium string
+		// when: the entries the login has written when the key vanishes.
+		// An image is read ahead of the writes: it is cut as the
+		// directory appears.
+		when   int
+		vanish func(t *testing.T) (back func())
+	}{
+		{"image cut short", img, 0, func(t *testing.T) func() {
+			if err := os.Truncate(img, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if out, err := exec.Command("cp", "--", whole, img).CombinedOutput(); err != nil {
+					t.Fatalf("put the key image back: %v\n%s", err, out)
+				}
+			}
+		}},
+		{"mounted key emptied", mounted, 20, func(t *testing.T) func() {
+			store, gone := filepath.Join(mounted, "store"), filepath.Join(work, "unmounted")
+			if err := os.Rename(store, gone); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if err := os.Rename(gone, store); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pc := h.pc(t)
+			dir := filepath.Join(t.TempDir(), "work")
+			args := []string{"login", "--from", tc.medium, "--to", dir}
+			var back func()
+			r, acted := pc.runDuring(entriesIn(dir, tc.when), func() { back = tc.vanish(t) }, args...)
+			if !acted {
+				t.Fatalf("the login finished before it had written %d entries:\n%s", tc.when, r)
+			}
+			back()
+			t.Logf("the key gone mid-login:\n%s", r.stderr)
+			if r.code != exitIntegrity {
+				t.Errorf("the key gone mid-login: exit %d, want %d\n%s", r.code, exitIntegrity, r)
+			}
+			if !strings.Contains(r.stderr, tc.medium) {
+				t.Errorf("the key gone mid-login: the message does not name %s:\n%s", tc.medium, r)
+			}
+			if s, ok := sessionOf(t, pc, dir); ok && s.Complete {
+				t.Errorf("the key gone mid-login: the session of %s says complete", dir)
+			}
 			pc.must(args...)
 			requireComplete(t, pc, dir, h.home.root, h.snap)
 		})
