@@ -425,3 +425,111 @@ func TestLoginMediumGone(t *testing.T) {
 		})
 	}
 }
+
+// requireHolds checks that dir holds the snapshot snap: one of the trees
+// known, else the snapshot restored from pc's store.
+func requireHolds(t *testing.T, pc *dvpcCLI, dir, snap string, known map[string]string, when string) {
+	t.Helper()
+	want := ""
+	for id, tree := range known {
+		if strings.Contains(snap, id) {
+			want = tree
+		}
+	}
+	if want == "" {
+		want = filepath.Join(t.TempDir(), "want")
+		pc.must("restore", snap, "--to", want)
+	}
+	if diffs, err := treecmp.Compare(want, dir); err != nil || len(diffs) > 0 {
+		t.Fatalf("%s: `dvpc session` says %s is complete at %s, but it does not hold it: %v %s", when, dir, snap, err, treecmp.Format(diffs))
+	}
+}
+
+// TestLoginUpdateKilled kills a login over an earlier session, which
+// brings the directory from one snapshot to a newer one that changed 80
+// MB. Two kills in three come at a random moment of the writes into the
+// directory (after the first change of it, within the time they took in a
+// clean update), the third at a random moment of the whole run. After
+// each kill `dvpc session` calls the directory complete only when it holds
+// the snapshot it names, and the same login run again brings it to the
+// newer snapshot.
+func TestLoginUpdateKilled(t *testing.T) {
+	h := newFaultHome(t)
+	older := filepath.Join(t.TempDir(), "older")
+	copyTree(t, h.home.root, older)
+	// The newer snapshot replaces the two big files and changes others.
+	h.home.mutate(t)
+	for i := range 2 {
+		randomFile(t, filepath.Join(h.home.root, "photos", fmt.Sprintf("film-%d.bin", i)), uint64(190+i), 40<<20)
+	}
+	newer := h.cli.snapshot(h.home.root)
+	h.cli.must("push")
+	known := map[string]string{h.snap: older, newer: h.home.root}
+	// Every PC logs in from the mirror to the snapshot before, so that its
+	// cache holds every blob of what its session names; the update then
+	// reads the mirror.
+	first := func() (*dvpcCLI, string) {
+		t.Helper()
+		pc := h.pc(t)
+		dir := filepath.Join(t.TempDir(), "work")
+		pc.must("login", "--mirror", h.mirror, "--to", dir, h.snap)
+		requireComplete(t, pc, dir, older, h.snap)
+		return pc, dir
+	}
+	args := func(dir string) []string { return []string{"login", "--to", dir} }
+
+	// The shorter of two clean updates stands for the run and its writes.
+	var span, writeSpan time.Duration
+	for range 2 {
+		pc, dir := first()
+		syscall.Sync()
+		sp, writeAt := watchRun(dirsChanged(dir, filepath.Join(dir, "photos")), func() { pc.must(args(dir)...) })
+		if writeAt < 0 {
+			t.Fatalf("the update did not change %s", dir)
+		}
+		if ws := max(sp-writeAt, time.Millisecond); writeSpan == 0 || ws < writeSpan {
+			span, writeSpan = sp, ws
+		}
+		requireComplete(t, pc, dir, h.home.root, "")
+	}
+	t.Logf("a clean update takes %v, writing the directory in the last %v", span, writeSpan)
+
+	delays := rand.New(rand.NewPCG(0x75706461, 0x74656b69))
+	const kills = 10
+	var nkilled, nupdating int
+	for i := range kills {
+		pc, dir := first()
+		var started func() bool
+		delay := time.Duration(delays.Int64N(int64(span) + 1))
+		from := "the start"
+		if i%3 != 2 {
+			delay = time.Duration(delays.Int64N(int64(writeSpan) + 1))
+			started, from = dirsChanged(dir, filepath.Join(dir, "photos")), "the first change of the directory"
+		}
+		when := fmt.Sprintf("kill %d (SIGKILL %v after %s)", i+1, delay, from)
+		syscall.Sync()
+		r, killed := pc.runKilledAfter(started, delay, args(dir)...)
+		if !killed && r.code != 0 {
+			t.Fatalf("%s: the update failed by itself:\n%s", when, r)
+		}
+		if killed {
+			nkilled++
+		}
+		s, ok := sessionOf(t, pc, dir)
+		t.Logf("%s: killed %v; session %+v", when, killed, s)
+		if !ok {
+			t.Fatalf("%s: the session of %s is gone", when, dir)
+		}
+		if s.Complete {
+			requireHolds(t, pc, dir, s.Snapshot, known, when)
+		} else {
+			nupdating++
+		}
+		pc.must(args(dir)...)
+		requireComplete(t, pc, dir, h.home.root, "")
+	}
+	t.Logf("%d of %d updates killed, %d of them while writing the directory", nkilled, kills, nupdating)
+	if nkilled < kills/2 {
+		t.Fatalf("only %d of %d updates were killed before they finished", nkilled, kills)
+	}
+}
