@@ -286,6 +286,79 @@ func TestLoginDiskFull(t *testing.T) {
 			requireComplete(t, pc, dir, h.home.root, h.snap)
 		})
 	}
+
+	// A login over an earlier session with an edit not yet synced, on a
+	// disk that a large file fills: the edit stays, and once the file is
+	// gone the login brings the newer snapshot in beside it.
+	t.Run("update", func(t *testing.T) {
+		mnt, _ := smallDisk(t, 600<<20)
+		pc := newCLI(t, filepath.Join(mnt, "pc", ".local", "share", "dvpc", "store"), "login passphrase")
+		dir := filepath.Join(mnt, "work")
+		pc.must("login", "--mirror", h.mirror, "--to", dir)
+		writeFileString(t, filepath.Join(dir, "edit.txt"), "made on the PC\n")
+		film := filepath.Join("photos", "film-0.bin")
+		randomFile(t, filepath.Join(h.home.root, film), 290, 40<<20)
+		randomFile(t, filepath.Join(h.home.root, "photos", "film-2.bin"), 291, 40<<20)
+		h.cli.snapshot(h.home.root)
+		h.cli.must("push")
+		filler := fillDisk(t, mnt, 20<<20)
+		r := pc.expect(exitError, "login", "--to", dir)
+		t.Logf("a full disk:\n%s", r.stderr)
+		if !strings.Contains(r.stderr, "no space left") || !strings.Contains(r.stderr, pc.store) {
+			t.Errorf("a full disk: the message does not say no space is left in %s:\n%s", pc.store, r)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "edit.txt")); err != nil || string(b) != "made on the PC\n" {
+			t.Fatalf("after a full disk, the edit is %q, %v", b, err)
+		}
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		pc.must("login", "--to", dir)
+		if b, err := os.ReadFile(filepath.Join(dir, "edit.txt")); err != nil || string(b) != "made on the PC\n" {
+			t.Errorf("after the update, the edit is %q, %v", b, err)
+		}
+		for _, f := range []string{film, filepath.Join("photos", "film-2.bin")} {
+			want, _ := os.ReadFile(filepath.Join(h.home.root, f))
+			got, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("after the update, %s is not the newer snapshot's (%v)", f, err)
+			}
+		}
+		if s, ok := sessionOf(t, pc, dir); !ok || !s.Complete {
+			t.Errorf("after the update, the session is %+v (found %v), want complete", s, ok)
+		}
+	})
+}
+
+// fillDisk writes a file in dir until the file system is full, then
+// shortens it to leave free bytes, and returns its path.
+func fillDisk(t *testing.T, dir string, free int64) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	var n int64
+	for {
+		m, err := f.Write(buf)
+		n += int64(m)
+		if errors.Is(err, syscall.ENOSPC) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(max(n-free, 0)); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // runDuring runs dvpc and calls act once, as soon as started reports true
