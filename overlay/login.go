@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dvpc/dvpc/delta"
@@ -114,6 +117,10 @@ func Login(ctx context.Context, o LoginOptions) (*LoginReport, error) {
 		prep, err := pullPlaces(ctx, o, src, want)
 		rep.Pull = prep
 		if err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				// Not a place that failed: this PC's disk.
+				return rep, fmt.Errorf("fetch into this PC's cache %s: %w", o.CacheDir, err)
+			}
 			if !hasSnapshots(ctx, o.Cache) {
 				return rep, err
 			}
@@ -172,7 +179,7 @@ func Login(ctx context.Context, o LoginOptions) (*LoginReport, error) {
 		sess = &Session{Dir: dir, StoreID: repo.KeyFile().StoreID, Ephemeral: o.Ephemeral, Host: o.Snapshot.Host}
 	}
 	rep.Session = sess
-	if sess.Complete {
+	if sess.Complete || sess.Updating {
 		err = updateInPlace(ctx, repo, hist, sess, target, heads, o, rep)
 	} else {
 		err = materialise(ctx, repo, hist, sess, target, heads, o, rep)
@@ -322,9 +329,26 @@ func materialise(ctx context.Context, repo *image.Repo, hist *image.History, ses
 	if err := os.MkdirAll(sess.Dir, 0o700); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	err := repo.Restore(ctx, target, image.RestoreOptions{
-		Target: sess.Dir, Overwrite: true, Protect: o.Protect, OnError: o.OnError, Progress: o.Progress,
+	// A full disk or a place that stops answering stops the restore: every
+	// later file would fail too, and the directory is not a home with some
+	// files skipped.
+	rctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	onError := func(p string, err error) {
+		if stopsLogin(err) {
+			stop(err)
+			return
+		}
+		if o.OnError != nil {
+			o.OnError(p, err)
+		}
+	}
+	err := repo.Restore(rctx, target, image.RestoreOptions{
+		Target: sess.Dir, Overwrite: true, Protect: o.Protect, OnError: onError, Progress: o.Progress,
 	})
+	if cause := context.Cause(rctx); err != nil && ctx.Err() == nil && stopsLogin(cause) {
+		err = cause
+	}
 	if err != nil {
 		return fmt.Errorf("materialise snapshot %s in %s: %w", target.ID, sess.Dir, err)
 	}
@@ -334,8 +358,18 @@ func materialise(ctx context.Context, repo *image.Repo, hist *image.History, ses
 		return nil
 	}
 	var err2 error
-	rep.Snapshot, rep.Merges, err2 = mergeHeads(ctx, repo, hist, sess, target, heads, o.Snapshot, o.Protect)
+	rep.Snapshot, rep.Merges, err2 = mergeHeads(ctx, repo, hist, sess, o.CacheDir, target, heads, o.Snapshot, o.Protect)
 	return err2
+}
+
+// stopsLogin reports whether a failure to restore one file stops the
+// login: the local disk is full, or no place gives a blob the login found
+// on them (a medium removed or cut short, a mirror gone).
+func stopsLogin(err error) bool {
+	var de *image.DigestError
+	var ce *image.ChunkError
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, image.ErrNotFound) || errors.As(err, &de) ||
+		errors.As(err, &ce) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EIO)
 }
 
 // updateInPlace brings an earlier session's directory to target: its edits
@@ -346,6 +380,11 @@ func updateInPlace(ctx context.Context, repo *image.Repo, hist *image.History, s
 	base, err := hist.Find("", sess.Manifest.String())
 	if err != nil {
 		return fmt.Errorf("the session's snapshot %s: %w", sess.Snapshot, err)
+	}
+	if sess.Updating {
+		if err := undoStoppedMerge(ctx, repo, sess.Dir, base); err != nil {
+			return err
+		}
 	}
 	ours, changed, err := snapshotEdits(ctx, repo, sess, base, o.Snapshot)
 	if err != nil {
@@ -360,7 +399,7 @@ func updateInPlace(ctx context.Context, repo *image.Repo, hist *image.History, s
 	if o.Spec != "" || !o.At.IsZero() {
 		heads = []*image.Snapshot{target}
 	}
-	rep.Snapshot, rep.Merges, err = mergeHeads(ctx, repo, hist, sess, ours, heads, o.Snapshot, o.Protect)
+	rep.Snapshot, rep.Merges, err = mergeHeads(ctx, repo, hist, sess, o.CacheDir, ours, heads, o.Snapshot, o.Protect)
 	return err
 }
 
@@ -396,9 +435,17 @@ func snapshotEdits(ctx context.Context, repo *image.Repo, sess *Session, parent 
 // ours does not already descend from: a descendant fast-forwards, another
 // head merges by path and gets a snapshot with both parents. It returns
 // what the directory holds then.
-func mergeHeads(ctx context.Context, repo *image.Repo, hist *image.History, sess *Session, ours *image.Snapshot, heads []*image.Snapshot, tmpl image.SnapshotOptions, protect []string) (*image.Snapshot, []MergeReport, error) {
+//
+// While it writes the directory, the record in the store directory store
+// says so (Updating, not Complete): a login or sync stopped meanwhile leaves
+// a directory that is part one snapshot, part another, which the next
+// login takes as edits and merges again.
+func mergeHeads(ctx context.Context, repo *image.Repo, hist *image.History, sess *Session, store string, ours *image.Snapshot, heads []*image.Snapshot, tmpl image.SnapshotOptions, protect []string) (*image.Snapshot, []MergeReport, error) {
 	var merges []MergeReport
 	sess.At(ours)
+	if _, err := removeMergeTemps(sess.Dir); err != nil {
+		return ours, nil, err
+	}
 	for _, h := range heads {
 		lin := hist.Lineage()
 		if h.Manifest == ours.Manifest || lin.IsAncestor(h.Signed(), ours.Manifest) {
@@ -408,6 +455,12 @@ func mergeHeads(ctx context.Context, repo *image.Repo, hist *image.History, sess
 		base := ours
 		if !forward {
 			base = CommonAncestor(hist, ours, h)
+		}
+		if !sess.Updating {
+			sess.Updating, sess.Complete = true, false
+			if err := sess.Save(store); err != nil {
+				return ours, merges, err
+			}
 		}
 		mr, err := Merge(ctx, repo, sess.Dir, base, ours, h, MergeOptions{Protect: protect})
 		merges = append(merges, mr)
@@ -432,7 +485,68 @@ func mergeHeads(ctx context.Context, repo *image.Repo, hist *image.History, sess
 			return ours, merges, err
 		}
 	}
+	sess.Updating, sess.Complete = false, true
 	return ours, merges, nil
+}
+
+// removeMergeTemps removes what merges stopped by a crash left in dir:
+// their temporary directories, whose content the snapshots hold. found
+// reports whether there were any.
+func removeMergeTemps(dir string) (found bool, err error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("merge into %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), MergeTempPrefix) {
+			found = true
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return found, fmt.Errorf("remove what a stopped merge left: %w", err)
+			}
+		}
+	}
+	return found, nil
+}
+
+// undoStoppedMerge removes the temporary directory of a merge into dir
+// that was stopped, and gives the directories the mtimes they have in
+// base, the snapshot dir held when the merge began: a stopped merge's own
+// traces are not the person's edits. What the directories hold is left as
+// it is, and is snapshotted as edits.
+func undoStoppedMerge(ctx context.Context, repo *image.Repo, dir string, base *image.Snapshot) error {
+	if _, err := removeMergeTemps(dir); err != nil {
+		return err
+	}
+	root, err := repo.FindNode(ctx, base, "")
+	if err != nil {
+		return fmt.Errorf("the session's snapshot %s: %w", base.ID, err)
+	}
+	var walk func(p string, n *image.Node) error
+	walk = func(p string, n *image.Node) error {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.IsDir() {
+			return nil // gone or replaced: an edit
+		}
+		tr, err := repo.LoadTree(ctx, n.Subtree)
+		if err != nil {
+			return fmt.Errorf("the session's snapshot %s: %w", base.ID, err)
+		}
+		for _, c := range tr.Nodes {
+			if c.Type == image.TypeDir {
+				if err := walk(filepath.Join(p, string(c.Name)), c); err != nil {
+					return err
+				}
+			}
+		}
+		if fi.ModTime().Equal(n.Mtime) {
+			return nil
+		}
+		if err := os.Chtimes(p, time.Time{}, n.Mtime); err != nil {
+			return fmt.Errorf("undo a stopped merge into %s: %w", dir, err)
+		}
+		return nil
+	}
+	return walk(dir, root)
 }
 
 // placeUses lists what each place served: the cache and the media read in

@@ -56,6 +56,11 @@ type Session struct {
 	// Complete is set once Dir holds all of Snapshot; a login that was
 	// stopped before leaves it false, and the next login writes Dir again.
 	Complete bool `json:"complete"`
+	// Updating is set while a login or sync merges a newer snapshot into
+	// Dir (Complete is then false): Dir holds Snapshot, the edits since and
+	// part of the newer one. The next login snapshots it as edits and
+	// merges again, so nothing in it is lost.
+	Updating bool `json:"updating,omitempty"`
 	// Ephemeral is set when the cache was created by this login.
 	Ephemeral bool `json:"ephemeral,omitempty"`
 	// Places are the places the last login or sync used, nearest first.

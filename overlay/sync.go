@@ -77,7 +77,7 @@ func Sync(ctx context.Context, o SyncOptions) (*SyncReport, error) {
 	if hist, _, err = o.Repo.History(ctx); err != nil {
 		return rep, err
 	}
-	merged, merges, err := mergeHeads(ctx, o.Repo, hist, sess, ours, hist.Heads(ours.Home), o.Snapshot, o.Protect)
+	merged, merges, err := mergeHeads(ctx, o.Repo, hist, sess, o.CacheDir, ours, hist.Heads(ours.Home), o.Snapshot, o.Protect)
 	rep.Merges = merges
 	if merged.Manifest != ours.Manifest && slices.Contains(sess.Made, merged.Ref) {
 		rep.Made = append(rep.Made, merged)

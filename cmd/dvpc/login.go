@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -325,6 +326,7 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 			apps.start(ctx, profile, filepath.Join(cacheDir, appsDirName))
 		}
 	}
+	attached := mediaStates(places)
 	var prog image.Progress
 	stop := startProgressOf(g.stderr, "login:", "files", "written", &prog)
 	rep, err := overlay.Login(ctx, overlay.LoginOptions{
@@ -343,6 +345,10 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 	if err != nil {
 		if errors.Is(err, overlay.ErrDirInUse) {
 			return usageError{withHint(err, "name an empty directory with --to DIR")}
+		}
+		if m := goneMedium(attached); m != "" {
+			return withHint(integrityError{fmt.Errorf("login: the medium %s was removed or cut short while it was read: %w", m, err)},
+				"attach it again and run the same login: it goes on from where it stopped")
 		}
 		return err
 	}
@@ -475,6 +481,28 @@ func serious(fs []delta.MirrorFailure) []delta.MirrorFailure {
 	return out
 }
 
+// mediumState is how a medium looked when a login opened it: its size
+// (an image or a device), or whether it held a store (a mounted medium).
+type mediumState struct {
+	path  string
+	size  int64
+	store bool
+}
+
+// mediaStates notes how the media among the places look now.
+func mediaStates(places []overlay.Place) []mediumState {
+	var out []mediumState
+	for _, p := range places {
+		if p.Kind == overlay.KindMirror {
+			continue
+		}
+		for _, m := range strings.Split(p.Endpoint.String(), ",") {
+			out = append(out, mediumStateOf(m))
+		}
+	}
+	return out
+}
+
 // appInstalls installs the apps of a login's profile for this PC, each in
 // its own goroutine, beside the home's materialisation.
 type appInstalls struct {
@@ -511,4 +539,36 @@ func (a *appInstalls) wait() []appInstalled {
 	a.wg.Wait()
 	slices.SortFunc(a.out, func(x, y appInstalled) int { return strings.Compare(x.res.App, y.res.App) })
 	return a.out
+}
+
+func mediumStateOf(p string) mediumState {
+	st := mediumState{path: p}
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		st.size = fi.Size()
+		if f, err := os.Open(p); err == nil {
+			// A device's size is where it ends.
+			if n, err := f.Seek(0, io.SeekEnd); err == nil {
+				st.size = n
+			}
+			f.Close()
+		}
+	}
+	for _, l := range []string{filepath.Join(p, media.StoreDir, "oci-layout"), filepath.Join(p, "oci-layout")} {
+		if _, err := os.Stat(l); err == nil {
+			st.store = true
+		}
+	}
+	return st
+}
+
+// goneMedium names the first of the media noted that has since gone,
+// become shorter or lost its store; "" when none has.
+func goneMedium(before []mediumState) string {
+	for _, b := range before {
+		now := mediumStateOf(b.path)
+		if _, err := os.Stat(b.path); err != nil || now.size < b.size || b.store && !now.store {
+			return b.path
+		}
+	}
+	return ""
 }

@@ -234,6 +234,8 @@ func classifyCode(ctx context.Context, err error, cmd string) (int, string) {
 		return exitIntegrity, "a dvpc medium holds only regular files and directories, so this one was altered; read the disc, image or key itself rather than this copy"
 	case errors.Is(err, media.ErrDamaged):
 		return exitIntegrity, "the medium is damaged or cut short; `dvpc attach MEDIUM` lists the snapshots that restore whole"
+	case errors.Is(err, syscall.ENOSPC) && !errors.Is(err, overlay.ErrWatchLimit):
+		return exitError, "the disk named above is full: free space there (`df -h` shows it), then run the same command again; it goes on from where it stopped"
 	case errors.As(err, &pe), errors.As(err, &rp):
 		return exitPartial, "the entries above were skipped; everything else completed"
 	case errors.Is(err, image.ErrIndexBehind):
