@@ -128,6 +128,21 @@ func keyValues(flag string, vs []string) (map[string]string, error) {
 
 // loadProfile reads the store's profile: its current one, else the one
 // the newest snapshot carries (a store a login filled), else an empty one.
+// openProfile unlocks the store and reads its profile; the caller closes
+// the repository.
+func (g *globals) openProfile(ctx context.Context) (*image.Repo, *profiles.Profile, error) {
+	repo, err := g.openRepo(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := loadProfile(ctx, repo)
+	if err != nil {
+		repo.Close()
+		return nil, nil, err
+	}
+	return repo, p, nil
+}
+
 func loadProfile(ctx context.Context, repo *image.Repo) (*profiles.Profile, error) {
 	doc, _, err := repo.Profile(ctx)
 	if errors.Is(err, image.ErrNotFound) {
@@ -161,15 +176,11 @@ func runAppAdd(ctx context.Context, g *globals, name, ref string, bins, settings
 	if err := profiles.CheckName(name); err != nil {
 		return usageError{err}
 	}
-	repo, err := g.openRepo(ctx)
+	repo, p, err := g.openProfile(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	p, err := loadProfile(ctx, repo)
-	if err != nil {
-		return err
-	}
 	if _, err := p.App(name); err == nil {
 		return usageError{fmt.Errorf("app %s is already in the profile; `dvpc app update %[1]s` pins what its reference names now, `dvpc app remove %[1]s` drops it", name)}
 	}
@@ -205,15 +216,11 @@ type appStatus struct {
 }
 
 func runAppList(ctx context.Context, g *globals) error {
-	repo, err := g.openRepo(ctx)
+	repo, p, err := g.openProfile(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	p, err := loadProfile(ctx, repo)
-	if err != nil {
-		return err
-	}
 	apps := g.appsDir()
 	var rows []appStatus
 	for _, a := range p.Apps {
@@ -267,15 +274,11 @@ type appChange struct {
 }
 
 func runAppUpdate(ctx context.Context, g *globals, names []string) error {
-	repo, err := g.openRepo(ctx)
+	repo, p, err := g.openProfile(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	p, err := loadProfile(ctx, repo)
-	if err != nil {
-		return err
-	}
 	todo, err := pickApps(p, names)
 	if err != nil {
 		return err
@@ -353,15 +356,11 @@ func pickApps(p *profiles.Profile, names []string) ([]profiles.App, error) {
 }
 
 func runAppRemove(ctx context.Context, g *globals, name string) error {
-	repo, err := g.openRepo(ctx)
+	repo, p, err := g.openProfile(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	p, err := loadProfile(ctx, repo)
-	if err != nil {
-		return err
-	}
 	a, err := p.App(name)
 	if err != nil {
 		return err
@@ -405,15 +404,11 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 			return usageError{err}
 		}
 	}
-	repo, err := g.openRepo(ctx)
+	repo, p, err := g.openProfile(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	p, err := loadProfile(ctx, repo)
-	if err != nil {
-		return err
-	}
 	todo, err := pickApps(p, names)
 	if err != nil {
 		return err
