@@ -520,11 +520,21 @@ func runAppRun(ctx context.Context, g *globals, name string, args []string) erro
 		return fmt.Errorf("run %s: %w", name, err)
 	}
 	cmd := exec.CommandContext(ctx, exe, append(pi.Entrypoint[1:len(pi.Entrypoint):len(pi.Entrypoint)], args...)...)
+	ownRoot := needsOwnRoot(exe)
+	if ownRoot {
+		env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, in.Env...)
+		if cmd = ownRootCommand(ctx, in.Root, pi.Entrypoint, args, env, in.WorkingDir); cmd == nil {
+			return withHint(fmt.Errorf("run %s: %s needs the app's own root file system", name, pi.Entrypoint[0]), ownRootHint)
+		}
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = g.stdin, g.stdout, g.stderr
 	err = cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.Exited() {
 		return &appExitError{app: name, code: ee.ExitCode()}
+	}
+	if err != nil && ownRoot {
+		return withHint(fmt.Errorf("run %s in its own root file system: %w", name, err), ownRootHint)
 	}
 	if err != nil {
 		return fmt.Errorf("run %s: %w", name, err)
