@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +14,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/urfave/cli/v2"
 
+	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
 	"github.com/dvpc/dvpc/profiles"
 )
@@ -393,6 +397,7 @@ type installResult struct {
 	Bins     []string `json:"bins,omitempty"`
 	Skipped  []string `json:"skipped,omitempty"`   // special files left out
 	Rewrote  []string `json:"rewritten,omitempty"` // symlinks made to stay inside
+	Refused  []string `json:"refused,omitempty"`   // blobs a place offered corrupt, taken elsewhere
 	Error    string   `json:"error,omitempty"`
 }
 
@@ -416,7 +421,7 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 	var results []installResult
 	var errs []error
 	for _, a := range todo {
-		r, err := installApp(ctx, g.appsDir(), a, plat, plat == profiles.Current())
+		r, err := installApp(ctx, g.appsDir(), a, plat, plat == profiles.Current(), []profiles.BlobPlace{profiles.DirPlace(g.store)})
 		if err != nil {
 			r.Error = err.Error()
 			errs = append(errs, err)
@@ -432,6 +437,9 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 		}
 	} else {
 		for _, r := range results {
+			for _, s := range r.Refused {
+				fmt.Fprintf(g.stderr, "dvpc: %s: refused %s\n", r.App, s)
+			}
 			switch {
 			case r.Error != "":
 				fmt.Fprintf(g.stdout, "%s (%s): not installed: %s\n", r.App, r.Platform, r.Error)
@@ -459,14 +467,17 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 	return errors.Join(errs...)
 }
 
-// installApp installs one app for plat and, when link, links its binaries.
-func installApp(ctx context.Context, apps string, a profiles.App, plat profiles.Platform, link bool) (installResult, error) {
+// installApp installs one app for plat and, when link, links its
+// binaries. Its blobs come from places (nearest first: the store's own
+// blobs, attached media), then from its registry.
+func installApp(ctx context.Context, apps string, a profiles.App, plat profiles.Platform, link bool, places []profiles.BlobPlace) (installResult, error) {
 	r := installResult{App: a.Name, Platform: plat.String()}
 	bins := ""
 	if link {
 		bins = profiles.BinDir()
 	}
-	res, err := profiles.InstallApp(ctx, a, plat, apps, bins)
+	f := &profiles.Fetcher{Places: places, OnRefused: func(x profiles.Refusal) { r.Refused = append(r.Refused, x.String()) }}
+	res, err := profiles.InstallApp(ctx, a, plat, apps, bins, f)
 	if res != nil {
 		r.Digest, r.Bins = res.Digest.String(), res.Links
 		if res.Installed != nil {
@@ -474,6 +485,30 @@ func installApp(ctx context.Context, apps string, a profiles.App, plat profiles.
 		}
 	}
 	return r, err
+}
+
+// endpointPlace reads an app's blobs from a place a login reads the
+// store from (an attached medium).
+type endpointPlace struct{ ep delta.Endpoint }
+
+func (p endpointPlace) String() string { return p.ep.String() }
+
+func (p endpointPlace) OpenBlob(ctx context.Context, h v1.Hash) (io.ReadCloser, error) {
+	d, err := image.ParseDigest(h.String())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
+	b, err := p.ep.OpenBlob(ctx, d)
+	if errors.Is(err, image.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(b, 0, b.Size()), b}, nil
 }
 
 // appsDir is where this store keeps installed apps.
