@@ -123,11 +123,15 @@ func (f *Fetcher) Bytes(ctx context.Context, ref string, d v1.Hash, what string)
 		}
 		return err
 	})
-	return b, err
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, d, err)
+	}
+	return b, nil
 }
 
 // ToFile copies the blob desc names into the empty file f, checking its
-// digest and size; f then holds it from its start.
+// digest and size; f then holds it from its start. Its error does not
+// repeat the blob's digest, which the caller names.
 func (f *Fetcher) ToFile(ctx context.Context, ref string, desc v1.Descriptor, what string, file *os.File) error {
 	return f.fetch(ctx, ref, desc.Digest, what, func(r io.Reader) error {
 		if _, err := file.Seek(0, io.SeekStart); err != nil {
@@ -178,15 +182,15 @@ func (f *Fetcher) fetch(ctx context.Context, ref string, d v1.Hash, what string,
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", p, err))
+		errs = append(errs, fmt.Errorf("from %s: %w", p, err))
 		if p != ps[len(ps)-1] {
 			f.refused(Refusal{Place: p.String(), Digest: d, Err: err})
 		}
 	}
 	if len(errs) == 0 {
-		return fmt.Errorf("%s %s: no place holds it: %w", what, d, fs.ErrNotExist)
+		return fmt.Errorf("no place holds it: %w", fs.ErrNotExist)
 	}
-	return fmt.Errorf("%s %s: %w", what, d, errors.Join(errs...))
+	return errors.Join(errs...)
 }
 
 // Manifest reads the image manifest d and its config, each checked
@@ -214,9 +218,21 @@ func (f *Fetcher) Manifest(ctx context.Context, ref string, d v1.Hash) (*v1.Mani
 	return m, cfg, nil
 }
 
-// Blobs lists the blobs an image needs: its manifest (of size n), its
-// config and its layers.
-func Blobs(d v1.Hash, n int64, m *v1.Manifest) []v1.Descriptor {
-	out := []v1.Descriptor{{Digest: d, Size: n, MediaType: m.MediaType}, m.Config}
-	return append(out, m.Layers...)
+// ImageBlobs lists the blobs the image manifest d needs, each with its
+// size: the manifest itself, its config and its layers. Only the manifest
+// is read (and checked against d).
+func (f *Fetcher) ImageBlobs(ctx context.Context, ref string, d v1.Hash) ([]v1.Descriptor, error) {
+	raw, err := f.Bytes(ctx, ref, d, "manifest")
+	if err != nil {
+		return nil, err
+	}
+	m, err := v1.ParseManifest(strings.NewReader(string(raw)))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", d, err)
+	}
+	if !m.MediaType.IsImage() && m.MediaType != "" {
+		return nil, fmt.Errorf("manifest %s: %s is not an image", d, m.MediaType)
+	}
+	out := []v1.Descriptor{{Digest: d, Size: int64(len(raw)), MediaType: m.MediaType}, m.Config}
+	return append(out, m.Layers...), nil
 }
