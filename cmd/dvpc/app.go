@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/overlay"
 	"github.com/dvpc/dvpc/profiles"
 )
 
@@ -28,7 +30,7 @@ import (
 const appsDirName = "apps"
 
 func appCommand(g *globals) *cli.Command {
-	var bins, settings cli.StringSlice
+	var bins, settings, from cli.StringSlice
 	var platform string
 	return &cli.Command{
 		Name:  "app",
@@ -92,9 +94,10 @@ func appCommand(g *globals) *cli.Command {
 				ArgsUsage: "[NAME...]",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "platform", Usage: "install for `OS/ARCH` instead of this PC's platform", Destination: &platform},
+					&cli.StringSliceFlag{Name: "from", Usage: "also read the apps' blobs from `MEDIUM` (a disc or key made --with-apps), before their registries", Destination: &from},
 				},
 				Action: func(c *cli.Context) error {
-					return runAppInstall(c.Context, g, c.Args().Slice(), platform)
+					return runAppInstall(c.Context, g, c.Args().Slice(), platform, from.Value())
 				},
 			},
 			{
@@ -401,7 +404,7 @@ type installResult struct {
 	Error    string   `json:"error,omitempty"`
 }
 
-func runAppInstall(ctx context.Context, g *globals, names []string, platform string) error {
+func runAppInstall(ctx context.Context, g *globals, names []string, platform string, from []string) error {
 	plat := profiles.Current()
 	if platform != "" {
 		var err error
@@ -418,10 +421,14 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 	if err != nil {
 		return err
 	}
+	places, err := g.appInstallPlaces(from)
+	if err != nil {
+		return err
+	}
 	var results []installResult
 	var errs []error
 	for _, a := range todo {
-		r, err := installApp(ctx, g.appsDir(), a, plat, plat == profiles.Current(), []profiles.BlobPlace{profiles.DirPlace(g.store)})
+		r, err := installApp(ctx, g.appsDir(), a, plat, plat == profiles.Current(), places)
 		if err != nil {
 			r.Error = err.Error()
 			errs = append(errs, err)
@@ -465,6 +472,33 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 		return partialError{fmt.Errorf("%d of %d apps not installed: %w", len(errs), len(todo), errors.Join(errs...))}
 	}
 	return errors.Join(errs...)
+}
+
+// appInstallPlaces are where `app install` looks for the apps' blobs
+// before their registries: the store's own blobs, the media named, then
+// the media a session of this store was logged in from that are still
+// attached.
+func (g *globals) appInstallPlaces(from []string) ([]profiles.BlobPlace, error) {
+	var ps []overlay.Place
+	if len(from) > 0 {
+		named, err := g.loginPlaces(from, nil, false)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, named...)
+	}
+	sessions, _ := overlay.Sessions(g.store)
+	for _, s := range sessions {
+		for _, u := range s.Places {
+			if u.Kind == overlay.KindMirror || u.Kind == overlay.KindCache || !isMediumArg(u.Name) || slices.Contains(from, u.Name) {
+				continue
+			}
+			if m, err := g.loginPlaces([]string{u.Name}, nil, false); err == nil {
+				ps = append(ps, m...)
+			}
+		}
+	}
+	return appPlaces(g.store, ps), nil
 }
 
 // installApp installs one app for plat and, when link, links its

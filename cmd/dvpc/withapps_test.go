@@ -108,6 +108,25 @@ func TestLoginInstallsAppsFromMedium(t *testing.T) {
 	}
 
 	apps.Stop()
+	// On the home PC, whose store never held the app's blobs: app install
+	// fails with the registry down, and installs from the disc it is given.
+	if r := h.cli.run("app", "install"); r.code == exitOK || !strings.Contains(r.stdout+r.stderr, "not installed") {
+		t.Errorf("app install with the registry down and no medium:\n%s", r)
+	}
+	if r := h.cli.must("app", "install", "--from", iso); !strings.Contains(r.stdout, "installed hello (linux/amd64") {
+		t.Errorf("app install --from the disc:\n%s", r)
+	}
+	if out := h.cli.must("app", "run", "hello", "--", "home"); out.stdout != "hello linux/amd64 greeting=v1 args=home\n" {
+		t.Errorf("app run: %q", out.stdout)
+	}
+	// A session logged in from the disc with --no-apps: app install finds
+	// the disc again.
+	pcLater := h.strangePC(t, "pc-later")
+	pcLater.must("login", "--no-apps", "--from", iso, "--to", filepath.Join(t.TempDir(), "work"))
+	if r := pcLater.must("app", "install"); !strings.Contains(r.stdout, "installed hello (linux/amd64") {
+		t.Errorf("app install in a session from the disc:\n%s", r)
+	}
+
 	// With a mirror for the store, and with none: the app comes from the
 	// disc alone.
 	for _, c := range []struct {
