@@ -14,8 +14,9 @@ import (
 
 // TestLoginInstallsAppsFromMedium: a DVD made --with-apps carries the
 // app's blobs and names the app on its pages. A strange PC logs in from
-// it with the app registry down, with a mirror for the store and then
-// with none, and the app installs and runs. A flipped byte in the app's
+// it (or from a USB key made --with-apps) with the app registry down, with
+// a mirror for the store and then with none, and the app installs and
+// runs; app install takes it from the disc too. A flipped byte in the app's
 // layer on the disc is refused and named: the layer comes from the
 // registry while it is up, and the app is not installed once it is down,
 // while the login still completes.
@@ -88,6 +89,8 @@ func TestLoginInstallsAppsFromMedium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	key := filepath.Join(h.dir, "key.img")
+	h.cli.must("media", "usb", "--out", key, "--no-clients", "--with-apps")
 	bad := filepath.Join(h.dir, "bad.iso")
 	copyFileT(t, iso, bad)
 	flipInImage(t, bad, layerBytes)
@@ -152,6 +155,13 @@ func TestLoginInstallsAppsFromMedium(t *testing.T) {
 		if es := appList(t, pc); len(es) != 1 || !es[0].Installed || es[0].InstalledDigest != plat["linux/amd64"].String() {
 			t.Errorf("%s: app list: %+v", c.name, es)
 		}
+	}
+
+	// A USB key made --with-apps does the same.
+	pcKey := h.strangePC(t, "pc-key")
+	res = pcKey.must("login", "--from", key, "--to", filepath.Join(t.TempDir(), "work"))
+	if !strings.Contains(res.stdout, "app hello installed for linux/amd64") {
+		t.Errorf("login from a USB key made --with-apps, registry down:\n%s", res)
 	}
 
 	// The flipped layer with the registry down: refused, named, not
