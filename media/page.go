@@ -43,7 +43,21 @@ type Page struct {
 	Disc            int // this disc's number in a set; 0 when not spanned
 	Discs           int
 	Medium          string // MediumDVD or MediumUSB
+	// Apps are the apps whose images the medium carries (media made
+	// --with-apps): their layers are public images, so the page says
+	// which they are.
+	Apps []PageApp
 }
+
+// PageApp is one app a medium carries the image of.
+type PageApp struct {
+	Name      string
+	Ref       string
+	Platforms []string
+}
+
+// appsNote says what carrying apps shows to anyone who finds the medium.
+const appsNote = "This medium also carries the images of these apps, so that a login with no network installs them. Their layers are public images, not encrypted: anyone who reads the medium sees which apps it carries."
 
 // The media a page describes.
 const (
@@ -247,6 +261,7 @@ var pageTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
 	"base":  path.Base,
 	"lines": func(ls []string) string { return strings.Join(ls, "\n") },
 	"ticks": codeSpans,
+	"join":  strings.Join,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -265,6 +280,11 @@ directory. Nothing here can be read without the owner's passphrase or a recovery
 {{range .P.Snapshots}}<tr><td><code>{{.ID}}</code></td><td>{{date .Time}}</td><td>{{.Host}}</td><td class="n">{{.Files}}</td><td class="n">{{human .Bytes}}</td></tr>
 {{end}}</tbody></table>
 {{else}}<p id="snapshots">{{ticks .Private}}</p>
+{{end}}{{if .P.Apps}}<h2>Apps</h2>
+<p>{{.AppsNote}}</p>
+<table id="apps"><thead><tr><th>App</th><th>Image</th><th>Platforms</th></tr></thead><tbody>
+{{range .P.Apps}}<tr><td>{{.Name}}</td><td><code>{{.Ref}}</code></td><td>{{join .Platforms ", "}}</td></tr>
+{{end}}</tbody></table>
 {{end}}<h2>Signer</h2>
 <p>Every snapshot is signed by this key; check its fingerprint against the one you wrote down:</p>
 <p class="fp"><code>{{.P.Signature}}</code></p>
@@ -307,7 +327,8 @@ func IndexHTML(p Page) ([]byte, error) {
 		Systems                             []PageSystem
 		Private                             string
 		CheckIntro, CheckLine, CheckOutcome string
-	}{p, p.Systems(), p.private(), p.checkIntro(), ClientVerifyLine("CLIENT"), p.checkOutcome()}); err != nil {
+		AppsNote                            string
+	}{p, p.Systems(), p.private(), p.checkIntro(), ClientVerifyLine("CLIENT"), p.checkOutcome(), appsNote}); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
@@ -334,6 +355,15 @@ func ReadmeTXT(p Page) []byte {
 	} else {
 		for _, l := range wrapText(p.private(), 76) {
 			fmt.Fprintf(&b, "%s\n", l)
+		}
+	}
+	if len(p.Apps) > 0 {
+		fmt.Fprintf(&b, "\nApps:\n")
+		for _, l := range wrapText(appsNote, 76) {
+			fmt.Fprintf(&b, "%s\n", l)
+		}
+		for _, a := range p.Apps {
+			fmt.Fprintf(&b, "  %s  %s  (%s)\n", a.Name, a.Ref, strings.Join(a.Platforms, ", "))
 		}
 	}
 	fmt.Fprintf(&b, "\nSigner: %s\n        %s\n\n", p.Signature, p.Signer)

@@ -26,14 +26,15 @@ type AppInstall struct {
 // and, when binDir is not "", links its binaries there. A name in binDir
 // that is not a link dvpc made into appsDir is left alone and refused.
 // Login calls it for each app of the profile, with this PC's platform.
-func InstallApp(ctx context.Context, a App, p Platform, appsDir, binDir string) (*AppInstall, error) {
+// Blobs are read through f (nil: from the registry alone).
+func InstallApp(ctx context.Context, a App, p Platform, appsDir, binDir string, f *Fetcher) (*AppInstall, error) {
 	res := &AppInstall{App: a.Name, Platform: p}
 	pi, h, err := a.For(p)
 	if err != nil {
 		return res, err
 	}
 	res.Digest = h
-	in, err := Install(ctx, a.Ref, h, appsDir)
+	in, err := Install(ctx, a.Ref, h, appsDir, f)
 	if err != nil {
 		return res, fmt.Errorf("install %s: %w", a.Name, err)
 	}

@@ -10,8 +10,12 @@
 //
 // # Installing
 //
-// [Install] fetches one pinned manifest, its config and its layers, each
-// checked against its digest before any byte of it is unpacked, and unpacks
+// [Install] fetches one pinned manifest, its config and its layers through
+// a [Fetcher]: from its [BlobPlace]s in order of preference (this PC's
+// cache, an attached medium), then from the registry the reference names.
+// Each blob is checked against its digest before any byte of it is used;
+// a place that lacks a blob, or offers a corrupt one (reported as a
+// [Refusal]), is passed over for the next. Install then unpacks
 // them in order into a new per-digest directory that is renamed into place
 // only when complete. [Unpack] is the hostile-safe layer unpacker:
 //

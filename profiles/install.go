@@ -2,12 +2,9 @@ package profiles
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -15,8 +12,6 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // InstalledFile is the record an installed app directory holds next to
@@ -70,69 +65,17 @@ func LoadInstalled(appsDir string, d v1.Hash) (*Installed, error) {
 	return &in, nil
 }
 
-// pinnedImage opens the image ref's repository holds under digest d.
-func pinnedImage(ctx context.Context, ref string, d v1.Hash) (v1.Image, error) {
-	loc, err := parseLocation(ref)
-	if err != nil {
-		return nil, err
-	}
-	if loc.remote != nil {
-		return remote.Image(loc.remote.Context().Digest(d.String()), remoteOptions(ctx)...)
-	}
-	p, err := layout.FromPath(loc.dir)
-	if err != nil {
-		return nil, err
-	}
-	top, err := p.ImageIndex()
-	if err != nil {
-		return nil, err
-	}
-	return findInIndex(top, d, 0)
-}
-
-// findInIndex finds the image with manifest digest d in idx or the
-// indexes it names.
-func findInIndex(idx v1.ImageIndex, d v1.Hash, depth int) (v1.Image, error) {
-	if depth > 4 {
-		return nil, fmt.Errorf("image %s: indexes nest too deep", d)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, err
-	}
-	for _, desc := range im.Manifests {
-		if desc.Digest == d && desc.MediaType.IsImage() {
-			return idx.Image(d)
-		}
-	}
-	for _, desc := range im.Manifests {
-		if desc.MediaType.IsIndex() {
-			child, err := idx.ImageIndex(desc.Digest)
-			if err != nil {
-				return nil, err
-			}
-			if img, err := findInIndex(child, d, depth+1); err == nil {
-				return img, nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("image %s: %w", d, fs.ErrNotExist)
-}
-
 // Install fetches the image that ref's repository holds under manifest
-// digest d and unpacks it into appsDir/<hex>. Every layer is checked
-// against its digest before it is unpacked; the directory appears only
-// when the whole image is in it. An image already installed is not
-// fetched again.
-func Install(ctx context.Context, ref string, d v1.Hash, appsDir string) (*Installed, error) {
+// digest d and unpacks it into appsDir/<hex>. Every blob is read through
+// f (see [Fetcher]: its places first, then the registry) and checked
+// against its digest before any byte of it is used; f may be nil. The
+// directory appears only when the whole image is in it. An image already
+// installed is not fetched again.
+func Install(ctx context.Context, ref string, d v1.Hash, appsDir string, f *Fetcher) (*Installed, error) {
 	if in, err := LoadInstalled(appsDir, d); err == nil {
 		return in, nil
 	}
-	img, err := pinnedImage(ctx, ref, d)
-	if err != nil {
-		return nil, fmt.Errorf("install %s@%s: %w", ref, d, err)
-	}
-	m, cfg, err := readImage(img, d)
+	m, cfg, err := f.Manifest(ctx, ref, d)
 	if err != nil {
 		return nil, fmt.Errorf("install %s@%s: %w", ref, d, err)
 	}
@@ -164,7 +107,7 @@ func Install(ctx context.Context, ref string, d v1.Hash, appsDir string) (*Insta
 		Env:        cfg.Config.Env, WorkingDir: cfg.Config.WorkingDir,
 	}
 	for i, desc := range m.Layers {
-		if err := fetchAndUnpack(ctx, img, desc, filepath.Join(tmp, fmt.Sprintf("layer-%d", i)), root, &in.Report); err != nil {
+		if err := fetchAndUnpack(ctx, f, ref, desc, filepath.Join(tmp, fmt.Sprintf("layer-%d", i)), root, &in.Report); err != nil {
 			return nil, fmt.Errorf("install %s@%s: %w", ref, d, err)
 		}
 	}
@@ -189,44 +132,23 @@ func Install(ctx context.Context, ref string, d v1.Hash, appsDir string) (*Insta
 
 // fetchAndUnpack copies one layer to a temporary file, checks it against
 // its digest and size, and only then unpacks it.
-func fetchAndUnpack(ctx context.Context, img v1.Image, desc v1.Descriptor, tmpFile string, root *os.Root, rep *UnpackReport) error {
+func fetchAndUnpack(ctx context.Context, f *Fetcher, ref string, desc v1.Descriptor, tmpFile string, root *os.Root, rep *UnpackReport) error {
 	lerr := func(err error) error { return &LayerError{Digest: desc.Digest, Err: err} }
 	if desc.Digest.Algorithm != "sha256" {
 		return lerr(errors.New("only sha256 digests are taken"))
 	}
-	l, err := img.LayerByDigest(desc.Digest)
+	file, err := os.OpenFile(tmpFile, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return lerr(err)
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return lerr(err)
-	}
-	f, err := os.OpenFile(tmpFile, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		rc.Close()
 		return lerr(err)
 	}
 	defer func() {
-		f.Close()
+		file.Close()
 		os.Remove(tmpFile)
 	}()
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(rc, desc.Size+1))
-	rc.Close()
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); err == nil && got != desc.Digest.String() {
-		err = &DigestError{What: "layer", Want: desc.Digest, Got: got}
-	}
-	if err == nil && n != desc.Size {
-		err = fmt.Errorf("%d bytes, want %d", n, desc.Size)
-	}
-	if err != nil {
+	if err := f.ToFile(ctx, ref, desc, "layer", file); err != nil {
 		return lerr(err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return lerr(err)
-	}
-	if err := Unpack(ctx, root, f, rep); err != nil {
+	if err := Unpack(ctx, root, file, rep); err != nil {
 		return lerr(err)
 	}
 	return nil

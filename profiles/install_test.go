@@ -76,14 +76,14 @@ func TestResolveAndInstallFromLayout(t *testing.T) {
 	// Something of the person's where a binary would go is left alone.
 	os.MkdirAll(bins, 0o755)
 	os.WriteFile(filepath.Join(bins, "tool"), []byte("mine"), 0o755)
-	if _, err := InstallApp(ctx, a, Platform{OS: "linux", Arch: "amd64"}, apps, bins); err == nil {
+	if _, err := InstallApp(ctx, a, Platform{OS: "linux", Arch: "amd64"}, apps, bins, nil); err == nil {
 		t.Fatal("install replaced a file of the person's in the bin directory")
 	}
 	if b, _ := os.ReadFile(filepath.Join(bins, "tool")); string(b) != "mine" {
 		t.Fatalf("the person's file changed: %q", b)
 	}
 	os.Remove(filepath.Join(bins, "tool"))
-	got, err := InstallApp(ctx, a, Platform{OS: "linux", Arch: "amd64"}, apps, bins)
+	got, err := InstallApp(ctx, a, Platform{OS: "linux", Arch: "amd64"}, apps, bins, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestInstallRefusesCorruptLayoutBlobs(t *testing.T) {
 	b[600] ^= 1
 	os.WriteFile(p, b, 0o644)
 	apps := filepath.Join(t.TempDir(), "apps")
-	_, err = Install(ctx, LayoutPrefix+dir, im.Manifests[0].Digest, apps)
+	_, err = Install(ctx, LayoutPrefix+dir, im.Manifests[0].Digest, apps, nil)
 	var le *LayerError
 	var de *DigestError
 	if !errors.As(err, &le) || le.Digest != ld || !errors.As(err, &de) {
@@ -134,7 +134,7 @@ func TestInstallRefusesCorruptLayoutBlobs(t *testing.T) {
 	mp := filepath.Join(dir, "blobs", "sha256", md.Hex)
 	mb, _ := os.ReadFile(mp)
 	os.WriteFile(mp, append(mb, ' '), 0o644)
-	if _, err := Install(ctx, LayoutPrefix+dir, md, apps); !errors.As(err, &de) {
+	if _, err := Install(ctx, LayoutPrefix+dir, md, apps, nil); !errors.As(err, &de) {
 		t.Errorf("install of a changed manifest: %v, want a DigestError", err)
 	}
 }
@@ -156,5 +156,69 @@ func TestParseLocation(t *testing.T) {
 		if _, err := parseLocation(bad); !errors.Is(err, ErrBadRef) {
 			t.Errorf("%s: %v, want ErrBadRef", bad, err)
 		}
+	}
+}
+
+func TestInstallPrefersPlacesAndFallsThrough(t *testing.T) {
+	ctx := context.Background()
+	dir, idx := layoutApp(t)
+	im, _ := idx.IndexManifest()
+	md := im.Manifests[0].Digest
+	img, _ := idx.Image(md)
+	m, _ := img.Manifest()
+	ld := m.Layers[0].Digest
+
+	// A copy of the layout is the nearest place; the reference's own
+	// layout then goes away: everything comes from the copy.
+	near := filepath.Join(t.TempDir(), "near")
+	if err := os.CopyFS(near, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(t.TempDir(), "gone")
+	if err := os.Rename(dir, ref); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	var refused []Refusal
+	f := &Fetcher{Places: []BlobPlace{DirPlace(empty), DirPlace(near)}, OnRefused: func(r Refusal) { refused = append(refused, r) }}
+	apps := filepath.Join(t.TempDir(), "apps")
+	if _, err := Install(ctx, LayoutPrefix+dir, md, apps, f); err != nil {
+		t.Fatalf("install from the nearest place with the registry gone: %v", err)
+	}
+	if len(refused) != 0 {
+		t.Errorf("refused %v", refused)
+	}
+
+	// A flipped byte in the near copy: refused, named, and the layer is
+	// taken from the reference's layout.
+	p := filepath.Join(near, "blobs", "sha256", ld.Hex)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	apps2 := filepath.Join(t.TempDir(), "apps")
+	if _, err := Install(ctx, LayoutPrefix+dir, md, apps2, f); err == nil {
+		t.Fatal("install with the only good copy gone succeeded")
+	}
+	if len(refused) != 1 || refused[0].Digest != ld || refused[0].Place != near {
+		t.Fatalf("refused %v, want %s from %s", refused, ld, near)
+	}
+	var de *DigestError
+	if !errors.As(refused[0].Err, &de) {
+		t.Errorf("refusal %v, want a DigestError", refused[0].Err)
+	}
+	refused = nil
+	if err := os.Rename(ref, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Install(ctx, LayoutPrefix+dir, md, apps2, f); err != nil {
+		t.Fatalf("install with a good copy in the reference's layout: %v", err)
+	}
+	if len(refused) != 1 || refused[0].Digest != ld {
+		t.Errorf("refused %v, want %s", refused, ld)
 	}
 }

@@ -5,16 +5,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/urfave/cli/v2"
 
+	"github.com/dvpc/dvpc/delta"
 	"github.com/dvpc/dvpc/image"
+	"github.com/dvpc/dvpc/overlay"
 	"github.com/dvpc/dvpc/profiles"
 )
 
@@ -24,7 +30,7 @@ import (
 const appsDirName = "apps"
 
 func appCommand(g *globals) *cli.Command {
-	var bins, settings cli.StringSlice
+	var bins, settings, from cli.StringSlice
 	var platform string
 	return &cli.Command{
 		Name:  "app",
@@ -88,9 +94,10 @@ func appCommand(g *globals) *cli.Command {
 				ArgsUsage: "[NAME...]",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "platform", Usage: "install for `OS/ARCH` instead of this PC's platform", Destination: &platform},
+					&cli.StringSliceFlag{Name: "from", Usage: "also read the apps' blobs from `MEDIUM` (a disc or key made --with-apps), before their registries", Destination: &from},
 				},
 				Action: func(c *cli.Context) error {
-					return runAppInstall(c.Context, g, c.Args().Slice(), platform)
+					return runAppInstall(c.Context, g, c.Args().Slice(), platform, from.Value())
 				},
 			},
 			{
@@ -393,10 +400,11 @@ type installResult struct {
 	Bins     []string `json:"bins,omitempty"`
 	Skipped  []string `json:"skipped,omitempty"`   // special files left out
 	Rewrote  []string `json:"rewritten,omitempty"` // symlinks made to stay inside
+	Refused  []string `json:"refused,omitempty"`   // blobs a place offered corrupt, taken elsewhere
 	Error    string   `json:"error,omitempty"`
 }
 
-func runAppInstall(ctx context.Context, g *globals, names []string, platform string) error {
+func runAppInstall(ctx context.Context, g *globals, names []string, platform string, from []string) error {
 	plat := profiles.Current()
 	if platform != "" {
 		var err error
@@ -413,10 +421,14 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 	if err != nil {
 		return err
 	}
+	places, err := g.appInstallPlaces(from)
+	if err != nil {
+		return err
+	}
 	var results []installResult
 	var errs []error
 	for _, a := range todo {
-		r, err := installApp(ctx, g.appsDir(), a, plat, plat == profiles.Current())
+		r, err := installApp(ctx, g.appsDir(), a, plat, plat == profiles.Current(), places)
 		if err != nil {
 			r.Error = err.Error()
 			errs = append(errs, err)
@@ -432,6 +444,9 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 		}
 	} else {
 		for _, r := range results {
+			for _, s := range r.Refused {
+				fmt.Fprintf(g.stderr, "dvpc: %s: refused %s\n", r.App, s)
+			}
 			switch {
 			case r.Error != "":
 				fmt.Fprintf(g.stdout, "%s (%s): not installed: %s\n", r.App, r.Platform, r.Error)
@@ -459,14 +474,44 @@ func runAppInstall(ctx context.Context, g *globals, names []string, platform str
 	return errors.Join(errs...)
 }
 
-// installApp installs one app for plat and, when link, links its binaries.
-func installApp(ctx context.Context, apps string, a profiles.App, plat profiles.Platform, link bool) (installResult, error) {
+// appInstallPlaces are where `app install` looks for the apps' blobs
+// before their registries: the store's own blobs, the media named, then
+// the media a session of this store was logged in from that are still
+// attached.
+func (g *globals) appInstallPlaces(from []string) ([]profiles.BlobPlace, error) {
+	var ps []overlay.Place
+	if len(from) > 0 {
+		named, err := g.loginPlaces(from, nil, false)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, named...)
+	}
+	sessions, _ := overlay.Sessions(g.store)
+	for _, s := range sessions {
+		for _, u := range s.Places {
+			if u.Kind == overlay.KindMirror || u.Kind == overlay.KindCache || !isMediumArg(u.Name) || slices.Contains(from, u.Name) {
+				continue
+			}
+			if m, err := g.loginPlaces([]string{u.Name}, nil, false); err == nil {
+				ps = append(ps, m...)
+			}
+		}
+	}
+	return appPlaces(g.store, ps), nil
+}
+
+// installApp installs one app for plat and, when link, links its
+// binaries. Its blobs come from places (nearest first: the store's own
+// blobs, attached media), then from its registry.
+func installApp(ctx context.Context, apps string, a profiles.App, plat profiles.Platform, link bool, places []profiles.BlobPlace) (installResult, error) {
 	r := installResult{App: a.Name, Platform: plat.String()}
 	bins := ""
 	if link {
 		bins = profiles.BinDir()
 	}
-	res, err := profiles.InstallApp(ctx, a, plat, apps, bins)
+	f := &profiles.Fetcher{Places: places, OnRefused: func(x profiles.Refusal) { r.Refused = append(r.Refused, x.String()) }}
+	res, err := profiles.InstallApp(ctx, a, plat, apps, bins, f)
 	if res != nil {
 		r.Digest, r.Bins = res.Digest.String(), res.Links
 		if res.Installed != nil {
@@ -474,6 +519,30 @@ func installApp(ctx context.Context, apps string, a profiles.App, plat profiles.
 		}
 	}
 	return r, err
+}
+
+// endpointPlace reads an app's blobs from a place a login reads the
+// store from (an attached medium).
+type endpointPlace struct{ ep delta.Endpoint }
+
+func (p endpointPlace) String() string { return p.ep.String() }
+
+func (p endpointPlace) OpenBlob(ctx context.Context, h v1.Hash) (io.ReadCloser, error) {
+	d, err := image.ParseDigest(h.String())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
+	b, err := p.ep.OpenBlob(ctx, d)
+	if errors.Is(err, image.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(b, 0, b.Size()), b}, nil
 }
 
 // appsDir is where this store keeps installed apps.

@@ -323,7 +323,7 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 	var apps appInstalls
 	onTarget := func(_ *image.Snapshot, profile []byte) {
 		if !o.noApps && profile != nil {
-			apps.start(ctx, profile, filepath.Join(cacheDir, appsDirName))
+			apps.start(ctx, profile, filepath.Join(cacheDir, appsDirName), appPlaces(cacheDir, places))
 		}
 	}
 	attached := mediaStates(places)
@@ -359,6 +359,9 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 		return err
 	}
 	for _, a := range installed {
+		for _, r := range a.res.Refused {
+			fmt.Fprintf(g.stderr, "dvpc: app %s: refused %s\n", a.res.App, r)
+		}
 		if a.err != nil {
 			fmt.Fprintf(g.stderr, "dvpc: app %s was not installed: %v; the login goes on without it\n", a.res.App, a.err)
 		}
@@ -516,7 +519,19 @@ type appInstalled struct {
 	err error
 }
 
-func (a *appInstalls) start(ctx context.Context, profile []byte, appsDir string) {
+// appPlaces are where a login looks for the apps' blobs before their
+// registries: the cache's own blobs, then the attached media.
+func appPlaces(cacheDir string, places []overlay.Place) []profiles.BlobPlace {
+	out := []profiles.BlobPlace{profiles.DirPlace(cacheDir)}
+	for _, p := range places {
+		if p.Kind != overlay.KindMirror {
+			out = append(out, endpointPlace{p.Endpoint})
+		}
+	}
+	return out
+}
+
+func (a *appInstalls) start(ctx context.Context, profile []byte, appsDir string, places []profiles.BlobPlace) {
 	p, err := profiles.ParseProfile(profile)
 	if err != nil {
 		a.out = append(a.out, appInstalled{res: installResult{App: "(profile)"}, err: err})
@@ -527,7 +542,7 @@ func (a *appInstalls) start(ctx context.Context, profile []byte, appsDir string)
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			r, err := installApp(ctx, appsDir, app, plat, true)
+			r, err := installApp(ctx, appsDir, app, plat, true, places)
 			a.mu.Lock()
 			a.out = append(a.out, appInstalled{res: r, err: err})
 			a.mu.Unlock()

@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	guardWrites(g, app.Commands, "")
 	argv, err := args, error(nil)
 	if !completing(args) {
-		argv, err = flagsFirst(app, args)
+		argv, err = flagsFirst(app, withAppsFlag(args))
 	}
 	if err == nil {
 		err = app.RunContext(ctx, argv)
