@@ -153,11 +153,21 @@ func (r *Repo) openProfile(ctx context.Context, d Digest, size int64) ([]byte, e
 	return sp.Doc, nil
 }
 
-// withProfile adds the store's current profile, when it has one, to a new
-// snapshot's config and layers.
-func (r *Repo) withProfile(ctx context.Context, cfg *SnapshotConfig, layers []v1.Descriptor) ([]v1.Descriptor, error) {
+// withProfile adds the store's current profile to a new snapshot's config
+// and layers; a store that has none (a PC where no app was ever added)
+// passes on the first parent's, so that the apps still follow the person.
+func (r *Repo) withProfile(ctx context.Context, cfg *SnapshotConfig, layers []v1.Descriptor, parents []*Snapshot) ([]v1.Descriptor, error) {
 	desc, err := r.profileLayer(ctx)
 	if errors.Is(err, ErrNotFound) {
+		if len(parents) == 0 || parents[0].Config.Profile == "" {
+			return layers, nil
+		}
+		for _, l := range parents[0].Layers {
+			if l.Digest.String() == parents[0].Config.Profile && string(l.MediaType) == ProfileType {
+				cfg.Profile = parents[0].Config.Profile
+				return append(layers, l), nil
+			}
+		}
 		return layers, nil
 	}
 	if err != nil {
@@ -169,4 +179,21 @@ func (r *Repo) withProfile(ctx context.Context, cfg *SnapshotConfig, layers []v1
 	}
 	cfg.Profile = d.String()
 	return append(layers, desc), nil
+}
+
+// carriesProfile reports whether snapshot s carries the profile a new
+// snapshot would: the store's current one, if it has one.
+func (r *Repo) carriesProfile(ctx context.Context, s *Snapshot) (bool, error) {
+	desc, err := r.profileLayer(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	d, err := DigestFromHash(desc.Digest)
+	if err != nil {
+		return false, err
+	}
+	return s.Config.Profile == d.String(), nil
 }

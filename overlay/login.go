@@ -467,6 +467,9 @@ func mergeHeads(ctx context.Context, repo *image.Repo, hist *image.History, sess
 		if err != nil {
 			return ours, merges, fmt.Errorf("merge snapshot %s into %s: %w", h.ID, sess.Dir, err)
 		}
+		if err := mergeProfile(ctx, repo, base, ours, h, tmpl.MergeProfiles); err != nil {
+			return ours, merges, err
+		}
 		if forward && len(mr.Conflicts) == 0 {
 			ours = h
 			sess.At(ours)

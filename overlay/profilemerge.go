@@ -1,0 +1,53 @@
+package overlay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dvpc/dvpc/image"
+)
+
+// mergeProfile makes the store's profile the merge of the profiles ours
+// and theirs carry, which grew apart from base's (merge is
+// [image.SnapshotOptions.MergeProfiles]), so that the merge snapshot, or
+// the next snapshot after a fast-forward, carries both PCs' apps. Nothing
+// is written when merge is nil or the store already holds the result.
+func mergeProfile(ctx context.Context, repo *image.Repo, base, ours, theirs *image.Snapshot, merge func(base, ours, theirs []byte) ([]byte, error)) error {
+	if merge == nil {
+		return nil
+	}
+	var docs [3][]byte
+	for i, s := range []*image.Snapshot{base, ours, theirs} {
+		if s == nil {
+			continue
+		}
+		doc, err := repo.SnapshotProfile(ctx, s)
+		if errors.Is(err, image.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("merge the profiles: %w", err)
+		}
+		docs[i] = doc
+	}
+	merged, err := merge(docs[0], docs[1], docs[2])
+	if err != nil {
+		return fmt.Errorf("merge the profiles of %s and %s: %w", ours.ID, theirs.ID, err)
+	}
+	if merged == nil {
+		return nil
+	}
+	cur, _, err := repo.Profile(ctx)
+	if err != nil && !errors.Is(err, image.ErrNotFound) {
+		return fmt.Errorf("merge the profiles: %w", err)
+	}
+	if err == nil && bytes.Equal(cur, merged) {
+		return nil
+	}
+	if _, err := repo.SaveProfile(ctx, merged); err != nil {
+		return fmt.Errorf("merge the profiles of %s and %s: %w", ours.ID, theirs.ID, err)
+	}
+	return nil
+}
