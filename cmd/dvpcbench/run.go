@@ -164,6 +164,9 @@ var stages = []stage{
 	{name: "login", step: "login"},
 	{name: "sync-watch", step: "sync-watch"},
 	{name: "sync-one", step: "sync-one"},
+	// dvpc's apps (see apps.go), on a PC of their own.
+	{name: "apps", global: (*bench).runApps},
+	{name: "skopeo-apps", global: runLimits("apps")},
 }
 
 // limit is a reference command that bounds what any tool can do on this
@@ -240,6 +243,37 @@ var limits = []limit{
 		cleanup: cleanupISO,
 		bytes:   func(b *bench) int64 { return b.iso.FileBytes },
 		detail:  (*bench).isoDetail,
+	},
+	{
+		// The same images as dvpc's apps install (see apps.go).
+		name:  "skopeo-apps",
+		label: "skopeo copy of the 3 apps' images",
+		stage: "apps",
+		bins:  []string{"skopeo"},
+		needs: "apps-install",
+		cmd:   skopeoApps,
+		cleanup: func(b *bench) {
+			if !b.cfg.keep {
+				os.RemoveAll(b.path("apps", "skopeo"))
+			}
+		},
+		bytes: func(b *bench) int64 { return b.apps.Bytes },
+	},
+	{
+		name:  "crane-apps",
+		label: "crane export of the 3 apps' images",
+		stage: "apps",
+		bins:  []string{"crane"},
+		needs: "apps-install",
+		cmd:   craneApps,
+		cleanup: func(b *bench) {
+			if !b.cfg.keep {
+				for _, n := range appNames {
+					os.Remove(b.path("apps", "crane-"+n+".tar"))
+				}
+			}
+		},
+		bytes: func(b *bench) int64 { return b.apps.Bytes },
 	},
 	{
 		// What the registries of the push-4 step leave of the CPUs (see
