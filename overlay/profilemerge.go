@@ -46,7 +46,17 @@ func mergeProfile(ctx context.Context, repo *image.Repo, base, ours, theirs *ima
 	if err == nil && bytes.Equal(cur, merged) {
 		return nil
 	}
-	if _, err := repo.SaveProfile(ctx, merged); err != nil {
+	// A side's own profile is taken as that side's blob: a new blob of
+	// the same document would look like a change to the next snapshot.
+	switch {
+	case bytes.Equal(merged, docs[2]):
+		err = repo.AdoptProfile(ctx, theirs)
+	case bytes.Equal(merged, docs[1]):
+		err = repo.AdoptProfile(ctx, ours)
+	default:
+		_, err = repo.SaveProfile(ctx, merged)
+	}
+	if err != nil {
 		return fmt.Errorf("merge the profiles of %s and %s: %w", ours.ID, theirs.ID, err)
 	}
 	return nil

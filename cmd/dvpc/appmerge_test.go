@@ -3,6 +3,7 @@ package main
 import (
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -67,6 +68,15 @@ func TestAppProfileMergesBetweenPCs(t *testing.T) {
 			first.must("sync", fd)
 			second.must("sync", sd)
 			first.must("sync", fd)
+			// Converged: taking the other's profile is no change.
+			for _, c := range []struct {
+				pc  *dvpcCLI
+				dir string
+			}{{second, sd}, {first, fd}} {
+				if r := c.pc.must("sync", c.dir); !strings.Contains(r.stderr, "nothing changed") {
+					t.Errorf("a sync after both converged made a snapshot:\n%s", r)
+				}
+			}
 
 			want := []string{"keep", "one", "two"}
 			for i, pc := range []*dvpcCLI{pc1, pc2} {
