@@ -192,6 +192,11 @@ func Login(ctx context.Context, o LoginOptions) (*LoginReport, error) {
 		}
 		return rep, err
 	}
+	if o.Spec == "" && o.At.IsZero() && rep.Snapshot != nil {
+		if err := followProfile(ctx, repo, hist, rep.Snapshot, o.Snapshot.MergeProfiles); err != nil {
+			return rep, errors.Join(err, sess.Save(o.CacheDir))
+		}
+	}
 	rep.Elapsed = time.Since(start)
 	return rep, sess.Save(o.CacheDir)
 }

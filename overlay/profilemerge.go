@@ -61,3 +61,44 @@ func mergeProfile(ctx context.Context, repo *image.Repo, base, ours, theirs *ima
 	}
 	return nil
 }
+
+// followProfile makes the store's profile the one snap carries, snap being
+// the newest snapshot a login brought into the session: the apps the
+// other PCs added or removed follow the person to this one. A store
+// profile that no snapshot carries yet (an app added here since) is
+// merged with it instead, so that nothing is lost. Nothing is done when
+// merge is nil or snap carries no profile.
+func followProfile(ctx context.Context, repo *image.Repo, hist *image.History, snap *image.Snapshot, merge func(base, ours, theirs []byte) ([]byte, error)) error {
+	if merge == nil || snap.Config.Profile == "" {
+		return nil
+	}
+	theirs, err := repo.SnapshotProfile(ctx, snap)
+	if err != nil {
+		return fmt.Errorf("the profile of snapshot %s: %w", snap.ID, err)
+	}
+	cur, d, err := repo.Profile(ctx)
+	if errors.Is(err, image.ErrNotFound) {
+		return repo.AdoptProfile(ctx, snap)
+	}
+	if err != nil {
+		return err
+	}
+	if d.String() == snap.Config.Profile {
+		return nil
+	}
+	recorded := false
+	for _, s := range hist.Snapshots() {
+		recorded = recorded || s.Config.Profile == d.String()
+	}
+	merged := theirs
+	if !recorded {
+		if merged, err = merge(nil, cur, theirs); err != nil {
+			return fmt.Errorf("merge this PC's profile with snapshot %s's: %w", snap.ID, err)
+		}
+	}
+	if bytes.Equal(merged, theirs) {
+		return repo.AdoptProfile(ctx, snap)
+	}
+	_, err = repo.SaveProfile(ctx, merged)
+	return err
+}

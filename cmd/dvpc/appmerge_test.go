@@ -92,3 +92,42 @@ func TestAppProfileMergesBetweenPCs(t *testing.T) {
 		})
 	}
 }
+
+// TestAppProfileFollowsLogin: a PC whose store has a profile of its own
+// logs in to a snapshot another PC made after adding an app: the app is in
+// its list, a sync with nothing changed makes no snapshot, and an app it
+// added meanwhile, never snapshotted, is kept beside the other PC's.
+func TestAppProfileFollowsLogin(t *testing.T) {
+	h := newHomePC(t, 1)
+	h.cli.must("app", "add", "keep", "oci:"+appLayout(t, "keep"))
+	h.cli.snapshot(h.home)
+	h.cli.must("push")
+	url := h.proxies[0].addr + "/dvpc/home"
+	pc := h.strangePC(t, "pc").with("DVPC_HOST", "pc")
+	d := filepath.Join(t.TempDir(), "w")
+	pc.must("login", "--no-apps", "--mirror", url, "--to", d)
+	pc.must("app", "add", "one", "oci:"+appLayout(t, "one"))
+	pc.must("sync", d)
+
+	// The home PC added an app it has not snapshotted yet.
+	h.cli.must("app", "add", "local", "oci:"+appLayout(t, "local"))
+	dh := filepath.Join(t.TempDir(), "wh")
+	h.cli.must("login", "--no-apps", "--mirror", url, "--to", dh)
+	if got, want := appNames(t, h.cli), []string{"keep", "local", "one"}; !slices.Equal(got, want) {
+		t.Errorf("the home PC's apps after its login: %v, want %v", got, want)
+	}
+	h.cli.must("sync", dh)
+	pc.must("sync", d)
+	if got, want := appNames(t, pc), []string{"keep", "local", "one"}; !slices.Equal(got, want) {
+		t.Errorf("the other PC's apps after both synced: %v, want %v", got, want)
+	}
+
+	// A login where every change is already recorded takes the profile as
+	// it is: the next sync has nothing to write.
+	pc2 := h.strangePC(t, "pc2")
+	d2 := filepath.Join(t.TempDir(), "w2")
+	pc2.must("login", "--no-apps", "--mirror", url, "--to", d2)
+	if r := pc2.must("sync", d2); !strings.Contains(r.stderr, "nothing changed") {
+		t.Errorf("a sync right after a login made a snapshot:\n%s", r)
+	}
+}
