@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -44,9 +45,8 @@ import (
 //
 // The limit "skopeo copy" copies the same three images from the same
 // registry into an OCI layout, one after the other, without unpacking
-// them: the time any client needs to fetch them; the limit "crane
-// export", when crane is installed, writes each image's filesystem as a
-// tar, as an unpacking client does.
+// them: the time any client needs to fetch them. (skopeo is a Debian
+// package; crane, which could also unpack them, is not.)
 
 // appsMiB is the unpacked size of the three apps.
 const appsMiB = 200
@@ -324,19 +324,13 @@ func skopeoApps(b *bench) *exec.Cmd {
 	return exec.Command("sh", "-c", strings.Join(cmds, " && "))
 }
 
-// craneApps exports the three apps' images from the registry, each as
-// the tar of its filesystem, one after the other, as the "crane export"
-// limit.
-func craneApps(b *bench) *exec.Cmd {
-	var cmds []string
-	for _, n := range appNames {
-		ref := ""
-		if b.apps != nil {
-			ref = b.apps.Refs[n]
-		}
-		cmds = append(cmds, fmt.Sprintf("crane export --insecure %s %s", ref, b.path("apps", "crane-"+n+".tar")))
+// appsInstalled is the prepare of the apps' limits: dvpc installed the
+// apps from the registry they read.
+func appsInstalled(b *bench) error {
+	if tr := b.toolRun("dvpc"); tr == nil || !tr.Steps["apps-install"].ok() || b.apps == nil {
+		return errors.New("dvpc did not install the apps")
 	}
-	return exec.Command("sh", "-c", strings.Join(cmds, " && "))
+	return nil
 }
 
 // appsCell is a figure of the apps stage, for dvpc only.

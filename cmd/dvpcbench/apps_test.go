@@ -31,7 +31,7 @@ func TestAppsStage(t *testing.T) {
 	}
 	t.Cleanup(b.stopRegistries)
 	t.Cleanup(b.lockAgent)
-	for _, name := range []string{"apps", "skopeo-apps"} {
+	for _, name := range []string{"apps", "apps-limits"} {
 		for i := range stages {
 			if stages[i].name == name {
 				if err := b.runStage(&stages[i]); err != nil {

@@ -75,8 +75,7 @@
 //  11. dvpc's apps (see apps.go): three apps of 200 MiB unpacked in all,
 //     built from generated data as OCI images and pushed to a local
 //     registry; dvpc app install of the three on a PC of their own,
-//     against skopeo copy (and crane export, when installed) of the same
-//     images; then the bytes a snapshot of that home stores, against the
+//     against skopeo copy of the same images; then the bytes a snapshot of that home stores, against the
 //     same home with the apps' files inside it.
 //
 // Each step records its wall time, CPU time and the peak RSS of the tool's
@@ -101,7 +100,7 @@
 // agent, so no other figure includes the key derivation; the step checks
 // that a command with a wrong passphrase then still opens the store. restic
 // and borg derive their keys in every command, as they always do. restic, borgbackup,
-// xorriso and docker-registry are installed with apt-get when missing.
+// xorriso, docker-registry and skopeo are installed with apt-get when missing.
 //
 // dvpcbench prints a table (rows: measurements; columns: dvpc, restic,
 // borg, dvpc/restic, dvpc/borg), the limits (tar, xorriso with the sizes
