@@ -78,3 +78,28 @@ func TestMergeDocs(t *testing.T) {
 		t.Errorf("a profile from a newer dvpc: %v", err)
 	}
 }
+
+// FuzzMergeDocs: any three documents merge without a panic, and a merge
+// that succeeds is a profile that parses, holding no app twice.
+func FuzzMergeDocs(f *testing.F) {
+	a, err := NewApp("hello", testResolved(), nil, nil, time.Unix(1, 0))
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := &Profile{Apps: []App{a}}
+	doc, err := p.Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(nil), doc, []byte(`{"version":1,"apps":[]}`))
+	f.Add(doc, doc, []byte(`{"version":1}`))
+	f.Fuzz(func(t *testing.T, base, ours, theirs []byte) {
+		got, err := MergeDocs(base, ours, theirs)
+		if err != nil || got == nil {
+			return
+		}
+		if _, err := ParseProfile(got); err != nil {
+			t.Fatalf("the merge of parsed profiles does not parse: %v\n%s", err, got)
+		}
+	})
+}
