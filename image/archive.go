@@ -181,6 +181,12 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 			}
 		}
 		if same {
+			// A profile changed since (an app added) is a change too.
+			if same, err = r.carriesProfile(ctx, parent); err != nil {
+				return nil, Stats{}, a.stopped(ctx, err)
+			}
+		}
+		if same {
 			a.stats.BytesRead, a.stats.BytesNew, a.stats.Errors = a.read.Load(), a.newB.Load(), a.errs.Load()
 			return parent, a.stats, nil
 		}
@@ -203,7 +209,7 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 	for _, p := range parents {
 		cfg.Parents = append(cfg.Parents, p.Manifest)
 	}
-	if layers, err = r.withProfile(ctx, cfg, layers); err != nil {
+	if layers, err = r.withProfile(ctx, cfg, layers, parents); err != nil {
 		return nil, Stats{}, a.stopped(ctx, err)
 	}
 	snap, err := r.commitSnapshot(ctx, cfg, layers, hist.AllHeads())

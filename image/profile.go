@@ -73,6 +73,54 @@ func (r *Repo) SaveProfile(ctx context.Context, doc []byte) (Digest, error) {
 	return d, nil
 }
 
+// AdoptProfile names the profile snapshot s carries the store's current
+// one, the same blob, so that the next snapshots carry it unchanged. It
+// wraps [ErrNotFound] when s carries none.
+func (r *Repo) AdoptProfile(ctx context.Context, s *Snapshot) error {
+	if r.st == nil {
+		return fmt.Errorf("adopt profile: %w", ErrReadOnly)
+	}
+	if _, err := r.SnapshotProfile(ctx, s); err != nil {
+		return fmt.Errorf("adopt profile: %w", err)
+	}
+	var layer v1.Descriptor
+	for _, l := range s.Layers {
+		if l.Digest.String() == s.Config.Profile && string(l.MediaType) == ProfileType {
+			layer = l
+		}
+	}
+	d, err := DigestFromHash(layer.Digest)
+	if err != nil {
+		return fmt.Errorf("adopt profile: %w", err)
+	}
+	// The blob may be read from a medium: the store keeps its own copy.
+	sealed, err := ReadBlob(ctx, r.src, d, layer.Size)
+	if err != nil {
+		return fmt.Errorf("adopt profile: %w", err)
+	}
+	unlock, err := r.st.Lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	desc, err := PutBlob(ctx, r.st, ProfileType, sealed)
+	if err != nil {
+		return fmt.Errorf("adopt profile: %w", err)
+	}
+	mdesc, _, err := putArtifact(ctx, r.st, ProfileArtifactType, []v1.Descriptor{desc}, nil,
+		map[string]string{AnnotationStore: r.kf.StoreID})
+	if err != nil {
+		return fmt.Errorf("adopt profile: %w", err)
+	}
+	err = r.st.UpdateRefs(ctx, func(refs []Ref) ([]Ref, error) {
+		return setRef(refs, Ref{Name: ProfileRef, Desc: mdesc}), nil
+	})
+	if err != nil {
+		return fmt.Errorf("adopt profile: %w", err)
+	}
+	return nil
+}
+
 // Profile returns the store's current profile document and its blob's
 // digest; it wraps [ErrNotFound] when the store has none.
 func (r *Repo) Profile(ctx context.Context) ([]byte, Digest, error) {
@@ -153,11 +201,21 @@ func (r *Repo) openProfile(ctx context.Context, d Digest, size int64) ([]byte, e
 	return sp.Doc, nil
 }
 
-// withProfile adds the store's current profile, when it has one, to a new
-// snapshot's config and layers.
-func (r *Repo) withProfile(ctx context.Context, cfg *SnapshotConfig, layers []v1.Descriptor) ([]v1.Descriptor, error) {
+// withProfile adds the store's current profile to a new snapshot's config
+// and layers; a store that has none (a PC where no app was ever added)
+// passes on the first parent's, so that the apps still follow the person.
+func (r *Repo) withProfile(ctx context.Context, cfg *SnapshotConfig, layers []v1.Descriptor, parents []*Snapshot) ([]v1.Descriptor, error) {
 	desc, err := r.profileLayer(ctx)
 	if errors.Is(err, ErrNotFound) {
+		if len(parents) == 0 || parents[0].Config.Profile == "" {
+			return layers, nil
+		}
+		for _, l := range parents[0].Layers {
+			if l.Digest.String() == parents[0].Config.Profile && string(l.MediaType) == ProfileType {
+				cfg.Profile = parents[0].Config.Profile
+				return append(layers, l), nil
+			}
+		}
 		return layers, nil
 	}
 	if err != nil {
@@ -169,4 +227,21 @@ func (r *Repo) withProfile(ctx context.Context, cfg *SnapshotConfig, layers []v1
 	}
 	cfg.Profile = d.String()
 	return append(layers, desc), nil
+}
+
+// carriesProfile reports whether snapshot s carries the profile a new
+// snapshot would: the store's current one, if it has one.
+func (r *Repo) carriesProfile(ctx context.Context, s *Snapshot) (bool, error) {
+	desc, err := r.profileLayer(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	d, err := DigestFromHash(desc.Digest)
+	if err != nil {
+		return false, err
+	}
+	return s.Config.Profile == d.String(), nil
 }

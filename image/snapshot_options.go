@@ -59,6 +59,12 @@ type SnapshotOptions struct {
 	Progress *Progress
 	// Report, when set, receives what the run left out and took over.
 	Report *SnapshotReport
+	// MergeProfiles, when set, merges the profiles of two heads that grew
+	// apart from base (nil where a side has none) into the profile of
+	// their merge. Snapshot itself does not call it: the merge of heads
+	// (overlay) saves its result as the store's profile before it writes
+	// the merge snapshot. Nil keeps the store's own profile.
+	MergeProfiles func(base, ours, theirs []byte) ([]byte, error)
 
 	// A snapshot always leaves out the store it is written to and any
 	// other dvpc store it meets ([IsStoreDir]). It also leaves out cache

@@ -192,6 +192,11 @@ func Login(ctx context.Context, o LoginOptions) (*LoginReport, error) {
 		}
 		return rep, err
 	}
+	if o.Spec == "" && o.At.IsZero() && rep.Snapshot != nil {
+		if err := followProfile(ctx, repo, hist, rep.Snapshot, o.Snapshot.MergeProfiles); err != nil {
+			return rep, errors.Join(err, sess.Save(o.CacheDir))
+		}
+	}
 	rep.Elapsed = time.Since(start)
 	return rep, sess.Save(o.CacheDir)
 }
@@ -466,6 +471,9 @@ func mergeHeads(ctx context.Context, repo *image.Repo, hist *image.History, sess
 		merges = append(merges, mr)
 		if err != nil {
 			return ours, merges, fmt.Errorf("merge snapshot %s into %s: %w", h.ID, sess.Dir, err)
+		}
+		if err := mergeProfile(ctx, repo, base, ours, h, tmpl.MergeProfiles); err != nil {
+			return ours, merges, err
 		}
 		if forward && len(mr.Conflicts) == 0 {
 			ours = h

@@ -77,8 +77,9 @@ func (g *globals) sessionSnapshotOptions(cacheDir string) image.SnapshotOptions 
 	// A merge interrupted by a crash may leave its temporary directory.
 	excl := []string{"/" + overlay.MergeTempPrefix + "*"}
 	return image.SnapshotOptions{Host: g.host, Mirrors: urls, CacheDirs: image.UserCacheDirs(), Excludes: excl,
-		OnError:   func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: skipped %s: %v\n", p, err) },
-		OnWarning: func(p string, msg string) { fmt.Fprintf(g.stderr, "dvpc: %s: %s\n", p, msg) },
+		OnError:       func(p string, err error) { fmt.Fprintf(g.stderr, "dvpc: skipped %s: %v\n", p, err) },
+		OnWarning:     func(p string, msg string) { fmt.Fprintf(g.stderr, "dvpc: %s: %s\n", p, msg) },
+		MergeProfiles: profiles.MergeDocs,
 	}
 }
 

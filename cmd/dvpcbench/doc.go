@@ -72,6 +72,11 @@
 //     the snapshot, the look for newer snapshots on the mirror and the
 //     push) is timed against restic backup and borg create of the home
 //     after the same change.
+//  11. dvpc's apps (see apps.go): three apps of 200 MiB unpacked in all,
+//     built from generated data as OCI images and pushed to a local
+//     registry; dvpc app install of the three on a PC of their own,
+//     against skopeo copy of the same images; then the bytes a snapshot of that home stores, against the
+//     same home with the apps' files inside it.
 //
 // Each step records its wall time, CPU time and the peak RSS of the tool's
 // process (ru_maxrss from wait4). On Linux a child's ru_maxrss is never
@@ -95,7 +100,7 @@
 // agent, so no other figure includes the key derivation; the step checks
 // that a command with a wrong passphrase then still opens the store. restic
 // and borg derive their keys in every command, as they always do. restic, borgbackup,
-// xorriso and docker-registry are installed with apt-get when missing.
+// xorriso, docker-registry and skopeo are installed with apt-get when missing.
 //
 // dvpcbench prints a table (rows: measurements; columns: dvpc, restic,
 // borg, dvpc/restic, dvpc/borg), the limits (tar, xorriso with the sizes
@@ -109,7 +114,7 @@
 // pull of the week ≤ 1.1× its new blobs, login ≤ 1.2× the restore of the
 // same snapshot, sync --watch ≤ 0.3 s from a change to a local snapshot,
 // sync after a one-file change ≤ 0.5× restic, peak RSS of the login ≤ 100
-// MiB; a missed push aim says so when the machine's CPU floor is above it.
+// MiB, installed apps ≤ 1% of their bytes stored; a missed push aim says so when the machine's CPU floor is above it.
 // A tool that fails shows "failed" in its cells and the others go on; "-"
 // means not run. -json writes all figures (the ISO comparison under
 // "iso"), and the logs of every command are in DIR/logs.

@@ -56,6 +56,7 @@ type bench struct {
 	homeManifest map[string]entry // the home after the week of work
 	limitResults map[string]*result
 	iso          *isoReport     // dvpc's ISO build against xorriso's
+	apps         *appsRun       // the apps of the apps stage, once built
 	registries   []*registry    // local registries of the mirror steps, once started
 	proxy        *countingProxy // in front of the login's registry, once started
 	registryErr  error
@@ -448,6 +449,11 @@ var rows = []row{
 	{key: "sync_one_s", label: "sync after a one-file change s", value: stepCell("sync-one", seconds)},
 	{key: "rss_login_mib", label: "  peak RSS login MiB", value: stepCell("login", rssMiB)},
 	{key: "rss_sync_watch_mib", label: "  peak RSS sync --watch MiB", value: stepCell("sync-watch", rssMiB)},
+	{key: "apps_install_s", label: "install of 3 apps from a registry s", value: stepCell("apps-install", seconds)},
+	{key: "apps_install_vs_skopeo", label: "apps install / skopeo copy", value: appsInstallVsSkopeo},
+	{key: "apps_installed_mib", label: "snapshot of a home with 3 apps installed MiB", value: appsInstalledMiB},
+	{key: "apps_inside_mib", label: "the same home with the apps' files inside MiB", value: appsInsideMiB},
+	{key: "apps_stored_pct", label: "app bytes stored %", value: appsStoredPct},
 	{key: "restore_check", label: "full restore check", text: checkText("restore")},
 	{key: "restore_file_check", label: "one-file restore check", text: checkText("restore-file")},
 	{key: "login_check", label: "login check", text: checkText("login")},
@@ -599,6 +605,7 @@ var aims = []aim{
 	{label: "sync --watch: change → snapshot ≤ 0.3 s", key: "sync_watch_s", bound: constBound(0.3, "0.3 s")},
 	{label: "sync after a one-file change ≤ 0.5× restic", key: "sync_one_s", bound: times(0.5, "sync_one_s", "restic")},
 	{label: "peak RSS of login ≤ 100 MiB", key: "rss_login_mib", bound: constBound(100, "100 MiB")},
+	{label: "installed apps: ≤ 1% of their bytes stored", key: "apps_stored_pct", bound: constBound(1, "1%")},
 }
 
 func (b *bench) evalAims() []aimResult {
@@ -819,6 +826,9 @@ func (b *bench) writeJSON(name string) error {
 	}
 	if b.iso != nil {
 		rep["iso"] = b.iso
+	}
+	if b.apps != nil {
+		rep["apps"] = b.apps
 	}
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {

@@ -164,6 +164,9 @@ var stages = []stage{
 	{name: "login", step: "login"},
 	{name: "sync-watch", step: "sync-watch"},
 	{name: "sync-one", step: "sync-one"},
+	// dvpc's apps (see apps.go), on a PC of their own.
+	{name: "apps", global: (*bench).runApps},
+	{name: "apps-limits", global: runLimits("apps-limits")},
 }
 
 // limit is a reference command that bounds what any tool can do on this
@@ -240,6 +243,21 @@ var limits = []limit{
 		cleanup: cleanupISO,
 		bytes:   func(b *bench) int64 { return b.iso.FileBytes },
 		detail:  (*bench).isoDetail,
+	},
+	{
+		// The same images as dvpc's apps install (see apps.go).
+		name:    "skopeo-apps",
+		label:   "skopeo copy of the 3 apps' images",
+		stage:   "apps-limits",
+		bins:    []string{"skopeo"},
+		prepare: appsInstalled,
+		cmd:     skopeoApps,
+		cleanup: func(b *bench) {
+			if !b.cfg.keep {
+				os.RemoveAll(b.path("apps", "skopeo"))
+			}
+		},
+		bytes: func(b *bench) int64 { return b.apps.Bytes },
 	},
 	{
 		// What the registries of the push-4 step leave of the CPUs (see
@@ -782,6 +800,7 @@ var debianPackages = map[string]string{
 	"xorriso":         "xorriso",
 	"osirrox":         "xorriso",
 	"docker-registry": "docker-registry",
+	"skopeo":          "skopeo",
 }
 
 // ensureTools installs from Debian the programs that the selected tools
