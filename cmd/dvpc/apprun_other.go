@@ -14,5 +14,3 @@ func ownRootCommand(ctx context.Context, root string, entry, args []string, env 
 }
 
 const ownRootHint = "apps that need their own root file system run on Linux only; a static build of the app runs here"
-
-var errNoOwnRoot = errors.New("running an app in its own root file system needs Linux")
