@@ -44,7 +44,13 @@ type UnpackReport struct {
 // inodes or memory through names.
 const (
 	maxNameLen = 4096
+	maxEntries = 4 << 20
 )
+
+// MaxLayerBytes bounds what one layer may unpack to, so that a layer that
+// decompresses to far more than any app holds (a "zip bomb") is refused
+// rather than filling the disk.
+var MaxLayerBytes int64 = 32 << 30
 
 // Unpack applies one layer (a tar stream, gzip or zstd compressed or not)
 // over root. It never writes outside root: see the package documentation
@@ -56,14 +62,21 @@ func Unpack(ctx context.Context, root *os.Root, layer io.Reader, rep *UnpackRepo
 	}
 	defer closeFn()
 	u := &unpacker{root: root, rep: rep, here: map[string]bool{}}
-	tr := tar.NewReader(r)
-	for {
+	tr := tar.NewReader(&boundedReader{r: r, left: MaxLayerBytes})
+	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if n >= maxEntries {
+			return &HostileError{Name: "(layer)", Why: fmt.Sprintf("more than %d entries", maxEntries)}
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			return nil
+		}
+		var he *HostileError
+		if errors.As(err, &he) {
+			return he
 		}
 		if err != nil {
 			return fmt.Errorf("read layer: %w", err)
@@ -357,4 +370,22 @@ func (r *UnpackReport) rewrite(s string) {
 	if r != nil {
 		r.Rewritten = append(r.Rewritten, s)
 	}
+}
+
+// boundedReader refuses to read past left bytes of a decompressed layer.
+type boundedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, &HostileError{Name: "(layer)", Why: fmt.Sprintf("unpacks to more than %d bytes", MaxLayerBytes)}
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }

@@ -3,6 +3,7 @@ package profiles
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io/fs"
@@ -257,4 +258,39 @@ func FuzzUnpack(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// A layer that decompresses to more than MaxLayerBytes (a small gzip of
+// zeros) is refused as hostile; one below the bound unpacks.
+func TestUnpackRefusesZipBomb(t *testing.T) {
+	old := MaxLayerBytes
+	MaxLayerBytes = 1 << 20
+	t.Cleanup(func() { MaxLayerBytes = old })
+	bomb := func(size int) []byte {
+		var tb bytes.Buffer
+		tw := tar.NewWriter(&tb)
+		tw.WriteHeader(&tar.Header{Name: "zeros", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(size)})
+		tw.Write(make([]byte, size))
+		tw.Close()
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(tb.Bytes())
+		zw.Close()
+		return gz.Bytes()
+	}
+	big := bomb(4 << 20)
+	if len(big) > 64<<10 {
+		t.Fatalf("the test's bomb is %d bytes compressed: not a bomb", len(big))
+	}
+	_, _, err := unpackInto(t, big)
+	if !errors.Is(err, ErrHostile) {
+		t.Fatalf("a layer of 4 MiB under a 1 MiB bound: %v, want a hostile layer", err)
+	}
+	root, _, err := unpackInto(t, bomb(512<<10))
+	if err != nil {
+		t.Fatalf("a layer under the bound: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "zeros")); err != nil || fi.Size() != 512<<10 {
+		t.Fatalf("the file under the bound: %v, %v", fi, err)
+	}
 }
