@@ -203,7 +203,7 @@ func (r *Repo) Snapshot(ctx context.Context, root string, opts SnapshotOptions) 
 		userName = u.Username
 	}
 	cfg := &SnapshotConfig{
-		Version: 1, Root: rootID, Time: opts.Time, Host: opts.Host, User: userName, Path: abs,
+		Version: 1, Root: rootID, Time: opts.Time, Host: opts.Host, OS: runtime.GOOS, User: userName, Path: abs,
 		Home: home, Seq: seq, Mirrors: opts.Mirrors, Excludes: opts.Excludes, Stats: a.stats,
 	}
 	for _, p := range parents {

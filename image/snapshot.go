@@ -36,6 +36,7 @@ type SnapshotConfig struct {
 	Root     ChunkID   `json:"root"`
 	Time     time.Time `json:"time"`
 	Host     string    `json:"host"`
+	OS       string    `json:"os,omitempty"` // the system the snapshot was taken on (GOOS); empty before it was recorded
 	User     string    `json:"user"`
 	Path     string    `json:"path"`
 	Home     string    `json:"home,omitempty"`    // empty: written before homes existed

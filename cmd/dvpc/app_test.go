@@ -549,3 +549,51 @@ func TestAppProfileReachesNewPC(t *testing.T) {
 	}
 	requireSameTree(t, h.home, dir3)
 }
+
+// TestLoginPlacesSettingsForAnotherOS: a snapshot taken on Linux keeps an
+// app's settings at its Linux path; a login that says it is for Windows
+// puts them where the Windows build reads them (%APPDATA%\hello), and
+// leaves a file already there alone.
+func TestLoginPlacesSettingsForAnotherOS(t *testing.T) {
+	apps := regtest.Start(t)
+	ref := apps.Addr() + "/apps/hello:1"
+	pushHello(t, ref, buildHello(t), "v1")
+	h := newHomePC(t, 1)
+	h.cli.must("app", "add", "hello", ref)
+	writeFileString(t, filepath.Join(h.home, ".config", "hello", "prefs.txt"), "colour=blue\n")
+	writeFileString(t, filepath.Join(h.home, ".config", "hello", "sub", "keys.txt"), "ctrl-q=quit\n")
+	h.cli.snapshot(h.home)
+	h.cli.must("push")
+
+	pc := h.strangePC(t, "pc")
+	dir := filepath.Join(t.TempDir(), "work")
+	r := pc.must("login", "--no-apps", "--os", "windows", "--mirror", h.proxies[0].addr+"/dvpc/home", "--to", dir)
+	if !strings.Contains(r.stderr, `settings for hello: ~/.config/hello`) {
+		t.Errorf("login does not say where the settings went:\n%s", r)
+	}
+	for rel, want := range map[string]string{"prefs.txt": "colour=blue\n", "sub/keys.txt": "ctrl-q=quit\n"} {
+		b, err := os.ReadFile(filepath.Join(dir, "AppData", "Roaming", "hello", filepath.FromSlash(rel)))
+		if err != nil || string(b) != want {
+			t.Errorf("%s at the Windows path: %q, %v; want %q", rel, b, err, want)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, ".config", "hello", filepath.FromSlash(rel))); err != nil || string(b) != want {
+			t.Errorf("%s at the Linux path is gone or changed: %q, %v", rel, b, err)
+		}
+	}
+
+	// A file already at the Windows path is never replaced.
+	pc2 := h.strangePC(t, "pc2")
+	dir2 := filepath.Join(t.TempDir(), "work")
+	writeFileString(t, filepath.Join(h.home, "AppData", "Roaming", "hello", "prefs.txt"), "colour=red\n")
+	h.cli.snapshot(h.home)
+	h.cli.must("push")
+	pc2.must("login", "--no-apps", "--os", "windows", "--mirror", h.proxies[0].addr+"/dvpc/home", "--to", dir2)
+	if b, _ := os.ReadFile(filepath.Join(dir2, "AppData", "Roaming", "hello", "prefs.txt")); string(b) != "colour=red\n" {
+		t.Errorf("the Windows path's own file was replaced: %q", b)
+	}
+	// A login for the system the snapshot was taken on moves nothing.
+	pc3 := h.strangePC(t, "pc3")
+	dir3 := filepath.Join(t.TempDir(), "work")
+	pc3.must("login", "--no-apps", "--mirror", h.proxies[0].addr+"/dvpc/home", "--to", dir3)
+	requireSameTree(t, h.home, dir3)
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ type loginOpts struct {
 	ephemeralSet  bool
 	signer        string
 	noApps        bool
+	goos          string
 }
 
 func loginCommand(g *globals) *cli.Command {
@@ -50,6 +52,7 @@ func loginCommand(g *globals) *cli.Command {
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to non-loopback registries", Destination: &o.insecure},
 			&cli.StringFlag{Name: "signer", Usage: "trust the key of `SHA256:FINGERPRINT` without unlocking first", Destination: &o.signer},
 			&cli.BoolFlag{Name: "no-apps", Usage: "do not install the profile's apps", Destination: &o.noApps},
+			&cli.StringFlag{Name: "os", Value: runtime.GOOS, Usage: "the system (linux, darwin, windows) whose apps read the home: their settings are put where it keeps them", Destination: &o.goos},
 			hostFlag(g),
 		},
 		Action: func(c *cli.Context) error {
@@ -321,7 +324,10 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 	}
 	// The profile's apps install for this PC while the home is written.
 	var apps appInstalls
-	onTarget := func(_ *image.Snapshot, profile []byte) {
+	var targetOS string
+	var targetProfile []byte
+	onTarget := func(snap *image.Snapshot, profile []byte) {
+		targetOS, targetProfile = snap.Config.OS, profile
 		if !o.noApps && profile != nil {
 			apps.start(ctx, profile, filepath.Join(cacheDir, appsDirName), appPlaces(cacheDir, places))
 		}
@@ -357,6 +363,17 @@ func runLogin(ctx context.Context, g *globals, o loginOpts, spec string) error {
 	}
 	if err := adoptPlaces(cacheDir, places, rep.Pull.Mirrors); err != nil {
 		return err
+	}
+	if targetProfile != nil {
+		if p, err := profiles.ParseProfile(targetProfile); err == nil {
+			placed, err := placeSettings(p, targetOS, o.goos, rep.Session.Dir)
+			for _, l := range placed {
+				fmt.Fprintf(g.stderr, "settings for %s\n", l)
+			}
+			if err != nil {
+				fmt.Fprintf(g.stderr, "dvpc: %v\n", err)
+			}
+		}
 	}
 	for _, a := range installed {
 		for _, r := range a.res.Refused {
