@@ -89,5 +89,19 @@ fi
 step "dvpc verify --read-data"
 "$dvpc" verify --read-data
 
+step "dvpc media iso: the weekly disc"
+"$dvpc" media iso --no-clients --out "$demo/weekly.iso" >/dev/null
+ls -l "$demo/weekly.iso"
+
+step "dvpc login on a strange PC: its own store and HOME, the disc as the base"
+pc="$demo/strange-pc"
+mkdir -p "$pc"
+HOME="$pc" "$dvpc" --store "$pc/store" login --from "$demo/weekly.iso" --to "$pc/work"
+diff -r --no-dereference -x pipe.fifo "$demo/home" "$pc/work"
+echo "the login's directory holds the home as snapshotted"
+echo "a change on the strange PC" > "$pc/work/from-the-strange-pc.txt"
+HOME="$pc" "$dvpc" --store "$pc/store" sync "$pc/work"
+HOME="$pc" "$dvpc" --store "$pc/store" session "$pc/work"
+
 printf '\nDone. The store is in %s; try: DVPC_STORE=%s DVPC_PASSPHRASE_FILE=%s %s ls latest\n' \
   "$demo/store" "$demo/store" "$DVPC_PASSPHRASE_FILE" "$dvpc"
