@@ -10,7 +10,7 @@ if ! command -v crane >/dev/null && [ ! -x "$(go env GOPATH)/bin/crane" ]; then
   go install "github.com/google/go-containerregistry/cmd/crane@${crane_version}"
 fi
 
-pkgs=(skopeo docker-registry openssh-client python3 attr git mount util-linux xorriso genisoimage gdisk dosfstools mtools chromium restic borgbackup zsh fish)
+pkgs=(skopeo docker-registry cpio openssh-client python3 attr git mount util-linux xorriso genisoimage gdisk dosfstools mtools chromium restic borgbackup zsh fish)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
