@@ -165,10 +165,7 @@ func (g *globals) loginCache(ctx context.Context, storeID string) (dir string, c
 		if kerr != nil || kf.StoreID == storeID {
 			return own, false, nil
 		}
-		dir = filepath.Join(filepath.Dir(filepath.Dir(defaultStore())), "dvpc", "stores", storeID)
-		if d := os.Getenv("XDG_DATA_HOME"); d != "" {
-			dir = filepath.Join(d, "dvpc", "stores", storeID)
-		}
+		dir = filepath.Join(cachesDir(), storeID)
 	} else {
 		dir = own
 	}
@@ -604,3 +601,7 @@ func goneMedium(before []mediumState) string {
 	}
 	return ""
 }
+
+// cachesDir holds this PC's caches of stores other than the person's own,
+// one per store ID, beside the default store: $XDG_DATA_HOME/dvpc/stores.
+func cachesDir() string { return filepath.Join(filepath.Dir(defaultStore()), "stores") }

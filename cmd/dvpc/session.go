@@ -177,10 +177,7 @@ func (g *globals) findSession(dir string) (string, *overlay.Session, error) {
 	if storeKind(g.store) == kindDir {
 		stores = append(stores, g.store)
 	}
-	base := filepath.Join(filepath.Dir(filepath.Dir(defaultStore())), "dvpc", "stores")
-	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
-		base = filepath.Join(d, "dvpc", "stores")
-	}
+	base := cachesDir()
 	if ents, err := os.ReadDir(base); err == nil {
 		for _, e := range ents {
 			stores = append(stores, filepath.Join(base, e.Name()))
